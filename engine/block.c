@@ -1,0 +1,2 @@
+/* block.c -- placeholder until the module lands. */
+#include "strataInt.h"

@@ -1,0 +1,2 @@
+/* bloom.c -- placeholder until the module lands. */
+#include "strataInt.h"

@@ -1,0 +1,2 @@
+/* cache.c -- placeholder until the module lands. */
+#include "strataInt.h"

@@ -1,0 +1,2 @@
+/* compress.c -- placeholder until the module lands. */
+#include "strataInt.h"

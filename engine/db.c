@@ -1,0 +1,2 @@
+/* db.c -- placeholder until the module lands. */
+#include "strataInt.h"

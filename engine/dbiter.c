@@ -1,0 +1,2 @@
+/* dbiter.c -- placeholder until the module lands. */
+#include "strataInt.h"

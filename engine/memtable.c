@@ -1,0 +1,2 @@
+/* memtable.c -- placeholder until the module lands. */
+#include "strataInt.h"

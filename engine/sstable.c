@@ -1,0 +1,2 @@
+/* sstable.c -- placeholder until the module lands. */
+#include "strataInt.h"

@@ -1,0 +1,453 @@
+/*
+** strataInt.h -- internal types and per-module interfaces of the engine.
+**
+** Every engine .c file includes this header. Functions are named after the
+** module that owns them (strataWalAppend is in wal.c). Unless stated
+** otherwise a function returns STRATA_OK or an error code, and on error has
+** set the thread's message with strataErr(); out-parameters are NULL/0 on
+** failure.
+**
+** INTERNAL KEYS
+**
+** The engine stores every write as an internal key: the user key followed by
+** an 8-byte little-endian trailer (sequence << 8 | type). Internal keys sort
+** by user key (memcmp, shorter prefix first), then by sequence descending,
+** then by type descending, so the newest version of a key comes first.
+*/
+#ifndef STRATA_INT_H
+#define STRATA_INT_H
+
+#include "strata.h"
+
+#include <stdarg.h>
+#include <stdatomic.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <string.h>
+
+/* Sorted typedef list. */
+typedef struct BlockCache BlockCache;
+typedef struct CacheHandle CacheHandle;
+typedef struct LogReader LogReader;
+typedef struct LogWriter LogWriter;
+typedef struct Memtable Memtable;
+typedef struct SstBuilder SstBuilder;
+typedef struct SstOptions SstOptions;
+typedef struct SstProps SstProps;
+typedef struct SstReader SstReader;
+typedef struct StrataBuf StrataBuf;
+typedef struct StrataFile StrataFile;
+typedef struct StrataFileMethods StrataFileMethods;
+typedef struct StrataIoStats StrataIoStats;
+typedef struct StrataIter StrataIter;
+typedef struct StrataIterMethods StrataIterMethods;
+typedef struct StrataReadStats StrataReadStats;
+
+typedef uint8_t u8;
+typedef uint16_t u16;
+typedef uint32_t u32;
+typedef uint64_t u64;
+typedef int64_t i64;
+
+#define STRATA_FORMAT_VERSION 1
+
+#if defined(__GNUC__)
+#define LIKELY(x) __builtin_expect(!!(x), 1)
+#define UNLIKELY(x) __builtin_expect(!!(x), 0)
+#else
+#define LIKELY(x) (x)
+#define UNLIKELY(x) (x)
+#endif
+
+/* ------------------------------------------------------------------ */
+/* util.c: allocation, error messages, integer coding, buffers. */
+
+/* All engine allocations go through these, so tests can fail the Nth one. */
+void *strataMalloc(size_t n);
+void *strataMallocZero(size_t n);
+void *strataRealloc(void *p, size_t n);
+void strataFreeMem(void *p);
+char *strataStrdup(const char *z);
+char *strataMprintf(const char *zFmt, ...) __attribute__((format(printf, 1, 2)));
+/* Test hook: the nth allocation from now fails (and every one after it
+** while bSticky); n <= 0 disables. */
+void strataTestFailMalloc(int n, int bSticky);
+
+/* Set the calling thread's error message and return rc. */
+int strataErr(int rc, const char *zFmt, ...) __attribute__((format(printf, 2, 3)));
+const char *strataErrMsgGet(void);
+void strataErrClear(void);
+
+static inline void strataPut16(u8 *p, u16 v) { memcpy(p, &v, 2); }
+static inline void strataPut32(u8 *p, u32 v) { memcpy(p, &v, 4); }
+static inline void strataPut64(u8 *p, u64 v) { memcpy(p, &v, 8); }
+static inline u16 strataGet16(const u8 *p) { u16 v; memcpy(&v, p, 2); return v; }
+static inline u32 strataGet32(const u8 *p) { u32 v; memcpy(&v, p, 4); return v; }
+static inline u64 strataGet64(const u8 *p) { u64 v; memcpy(&v, p, 8); return v; }
+/* (The engine assumes a little-endian host; configure checks.) */
+
+/* LEB128 varints. Put returns bytes written (at most 5 / 10). Get returns
+** the byte after the varint, or NULL if it is truncated or overlong. */
+int strataPutVarint32(u8 *p, u32 v);
+int strataPutVarint64(u8 *p, u64 v);
+int strataVarintLen(u64 v);
+const u8 *strataGetVarint32(const u8 *p, const u8 *pEnd, u32 *pv);
+const u8 *strataGetVarint64(const u8 *p, const u8 *pEnd, u64 *pv);
+
+/* A growable byte buffer. Zero-initialize; free with strataBufFree. */
+struct StrataBuf {
+  u8 *a;
+  size_t n;
+  size_t nAlloc;
+};
+int strataBufReserve(StrataBuf *b, size_t nExtra); /* room for n+nExtra bytes */
+int strataBufAppend(StrataBuf *b, const void *p, size_t n);
+int strataBufAppendVarint(StrataBuf *b, u64 v);
+int strataBufAppend32(StrataBuf *b, u32 v);
+int strataBufAppend64(StrataBuf *b, u64 v);
+int strataBufSet(StrataBuf *b, const void *p, size_t n);
+void strataBufFree(StrataBuf *b);
+
+/* crc32c.c: CRC-32C (Castagnoli), hardware accelerated where available. */
+u32 strataCrc32c(u32 crc, const void *p, size_t n);
+/* Stored CRCs are masked (rotated and offset) so that a CRC of data that
+** itself contains CRCs stays well distributed. */
+static inline u32 strataCrcMask(u32 c) { return ((c >> 15) | (c << 17)) + 0xa282ead8u; }
+static inline u32 strataCrcUnmask(u32 m) { u32 r = m - 0xa282ead8u; return (r >> 17) | (r << 15); }
+
+u64 strataNowMicros(void);
+
+/* ------------------------------------------------------------------ */
+/* Internal keys. */
+
+#define STRATA_TYPE_DELETE 0
+#define STRATA_TYPE_VALUE 1
+#define STRATA_MAX_SEQ ((((u64)1) << 56) - 1)
+#define STRATA_TRAILER 8
+
+static inline u64 strataPackTrailer(u64 seq, int type) { return (seq << 8) | (u64)type; }
+static inline u64 strataIkeyTrailer(const u8 *pIkey, size_t n) { return strataGet64(pIkey + n - 8); }
+static inline u64 strataIkeySeq(const u8 *pIkey, size_t n) { return strataIkeyTrailer(pIkey, n) >> 8; }
+static inline int strataIkeyType(const u8 *pIkey, size_t n) { return (int)(strataIkeyTrailer(pIkey, n) & 0xff); }
+
+/* memcmp order, a prefix before the longer key. */
+static inline int strataUkeyCompare(const u8 *a, size_t na, const u8 *b, size_t nb) {
+  size_t n = na < nb ? na : nb;
+  int c = n ? memcmp(a, b, n) : 0;
+  if (c) return c;
+  return na < nb ? -1 : (na > nb ? 1 : 0);
+}
+
+/* Internal key order (see the file header). Both keys are >= 8 bytes. */
+static inline int strataIkeyCompare(const u8 *a, size_t na, const u8 *b, size_t nb) {
+  int c = strataUkeyCompare(a, na - 8, b, nb - 8);
+  if (c) return c;
+  {
+    u64 ta = strataGet64(a + na - 8), tb = strataGet64(b + nb - 8);
+    return ta > tb ? -1 : (ta < tb ? 1 : 0);
+  }
+}
+
+/* Build an internal key into b (replacing its contents). */
+int strataIkeyBuild(StrataBuf *b, const u8 *pUkey, size_t nUkey, u64 seq, int type);
+
+/* ------------------------------------------------------------------ */
+/* env.c: the file system interface. Everything the engine does to files goes
+** through a strata_env so tests can inject faults. */
+
+#define STRATA_OPEN_READ 1   /* existing file, read only */
+#define STRATA_OPEN_WRITE 2  /* create or truncate, write by appending */
+#define STRATA_OPEN_APPEND 3 /* existing or new file, append at its end */
+
+/* Counters shared by every file a database opens (atomic). */
+struct StrataIoStats {
+  _Atomic u64 nWritten; /* bytes appended to any file */
+  _Atomic u64 nRead;    /* bytes read */
+};
+
+struct StrataFile {
+  const StrataFileMethods *pMethods;
+  StrataIoStats *pStats; /* may be NULL; set by strataEnvOpen */
+};
+
+struct StrataFileMethods {
+  /* Read up to n bytes at offset off; *pnRead is set to the count read
+  ** (less than n only at end of file). */
+  int (*xRead)(StrataFile *, void *pBuf, size_t n, u64 off, size_t *pnRead);
+  /* Append all n bytes at the end of the file (a short write is an error). */
+  int (*xAppend)(StrataFile *, const void *p, size_t n);
+  int (*xSync)(StrataFile *); /* fdatasync */
+  int (*xSize)(StrataFile *, u64 *pSize);
+  int (*xTruncate)(StrataFile *, u64 size);
+  void (*xClose)(StrataFile *);
+};
+
+struct strata_env {
+  int (*xOpen)(strata_env *, const char *zPath, int flags, StrataFile **ppFile);
+  int (*xDelete)(strata_env *, const char *zPath);
+  int (*xRename)(strata_env *, const char *zFrom, const char *zTo);
+  int (*xMkdir)(strata_env *, const char *zPath); /* OK if it exists */
+  int (*xRmdir)(strata_env *, const char *zPath);
+  int (*xSyncDir)(strata_env *, const char *zPath);
+  int (*xExists)(strata_env *, const char *zPath); /* 1 yes, 0 no */
+  /* Names (not paths) of the entries of a directory; free with strataFreeList. */
+  int (*xListDir)(strata_env *, const char *zPath, char ***pazName, int *pnName);
+  /* Take an exclusive advisory lock on zPath (created if absent); STRATA_BUSY
+  ** if another holder has it. Release by closing the file. */
+  int (*xLock)(strata_env *, const char *zPath, StrataFile **ppFile);
+  void *pAppData;
+};
+
+strata_env *strataEnvDefault(void);
+void strataFreeList(char **azName, int nName);
+int strataEnvOpen(strata_env *env, const char *zPath, int flags, StrataIoStats *pStats,
+                  StrataFile **ppFile);
+static inline int strataFileRead(StrataFile *f, void *p, size_t n, u64 off, size_t *pnRead) {
+  int rc = f->pMethods->xRead(f, p, n, off, pnRead);
+  if (rc == STRATA_OK && f->pStats) atomic_fetch_add_explicit(&f->pStats->nRead, *pnRead, memory_order_relaxed);
+  return rc;
+}
+static inline int strataFileAppend(StrataFile *f, const void *p, size_t n) {
+  int rc = f->pMethods->xAppend(f, p, n);
+  if (rc == STRATA_OK && f->pStats) atomic_fetch_add_explicit(&f->pStats->nWritten, n, memory_order_relaxed);
+  return rc;
+}
+static inline int strataFileSync(StrataFile *f) { return f->pMethods->xSync(f); }
+static inline int strataFileSize(StrataFile *f, u64 *p) { return f->pMethods->xSize(f, p); }
+static inline int strataFileTruncate(StrataFile *f, u64 n) { return f->pMethods->xTruncate(f, n); }
+static inline void strataFileClose(StrataFile *f) { if (f) f->pMethods->xClose(f); }
+/* Read exactly n bytes at off; a short read is STRATA_CORRUPT (truncated file). */
+int strataFileReadExact(StrataFile *f, void *p, size_t n, u64 off, const char *zWhat);
+/* Write a whole small file (temp + rename + syncs): used for CURRENT. */
+int strataEnvWriteFileAtomic(strata_env *env, const char *zDir, const char *zName,
+                             const void *p, size_t n, int bSync);
+int strataEnvReadFile(strata_env *env, const char *zPath, StrataBuf *pOut);
+
+/* Fault injection (tests): an env that wraps another and fails the Nth I/O
+** operation of the chosen kinds. See env.c. */
+#define STRATA_FAULT_EIO 1
+#define STRATA_FAULT_ENOSPC 2
+#define STRATA_FAULT_SHORT 3 /* a short write: part of the data lands, then an error */
+#define STRATA_FAULT_SYNC 4  /* fsync fails */
+#define STRATA_FAULT_CRASH 5 /* from the Nth op on, every op fails: a simulated crash */
+#define STRATA_FAULTOP_READ 0x01
+#define STRATA_FAULTOP_WRITE 0x02
+#define STRATA_FAULTOP_SYNC 0x04
+#define STRATA_FAULTOP_META 0x08 /* open-for-write, rename, delete, mkdir, syncdir */
+#define STRATA_FAULTOP_ALL 0x0f
+strata_env *strataFaultEnvNew(strata_env *pBase);
+void strataFaultEnvFree(strata_env *env);
+/* Arm: the nth operation (1-based) matching opMask from now fails with kind. */
+void strataFaultEnvArm(strata_env *env, int kind, int opMask, int n);
+void strataFaultEnvDisarm(strata_env *env);
+int strataFaultEnvCount(strata_env *env);  /* matching operations seen since arming */
+int strataFaultEnvFired(strata_env *env);  /* 1 if the fault has fired */
+
+/* ------------------------------------------------------------------ */
+/* Internal iterators: over internal keys (or, for blocks, raw keys). The
+** current entry lives in the base struct so the hot path is a field read.
+** Once rc is set the iterator is invalid and stays so. */
+
+struct StrataIterMethods {
+  void (*xSeekFirst)(StrataIter *);
+  void (*xSeekLast)(StrataIter *);
+  void (*xSeek)(StrataIter *, const u8 *pKey, size_t nKey); /* first entry >= key */
+  void (*xNext)(StrataIter *);                               /* requires bValid */
+  void (*xPrev)(StrataIter *);                               /* requires bValid */
+  void (*xClose)(StrataIter *);
+};
+
+struct StrataIter {
+  const StrataIterMethods *pMethods;
+  int bValid;
+  int rc;
+  const u8 *pKey;
+  size_t nKey;
+  const u8 *pVal;
+  size_t nVal;
+};
+
+static inline void strataIterClose(StrataIter *p) { if (p) p->pMethods->xClose(p); }
+
+/* Per-read counters a lookup fills in (the caller aggregates them). */
+struct StrataReadStats {
+  u64 nBloomCheck;
+  u64 nBloomUseful;
+};
+
+/* ------------------------------------------------------------------ */
+/* memtable.c: an arena-allocated skiplist of internal keys. One writer at a
+** time (the caller serializes writers); any number of readers without locks.
+** Reference counted: readers and iterators hold a reference. */
+
+int strataMemtableNew(Memtable **ppMem);
+void strataMemtableRef(Memtable *p);
+void strataMemtableUnref(Memtable *p); /* frees on the last reference */
+/* Add an entry. Returns STRATA_NOMEM if the arena cannot grow. The same
+** (key, seq) is never added twice. */
+int strataMemtableAdd(Memtable *p, u64 seq, int type, const u8 *pKey, size_t nKey,
+                      const u8 *pVal, size_t nVal);
+/* Newest entry for pKey with sequence <= seq. Returns 0 if there is none;
+** otherwise 1 with *pType set and, for a value, *ppVal/*pnVal pointing into
+** the memtable (valid while the caller holds a reference). */
+int strataMemtableGet(Memtable *p, const u8 *pKey, size_t nKey, u64 seq, int *pType,
+                      const u8 **ppVal, size_t *pnVal);
+size_t strataMemtableMemoryUsage(const Memtable *p); /* bytes allocated by the arena */
+u64 strataMemtableCount(const Memtable *p);          /* entries added */
+/* An iterator over the internal keys; it holds a reference to p. */
+int strataMemtableIterNew(Memtable *p, StrataIter **ppIter);
+
+/* ------------------------------------------------------------------ */
+/* log.c: the record log used by the WAL and the manifest. A file is a
+** 16-byte header (magic, format version, kind) followed by records, each a
+** 16-byte header (header CRC, length, payload CRC, type) and its payload.
+** See doc/FORMAT.md. */
+
+#define STRATA_LOG_WAL 1
+#define STRATA_LOG_MANIFEST 2
+
+/* Create (truncate) zPath and write the file header. */
+int strataLogWriterOpen(strata_env *env, const char *zPath, u32 kind, StrataIoStats *pStats,
+                        LogWriter **ppWriter);
+/* Append one record to the writer's buffer. The buffer goes to the OS when
+** it fills, at strataLogFlush or strataLogSync. */
+int strataLogAppend(LogWriter *w, const u8 *p, size_t n);
+int strataLogFlush(LogWriter *w); /* buffered bytes to the OS (one write) */
+int strataLogSync(LogWriter *w);  /* flush + fdatasync */
+u64 strataLogSize(const LogWriter *w); /* bytes in the file, buffered included */
+/* Flush and close; NULL is fine. Returns the flush error, if any. */
+int strataLogWriterClose(LogWriter *w);
+
+int strataLogReaderOpen(strata_env *env, const char *zPath, u32 kind, LogReader **ppReader);
+/* Next record. STRATA_OK with *pp/*pn (valid until the next call), or
+** STRATA_NOTFOUND at the end of the log (including a torn tail: a damaged
+** last record that nothing valid follows), or STRATA_CORRUPT if a damaged
+** record is followed by valid ones (the message gives the offset). */
+int strataLogRead(LogReader *r, const u8 **pp, size_t *pn);
+u64 strataLogReaderOffset(const LogReader *r); /* end of the last good record */
+int strataLogReaderTorn(const LogReader *r);   /* 1 if the end was a torn tail */
+void strataLogReaderClose(LogReader *r);
+
+/* ------------------------------------------------------------------ */
+/* batch.c: the write batch and its encoding, which is also the WAL record
+** payload: seq (8) | count (4) | count x (type (1) | varint klen | key
+** [| varint vlen | value]). */
+
+struct strata_batch {
+  StrataBuf rep; /* the encoding above; seq is filled at commit */
+  u64 nUserBytes;
+};
+#define STRATA_BATCH_HEADER 12
+int strataBatchInit(strata_batch *b);
+u32 strataBatchCount(const strata_batch *b);
+void strataBatchSetSeq(strata_batch *b, u64 seq);
+u64 strataBatchSeq(const strata_batch *b);
+int strataBatchAppend(strata_batch *pDst, const strata_batch *pSrc); /* ops of src after dst's */
+/* Call xOp for every operation of an encoded batch (rep/n) in order; stops at
+** the first nonzero return. STRATA_CORRUPT if the encoding is damaged. */
+int strataBatchIterate(const u8 *rep, size_t n, void *pCtx,
+                       int (*xOp)(void *pCtx, u64 seq, int type, const u8 *pKey, size_t nKey,
+                                  const u8 *pVal, size_t nVal));
+
+/* ------------------------------------------------------------------ */
+/* cache.c: a sharded LRU cache with a byte budget, keyed by (id, offset).
+** Used for data/index/filter blocks and, with charge 1 per entry, as the
+** table cache of open files. */
+
+int strataCacheNew(size_t nCapacity, BlockCache **ppCache);
+void strataCacheFree(BlockCache *c);
+/* Returns a pinned handle or NULL. */
+CacheHandle *strataCacheLookup(BlockCache *c, u64 id, u64 off);
+/* Insert (replacing any entry with the same key) and return it pinned.
+** xFree(pValue) runs when the entry is evicted or replaced and unpinned.
+** Returns NULL only if the handle cannot be allocated (then xFree has run). */
+CacheHandle *strataCacheInsert(BlockCache *c, u64 id, u64 off, void *pValue, size_t nCharge,
+                               void (*xFree)(void *));
+void *strataCacheValue(CacheHandle *h);
+void strataCacheRelease(BlockCache *c, CacheHandle *h);
+void strataCacheErase(BlockCache *c, u64 id, u64 off);
+/* Erase every entry with this id (a deleted file). */
+void strataCacheEraseId(BlockCache *c, u64 id);
+size_t strataCacheUsage(BlockCache *c);
+u64 strataCacheNewId(BlockCache *c); /* a fresh id, for readers without a file number */
+void strataCacheCounters(BlockCache *c, u64 *pnHit, u64 *pnMiss);
+size_t strataCacheCount(BlockCache *c);
+
+/* ------------------------------------------------------------------ */
+/* bloom.c: a cache-line-blocked bloom filter over user keys, one per table. */
+
+u32 strataBloomHash(const u8 *p, size_t n);
+/* Append a filter for nKey hashes to pOut. */
+int strataBloomBuild(const u32 *aHash, size_t nKey, int bitsPerKey, StrataBuf *pOut);
+/* 0 if the key is certainly absent, 1 if it may be present. A malformed
+** filter answers 1. */
+int strataBloomMayContain(const u8 *pFilter, size_t n, u32 hash);
+
+/* compress.c: the only file that knows zstd. */
+/* Append the compressed form of p/n to pOut. */
+int strataCompress(int type, int level, const u8 *p, size_t n, StrataBuf *pOut);
+/* Uncompressed size of a compressed block, or STRATA_CORRUPT. */
+int strataDecompressedSize(int type, const u8 *p, size_t n, size_t *pnOut);
+/* Decompress into pOut (which holds exactly nOut bytes). STRATA_CORRUPT on
+** damage or a size mismatch. */
+int strataDecompress(int type, const u8 *p, size_t n, u8 *pOut, size_t nOut);
+
+/* ------------------------------------------------------------------ */
+/* sstable.c (+ block.c): immutable sorted tables of internal keys. */
+
+struct SstOptions {
+  size_t nBlockSize;
+  int compression;
+  int compressionLevel;
+  int bloomBitsPerKey;
+  int restartInterval; /* keys between restart points (16) */
+  int bSync;           /* fsync the file before Finish returns */
+};
+
+struct SstProps {
+  u64 nEntries;
+  u64 nDeletes;
+  u64 nDataBlocks;
+  u64 nRawKeyBytes;
+  u64 nRawValBytes;
+  u64 minSeq, maxSeq;
+  u64 fileSize;
+  StrataBuf smallest; /* internal keys */
+  StrataBuf largest;
+};
+void strataSstPropsFree(SstProps *p);
+
+/* Create zPath. Entries must be added in strictly increasing internal key
+** order. */
+int strataSstBuilderNew(strata_env *env, const char *zPath, const SstOptions *opts,
+                        StrataIoStats *pStats, SstBuilder **ppBuilder);
+int strataSstBuilderAdd(SstBuilder *b, const u8 *pIkey, size_t nIkey, const u8 *pVal, size_t nVal);
+u64 strataSstBuilderFileSize(const SstBuilder *b); /* bytes so far, estimated */
+u64 strataSstBuilderCount(const SstBuilder *b);
+/* Write the remaining blocks and the footer, sync if asked, close the file
+** and free b. *pProps describes the table (free with strataSstPropsFree). */
+int strataSstBuilderFinish(SstBuilder *b, SstProps *pProps);
+/* Close and delete the partial file; free b. Accepts NULL. */
+void strataSstBuilderAbandon(SstBuilder *b);
+
+/* Open a table: read and check footer, index, filter and properties. Data
+** blocks go through pCache (which may be NULL) under the key (id, offset);
+** the index and filter blocks are held by the reader and charged to pCache
+** (the caller keeps readers in the table cache, so they are bounded too). */
+int strataSstOpen(strata_env *env, const char *zPath, u64 id, BlockCache *pCache,
+                  StrataIoStats *pStats, SstReader **ppReader);
+void strataSstClose(SstReader *r);
+const SstProps *strataSstProps(const SstReader *r);
+/* Bytes the reader holds in memory (index + filter): its cache charge. */
+size_t strataSstMemoryUsage(const SstReader *r);
+/* Newest entry for user key pUkey with sequence <= seq. *pFound = 0 if none;
+** else 1 with *pType and, for a value, the value copied into pVal. */
+int strataSstGet(SstReader *r, const u8 *pUkey, size_t nUkey, u64 seq, StrataReadStats *pStats,
+                 int *pFound, int *pType, StrataBuf *pVal);
+/* An iterator over the table's internal keys. bFillCache = 0 leaves the
+** cache unchanged by blocks it reads (for compaction and scans). */
+int strataSstIterNew(SstReader *r, int bFillCache, StrataIter **ppIter);
+/* Check every block's checksum and the key order (tools, tests). */
+int strataSstVerify(SstReader *r);
+
+#endif /* STRATA_INT_H */

@@ -1,0 +1,2 @@
+/* txn.c -- placeholder until the module lands. */
+#include "strataInt.h"

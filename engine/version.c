@@ -1,0 +1,2 @@
+/* version.c -- placeholder until the module lands. */
+#include "strataInt.h"
