@@ -288,7 +288,7 @@ void strataMemtableUnref(Memtable *p); /* frees on the last reference */
 int strataMemtableAdd(Memtable *p, u64 seq, int type, const u8 *pKey, size_t nKey,
                       const u8 *pVal, size_t nVal);
 /* Newest entry for pKey with sequence <= seq. Returns 0 if there is none;
-** otherwise 1 with *pType set and, for a value, *ppVal/*pnVal pointing into
+** otherwise 1 with *pType set and, for a value, *ppVal and *pnVal pointing into
 ** the memtable (valid while the caller holds a reference). */
 int strataMemtableGet(Memtable *p, const u8 *pKey, size_t nKey, u64 seq, int *pType,
                       const u8 **ppVal, size_t *pnVal);
@@ -319,7 +319,7 @@ u64 strataLogSize(const LogWriter *w); /* bytes in the file, buffered included *
 int strataLogWriterClose(LogWriter *w);
 
 int strataLogReaderOpen(strata_env *env, const char *zPath, u32 kind, LogReader **ppReader);
-/* Next record. STRATA_OK with *pp/*pn (valid until the next call), or
+/* Next record. STRATA_OK with *pp and *pn (valid until the next call), or
 ** STRATA_NOTFOUND at the end of the log (including a torn tail: a damaged
 ** last record that nothing valid follows), or STRATA_CORRUPT if a damaged
 ** record is followed by valid ones (the message gives the offset). */
