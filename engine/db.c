@@ -1,2 +1,1360 @@
-/* db.c -- placeholder until the module lands. */
+/*
+** db.c -- the public entry points: open and recovery, the write path with
+** group commit, reads, snapshots, flush and background work, statistics.
+**
+** LOCKING
+** db->mu guards the memtable pointers, the version set, the writer queue,
+** the snapshot list and the background state. It is never held during WAL
+** or table I/O on the write path (the leader of a commit group drops it),
+** and readers hold it only long enough to take references.
+**
+** WRITE PATH (GROUP COMMIT)
+** A writer joins a FIFO queue. The writer at the front is the leader: it
+** makes room in the memtable (switching to a new memtable and WAL if full),
+** gathers the batches of the writers queued behind it into one group,
+** assigns their sequence numbers, and with the mutex released appends the
+** group to the WAL as one record (one write() for sync=normal, plus
+** fdatasync for sync=full) and inserts it into the memtable. It then
+** publishes the new last sequence and wakes the group. Only the leader
+** touches the WAL and inserts into the memtable, so the skiplist has one
+** writer at a time.
+**
+** RECOVERY
+** Open reads CURRENT and the manifest, replays every WAL not yet covered by
+** a table into memtables that it writes out as L0 tables, and starts a new
+** manifest that records the result. Files that no version references
+** (a crash during a flush or compaction) are deleted.
+**
+** FAILURES
+** A failed WAL write or flush makes the handle read-only (sticky error):
+** the memtable may then hold writes that are not in the log, or the log a
+** partial record. Reads go on; writes fail until the database is reopened,
+** and recovery then restores exactly the acknowledged writes.
+*/
 #include "strataInt.h"
+
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <time.h>
+#include <unistd.h>
+
+/* OPTIONS */
+
+void strata_options_init(strata_options *o) {
+  memset(o, 0, sizeof(*o));
+  o->create_if_missing = 1;
+  o->memtable_size = 8u << 20;
+  o->block_size = 4096;
+  o->compression = STRATA_COMPRESSION_ZSTD;
+  o->compression_level = 1;
+  o->bloom_bits_per_key = 10;
+  o->cache_size = 32u << 20;
+  o->max_open_files = 500;
+  o->sync = STRATA_SYNC_NORMAL;
+  o->l0_compaction_trigger = 4;
+  o->l0_slowdown_trigger = 12;
+  o->l0_stop_trigger = 20;
+  o->target_file_size = 8u << 20;
+  o->level_multiplier = 10;
+  o->background_threads = 1;
+  o->busy_timeout_ms = 5000;
+}
+
+static int checkOptions(const strata_options *o) {
+#define BAD(...) return strataErr(STRATA_ERROR, __VA_ARGS__)
+  if (o->memtable_size < 4096 || o->memtable_size > ((size_t)1 << 34)) {
+    BAD("memtable_size must be between 4 KiB and 16 GiB");
+  }
+  if (o->block_size < 256 || o->block_size > (64u << 20)) BAD("block_size must be between 256 B and 64 MiB");
+  if (o->compression != STRATA_COMPRESSION_NONE && o->compression != STRATA_COMPRESSION_ZSTD) {
+    BAD("unknown compression %d", o->compression);
+  }
+  if (o->compression_level < -7 || o->compression_level > 22) BAD("compression_level must be -7..22");
+  if (o->bloom_bits_per_key < 0 || o->bloom_bits_per_key > 64) BAD("bloom_bits_per_key must be 0..64");
+  if (o->sync < STRATA_SYNC_OFF || o->sync > STRATA_SYNC_FULL) BAD("sync must be off, normal or full");
+  if (o->max_open_files < 10) BAD("max_open_files must be at least 10");
+  if (o->l0_compaction_trigger < 1 || o->l0_slowdown_trigger < o->l0_compaction_trigger ||
+      o->l0_stop_trigger < o->l0_slowdown_trigger) {
+    BAD("L0 triggers must satisfy 1 <= compaction <= slowdown <= stop");
+  }
+  if (o->level_multiplier < 2 || o->level_multiplier > 100) BAD("level_multiplier must be 2..100");
+  if (o->target_file_size < 4096) BAD("target_file_size must be at least 4 KiB");
+  if (o->background_threads < 1 || o->background_threads > 16) BAD("background_threads must be 1..16");
+  if (o->busy_timeout_ms < 0) BAD("busy_timeout_ms must be >= 0");
+#undef BAD
+  return STRATA_OK;
+}
+
+/* TABLE CACHE */
+
+static void tableFree(void *p) { strataSstClose((SstReader *)p); }
+
+/* A pinned reader for file f. */
+static int tableGet(strata *db, const FileMeta *f, CacheHandle **ppH) {
+  CacheHandle *h = strataCacheLookup(db->pTableCache, f->number, 0);
+  if (!h) {
+    SstReader *r = NULL;
+    char *zPath = strataFileName(db->zDir, STRATA_FILE_SST, f->number);
+    int rc;
+    if (!zPath) return strataErr(STRATA_NOMEM, "out of memory");
+    rc = strataSstOpen(db->env, zPath, f->number, db->pBlockCache, &db->io, &r);
+    strataFreeMem(zPath);
+    if (rc) return rc;
+    h = strataCacheInsert(db->pTableCache, f->number, 0, r, 1, tableFree);
+    if (!h) return strataErr(STRATA_NOMEM, "out of memory");
+  }
+  *ppH = h;
+  return STRATA_OK;
+}
+
+/* An sstable iterator that keeps its table pinned in the table cache. */
+typedef struct TableIter {
+  StrataIter base;
+  StrataIter *pInner;
+  strata *db;
+  CacheHandle *h;
+} TableIter;
+
+static inline void tablePublish(TableIter *t) {
+  StrataIter *in = t->pInner;
+  t->base.bValid = in->bValid;
+  t->base.rc = in->rc;
+  t->base.pKey = in->pKey;
+  t->base.nKey = in->nKey;
+  t->base.pVal = in->pVal;
+  t->base.nVal = in->nVal;
+}
+static void tiSeekFirst(StrataIter *p) {
+  TableIter *t = (TableIter *)p;
+  t->pInner->pMethods->xSeekFirst(t->pInner);
+  tablePublish(t);
+}
+static void tiSeekLast(StrataIter *p) {
+  TableIter *t = (TableIter *)p;
+  t->pInner->pMethods->xSeekLast(t->pInner);
+  tablePublish(t);
+}
+static void tiSeek(StrataIter *p, const u8 *k, size_t n) {
+  TableIter *t = (TableIter *)p;
+  t->pInner->pMethods->xSeek(t->pInner, k, n);
+  tablePublish(t);
+}
+static void tiNext(StrataIter *p) {
+  TableIter *t = (TableIter *)p;
+  t->pInner->pMethods->xNext(t->pInner);
+  tablePublish(t);
+}
+static void tiPrev(StrataIter *p) {
+  TableIter *t = (TableIter *)p;
+  t->pInner->pMethods->xPrev(t->pInner);
+  tablePublish(t);
+}
+static void tiClose(StrataIter *p) {
+  TableIter *t = (TableIter *)p;
+  strataIterClose(t->pInner);
+  strataCacheRelease(t->db->pTableCache, t->h);
+  strataFreeMem(t);
+}
+static const StrataIterMethods tableIterMethods = {tiSeekFirst, tiSeekLast, tiSeek,
+                                                   tiNext,      tiPrev,     tiClose};
+
+typedef struct TableIterCtx {
+  strata *db;
+  int bFillCache;
+} TableIterCtx;
+
+int strataDbTableIter(strata *db, FileMeta *f, int bFillCache, StrataIter **ppIter) {
+  CacheHandle *h = NULL;
+  TableIter *t;
+  int rc = tableGet(db, f, &h);
+  *ppIter = NULL;
+  if (rc) return rc;
+  t = strataMallocZero(sizeof(*t));
+  if (!t) {
+    strataCacheRelease(db->pTableCache, h);
+    return strataErr(STRATA_NOMEM, "out of memory");
+  }
+  rc = strataSstIterNew((SstReader *)strataCacheValue(h), bFillCache, &t->pInner);
+  if (rc) {
+    strataCacheRelease(db->pTableCache, h);
+    strataFreeMem(t);
+    return rc;
+  }
+  t->base.pMethods = &tableIterMethods;
+  t->db = db;
+  t->h = h;
+  *ppIter = &t->base;
+  return STRATA_OK;
+}
+
+static int openTableIterCb(void *pCtx, FileMeta *f, StrataIter **ppIter) {
+  TableIterCtx *c = pCtx;
+  return strataDbTableIter(c->db, f, c->bFillCache, ppIter);
+}
+
+/* Called when the last version holding a removed file goes away. */
+static void fileObsolete(void *pCtx, u64 number) {
+  strata *db = pCtx;
+  char *zPath = strataFileName(db->zDir, STRATA_FILE_SST, number);
+  strataCacheErase(db->pTableCache, number, 0);
+  if (zPath) db->env->xDelete(db->env, zPath);
+  strataFreeMem(zPath);
+}
+
+void strataDbAdoptFile(strata *db, FileMeta *f) {
+  f->xObsolete = fileObsolete;
+  f->pObsoleteCtx = db;
+}
+
+/* ERRORS */
+
+/* Set the sticky background error (db->mu held). */
+static void setBgError(strata *db, int rc) {
+  if (db->bgError == STRATA_OK) {
+    db->bgError = rc;
+    snprintf(db->zBgError, sizeof(db->zBgError), "%s", strataErrMsgGet());
+  }
+  pthread_cond_broadcast(&db->doneCv);
+}
+
+static int bgErrorReport(strata *db) {
+  return strataErr(STRATA_READONLY, "database is read-only after an earlier failure (%s); reopen it",
+                   db->zBgError);
+}
+
+/* FLUSH
+** Write a memtable to a new L0 table. The caller holds db->mu; it is
+** released during the table build. On success *ppMeta is the new file (NULL
+** if the memtable was empty). */
+static int writeLevel0(strata *db, Memtable *pMem, FileMeta **ppMeta) {
+  StrataIter *it = NULL;
+  SstBuilder *b = NULL;
+  SstProps props;
+  FileMeta *f = NULL;
+  char *zPath = NULL;
+  u64 number = strataVersionSetNewFileNumber(db->vs);
+  u64 t0 = strataNowMicros();
+  int rc;
+  memset(&props, 0, sizeof(props));
+  *ppMeta = NULL;
+  pthread_mutex_unlock(&db->mu);
+
+  rc = strataMemtableIterNew(pMem, &it);
+  if (rc == STRATA_OK) {
+    it->pMethods->xSeekFirst(it);
+    if (!it->bValid) goto flush_done; /* nothing to write */
+    zPath = strataFileName(db->zDir, STRATA_FILE_SST, number);
+    if (!zPath) rc = strataErr(STRATA_NOMEM, "out of memory");
+  }
+  if (rc == STRATA_OK) rc = strataSstBuilderNew(db->env, zPath, &db->sstOpts, &db->io, &b);
+  while (rc == STRATA_OK && it->bValid) {
+    rc = strataSstBuilderAdd(b, it->pKey, it->nKey, it->pVal, it->nVal);
+    it->pMethods->xNext(it);
+  }
+  if (rc == STRATA_OK && it->rc) rc = it->rc;
+  if (rc == STRATA_OK) {
+    rc = strataSstBuilderFinish(b, &props);
+    b = NULL;
+  }
+  if (rc == STRATA_OK) rc = db->env->xSyncDir(db->env, db->zDir);
+  if (rc == STRATA_OK) {
+    f = strataFileMetaNew();
+    if (!f) rc = strataErr(STRATA_NOMEM, "out of memory");
+  }
+  if (rc == STRATA_OK) {
+    f->number = number;
+    f->size = props.fileSize;
+    f->minSeq = props.minSeq;
+    f->maxSeq = props.maxSeq;
+    f->nEntries = props.nEntries;
+    f->nDeletes = props.nDeletes;
+    rc = strataBufSet(&f->smallest, props.smallest.a, props.smallest.n);
+    if (rc == STRATA_OK) rc = strataBufSet(&f->largest, props.largest.a, props.largest.n);
+  }
+flush_done:
+  strataSstBuilderAbandon(b);
+  strataIterClose(it);
+  if (rc && zPath) db->env->xDelete(db->env, zPath);
+  strataFreeMem(zPath);
+  pthread_mutex_lock(&db->mu);
+  if (rc == STRATA_OK && f) {
+    strataDbAdoptFile(db, f);
+    db->stats.flushes++;
+    db->stats.flush_bytes_written += props.fileSize;
+    db->stats.level_written_bytes[0] += props.fileSize;
+    db->stats.flush_micros += strataNowMicros() - t0;
+    *ppMeta = f;
+  } else {
+    strataFileMetaUnref(f);
+  }
+  strataSstPropsFree(&props);
+  return rc;
+}
+
+/* Flush the immutable memtable (db->mu held, db->pImm set). */
+static int flushImmutable(strata *db) {
+  FileMeta *f = NULL;
+  VersionEdit e;
+  Memtable *pImm = db->pImm;
+  u64 immWal = db->immWalNumber;
+  int rc;
+  db->bFlushing = 1;
+  rc = writeLevel0(db, pImm, &f);
+  strataEditInit(&e);
+  if (rc == STRATA_OK) {
+    if (f) rc = strataEditAddFile(&e, 0, f);
+    e.bLogNumber = 1;
+    e.logNumber = db->walNumber; /* the live WAL holds everything newer */
+    e.bLastSeq = 1;
+    e.lastSeq = atomic_load(&db->lastSeq);
+  }
+  if (rc == STRATA_OK) rc = strataVersionSetLogAndApply(db->vs, &e);
+  strataEditClear(&e);
+  if (rc == STRATA_OK) {
+    char *zWal = strataFileName(db->zDir, STRATA_FILE_WAL, immWal);
+    db->pImm = NULL;
+    strataMemtableUnref(pImm);
+    if (zWal) db->env->xDelete(db->env, zWal);
+    strataFreeMem(zWal);
+  } else if (f) {
+    /* Not in any version: delete the table we just wrote. */
+    char *zPath = strataFileName(db->zDir, STRATA_FILE_SST, f->number);
+    if (zPath) db->env->xDelete(db->env, zPath);
+    strataFreeMem(zPath);
+  }
+  strataFileMetaUnref(f);
+  db->bFlushing = 0;
+  if (rc) setBgError(db, rc);
+  pthread_cond_broadcast(&db->doneCv);
+  return rc;
+}
+
+/* BACKGROUND THREAD */
+
+static void *bgMain(void *pArg) {
+  strata *db = pArg;
+  pthread_mutex_lock(&db->mu);
+  while (!db->bShutdown) {
+    if (db->bgError == STRATA_OK && db->pImm && !db->bFlushing) {
+      flushImmutable(db);
+    } else if (db->bgError == STRATA_OK && strataCompactPick(db)) {
+      strataCompactRun(db); /* releases and retakes db->mu */
+    } else {
+      pthread_cond_wait(&db->bgCv, &db->mu);
+    }
+  }
+  pthread_mutex_unlock(&db->mu);
+  return NULL;
+}
+
+/* Wake the background threads (db->mu held). */
+void strataDbScheduleWork(strata *db) { pthread_cond_broadcast(&db->bgCv); }
+
+/* MAKING ROOM
+** Called by the commit leader with db->mu held. Switches to a new memtable
+** and WAL when the active one is full (or bForce), waiting while the
+** previous one is still being flushed; slows writes down gently while L0
+** backs up, and stops them only at the stop trigger. */
+static int newWal(strata *db) {
+  u64 number = strataVersionSetNewFileNumber(db->vs);
+  char *zPath = strataFileName(db->zDir, STRATA_FILE_WAL, number);
+  LogWriter *w = NULL;
+  int rc;
+  if (!zPath) return strataErr(STRATA_NOMEM, "out of memory");
+  rc = strataLogWriterOpen(db->env, zPath, STRATA_LOG_WAL, &db->io, &w);
+  if (rc == STRATA_OK && db->opts.sync == STRATA_SYNC_FULL) {
+    rc = strataLogSync(w);
+    if (rc == STRATA_OK) rc = db->env->xSyncDir(db->env, db->zDir);
+  }
+  if (rc) {
+    strataLogWriterClose(w);
+    db->env->xDelete(db->env, zPath);
+  } else {
+    db->pWal = w;
+    db->walNumber = number;
+  }
+  strataFreeMem(zPath);
+  return rc;
+}
+
+static int makeRoom(strata *db, int bForce) {
+  int bSlowed = 0;
+  for (;;) {
+    int nL0 = db->vs->pCurrent->nFile[0];
+    if (db->bgError) return bgErrorReport(db);
+    if (!bSlowed && !db->opts.disable_compaction && nL0 >= db->opts.l0_slowdown_trigger) {
+      /* Delay grows from 1 ms at the slowdown trigger towards the stop. */
+      int span = db->opts.l0_stop_trigger - db->opts.l0_slowdown_trigger + 1;
+      u64 us = 1000u * (u64)(1 + 4 * (nL0 - db->opts.l0_slowdown_trigger) / span);
+      pthread_mutex_unlock(&db->mu);
+      usleep((useconds_t)us);
+      pthread_mutex_lock(&db->mu);
+      db->stats.stall_micros += us;
+      db->stats.stall_count++;
+      bSlowed = 1;
+    } else if (!bForce && strataMemtableMemoryUsage(db->pMem) < db->opts.memtable_size) {
+      return STRATA_OK;
+    } else if (bForce && strataMemtableCount(db->pMem) == 0) {
+      return STRATA_OK;
+    } else if (db->pImm ||
+               (!db->opts.disable_compaction && nL0 >= db->opts.l0_stop_trigger)) {
+      u64 t0 = strataNowMicros();
+      strataDbScheduleWork(db);
+      pthread_cond_wait(&db->doneCv, &db->mu);
+      db->stats.stall_micros += strataNowMicros() - t0;
+      db->stats.stall_count++;
+    } else {
+      Memtable *pNew = NULL;
+      LogWriter *pOld = db->pWal;
+      u64 oldNumber = db->walNumber;
+      int rc = strataMemtableNew(&pNew);
+      if (rc == STRATA_OK) rc = newWal(db);
+      if (rc) {
+        strataMemtableUnref(pNew);
+        return rc;
+      }
+      /* The old WAL is complete: flush its buffer before the table that
+      ** covers it can make it obsolete. */
+      rc = strataLogWriterClose(pOld);
+      if (rc) {
+        setBgError(db, rc);
+        return rc;
+      }
+      db->pImm = db->pMem;
+      db->immWalNumber = oldNumber;
+      db->pMem = pNew;
+      bForce = 0;
+      strataDbScheduleWork(db);
+    }
+  }
+}
+
+/* WRITE PATH */
+
+typedef struct Writer {
+  const strata_batch *pBatch; /* NULL: only make room / sync */
+  int bForceFlush;            /* switch the memtable even if not full */
+  int bSync;                  /* fsync the WAL after this write */
+  int bDone;
+  int rc;
+  char zErr[256];
+  pthread_cond_t cv;
+  struct Writer *pNext;
+} Writer;
+
+static int memInsertOp(void *pCtx, u64 seq, int type, const u8 *k, size_t nk, const u8 *v,
+                       size_t nv) {
+  return strataMemtableAdd((Memtable *)pCtx, seq, type, k, nk, v, nv);
+}
+
+static int dbWrite(strata *db, Writer *w, int bOwner) {
+  Writer *pLast, *p;
+  const strata_batch *pGroup = NULL;
+  u64 seq = 0;
+  u32 nOp = 0;
+  int rc = STRATA_OK;
+
+  pthread_cond_init(&w->cv, NULL);
+  pthread_mutex_lock(&db->mu);
+  /* A transaction holding the write lock excludes other writers. */
+  if (!bOwner && db->bTxnLock) {
+    u64 tEnd = strataNowMicros() + (u64)db->opts.busy_timeout_ms * 1000u;
+    while (db->bTxnLock && rc == STRATA_OK) {
+      struct timespec ts;
+      u64 now = strataNowMicros();
+      if (now >= tEnd) {
+        rc = strataErr(STRATA_BUSY, "database is locked by a write transaction");
+        break;
+      }
+      clock_gettime(CLOCK_REALTIME, &ts);
+      ts.tv_sec += (time_t)((tEnd - now) / 1000000u);
+      ts.tv_nsec += (long)(((tEnd - now) % 1000000u) * 1000u);
+      if (ts.tv_nsec >= 1000000000L) {
+        ts.tv_sec++;
+        ts.tv_nsec -= 1000000000L;
+      }
+      pthread_cond_timedwait(&db->txnCv, &db->mu, &ts);
+    }
+    if (rc) {
+      pthread_mutex_unlock(&db->mu);
+      pthread_cond_destroy(&w->cv);
+      return rc;
+    }
+  }
+  w->pNext = NULL;
+  if (db->pWriterTail) {
+    db->pWriterTail->pNext = w;
+  } else {
+    db->pWriterHead = w;
+  }
+  db->pWriterTail = w;
+  while (!w->bDone && db->pWriterHead != w) pthread_cond_wait(&w->cv, &db->mu);
+  if (w->bDone) {
+    pthread_mutex_unlock(&db->mu);
+    pthread_cond_destroy(&w->cv);
+    if (w->rc) strataErr(w->rc, "%s", w->zErr);
+    return w->rc;
+  }
+
+  /* This writer leads a group. */
+  rc = makeRoom(db, w->bForceFlush);
+  pLast = w;
+  if (rc == STRATA_OK && w->pBatch) {
+    size_t nMax = w->pBatch->rep.n <= (128u << 10) ? w->pBatch->rep.n + (128u << 10) : (1u << 20);
+    size_t nSize = w->pBatch->rep.n;
+    pGroup = w->pBatch;
+    /* Gather followers with batches, up to nMax bytes. */
+    for (p = w->pNext; p && p->pBatch && !p->bForceFlush; p = p->pNext) {
+      if (p->bSync && !w->bSync) break; /* a sync write must not ride unsynced */
+      nSize += p->pBatch->rep.n;
+      if (nSize > nMax) break;
+      if (pGroup == w->pBatch) {
+        db->groupBatch.rep.n = 0;
+        db->groupBatch.nUserBytes = 0;
+        rc = strataBufAppend(&db->groupBatch.rep, w->pBatch->rep.a, w->pBatch->rep.n);
+        db->groupBatch.nUserBytes = w->pBatch->nUserBytes;
+        if (rc) break;
+        pGroup = &db->groupBatch;
+      }
+      rc = strataBatchAppend(&db->groupBatch, p->pBatch);
+      if (rc) break;
+      pLast = p;
+    }
+    if (rc == STRATA_OK) {
+      nOp = strataBatchCount(pGroup);
+      seq = atomic_load(&db->lastSeq) + 1;
+      strataBatchSetSeq((strata_batch *)pGroup, seq);
+    }
+  }
+  pthread_mutex_unlock(&db->mu);
+
+  if (rc == STRATA_OK && pGroup && nOp > 0) {
+    rc = strataLogAppend(db->pWal, pGroup->rep.a, pGroup->rep.n);
+    if (rc == STRATA_OK) {
+      if (w->bSync || db->opts.sync == STRATA_SYNC_FULL) {
+        rc = strataLogSync(db->pWal);
+      } else if (db->opts.sync == STRATA_SYNC_NORMAL) {
+        rc = strataLogFlush(db->pWal);
+      }
+    }
+    if (rc == STRATA_OK) {
+      rc = strataBatchIterate(pGroup->rep.a, pGroup->rep.n, db->pMem, memInsertOp);
+    }
+  } else if (rc == STRATA_OK && w->bSync) {
+    rc = strataLogSync(db->pWal);
+  }
+
+  pthread_mutex_lock(&db->mu);
+  if (rc == STRATA_OK && pGroup && nOp > 0) {
+    atomic_store_explicit(&db->lastSeq, seq + nOp - 1, memory_order_release);
+    db->stats.wal_bytes_written += pGroup->rep.n + 16;
+    db->stats.user_bytes_written += pGroup->nUserBytes;
+  } else if (rc && rc != STRATA_READONLY) {
+    /* The WAL or the memtable may now be out of step with what was
+    ** acknowledged: refuse further writes until reopened. */
+    setBgError(db, rc);
+  }
+  /* Wake the group, and hand the lead to the next writer. */
+  for (;;) {
+    Writer *pReady = db->pWriterHead;
+    db->pWriterHead = pReady->pNext;
+    if (!db->pWriterHead) db->pWriterTail = NULL;
+    if (pReady != w) {
+      pReady->rc = rc;
+      if (rc) snprintf(pReady->zErr, sizeof(pReady->zErr), "%s", strataErrMsgGet());
+      pReady->bDone = 1;
+      pthread_cond_signal(&pReady->cv);
+    }
+    if (pReady == pLast) break;
+  }
+  if (db->pWriterHead) pthread_cond_signal(&db->pWriterHead->cv);
+  pthread_cond_broadcast(&db->queueCv);
+  pthread_mutex_unlock(&db->mu);
+  pthread_cond_destroy(&w->cv);
+  return rc;
+}
+
+int strataDbWriteBatch(strata *db, const strata_batch *b, int bOwner) {
+  Writer w;
+  memset(&w, 0, sizeof(w));
+  w.pBatch = b;
+  if (strataBatchCount(b) == 0) return STRATA_OK;
+  return dbWrite(db, &w, bOwner);
+}
+
+int strata_write(strata *db, const strata_batch *pBatch) {
+  if (!db || !pBatch) return strataErr(STRATA_MISUSE, "strata_write: NULL argument");
+  return strataDbWriteBatch(db, pBatch, 0);
+}
+
+/* Single writes use a per-thread batch so they allocate nothing. */
+static _Thread_local strata_batch tlsBatch;
+static _Thread_local int bTlsBatchInit;
+
+static strata_batch *threadBatch(void) {
+  if (!bTlsBatchInit) {
+    strataBatchInit(&tlsBatch);
+    bTlsBatchInit = 1;
+  }
+  strata_batch_clear(&tlsBatch);
+  return &tlsBatch;
+}
+
+int strata_put(strata *db, const void *pKey, size_t nKey, const void *pVal, size_t nVal) {
+  strata_batch *b;
+  int rc;
+  if (!db) return strataErr(STRATA_MISUSE, "strata_put: NULL database");
+  b = threadBatch();
+  rc = strata_batch_put(b, pKey, nKey, pVal, nVal);
+  if (rc == STRATA_OK) rc = strataDbWriteBatch(db, b, 0);
+  if (b->rep.nAlloc > (1u << 20)) { /* do not keep a huge value's buffer */
+    strataBufFree(&b->rep);
+    bTlsBatchInit = 0;
+  }
+  return rc;
+}
+
+int strata_delete(strata *db, const void *pKey, size_t nKey) {
+  strata_batch *b;
+  int rc;
+  if (!db) return strataErr(STRATA_MISUSE, "strata_delete: NULL database");
+  b = threadBatch();
+  rc = strata_batch_delete(b, pKey, nKey);
+  if (rc == STRATA_OK) rc = strataDbWriteBatch(db, b, 0);
+  return rc;
+}
+
+/* TRANSACTION WRITE LOCK */
+
+int strataDbWriteLock(strata *db, u64 seqSnapshot) {
+  int rc = STRATA_OK;
+  u64 tEnd = strataNowMicros() + (u64)db->opts.busy_timeout_ms * 1000u;
+  pthread_mutex_lock(&db->mu);
+  while (db->bTxnLock || db->pWriterHead) {
+    struct timespec ts;
+    u64 now = strataNowMicros();
+    if (atomic_load(&db->lastSeq) > seqSnapshot) break; /* stale: no point waiting */
+    if (now >= tEnd) {
+      rc = strataErr(STRATA_BUSY, "database is locked by another writer");
+      break;
+    }
+    clock_gettime(CLOCK_REALTIME, &ts);
+    {
+      u64 wait = tEnd - now;
+      if (wait > 10000) wait = 10000; /* re-check the queue every 10 ms */
+      ts.tv_nsec += (long)(wait * 1000u);
+      while (ts.tv_nsec >= 1000000000L) {
+        ts.tv_sec++;
+        ts.tv_nsec -= 1000000000L;
+      }
+    }
+    pthread_cond_timedwait(db->bTxnLock ? &db->txnCv : &db->queueCv, &db->mu, &ts);
+  }
+  if (rc == STRATA_OK && atomic_load(&db->lastSeq) > seqSnapshot) {
+    rc = strataErr(STRATA_BUSY, "database changed after this transaction's snapshot was taken");
+  }
+  if (rc == STRATA_OK && db->bgError) rc = bgErrorReport(db);
+  if (rc == STRATA_OK) db->bTxnLock = 1;
+  pthread_mutex_unlock(&db->mu);
+  return rc;
+}
+
+void strataDbWriteUnlock(strata *db) {
+  pthread_mutex_lock(&db->mu);
+  db->bTxnLock = 0;
+  pthread_cond_broadcast(&db->txnCv);
+  pthread_mutex_unlock(&db->mu);
+}
+
+int strataDbBusyTimeout(strata *db) { return db->opts.busy_timeout_ms; }
+u64 strataDbLastSeq(strata *db) { return atomic_load(&db->lastSeq); }
+
+/* READS */
+
+/* References a reader holds: the memtables and the version. */
+typedef struct ReadState {
+  strata *db;
+  Memtable *pMem, *pImm;
+  Version *pVersion;
+} ReadState;
+
+static void readStateGet(strata *db, ReadState *s) {
+  pthread_mutex_lock(&db->mu);
+  s->db = db;
+  s->pMem = db->pMem;
+  strataMemtableRef(s->pMem);
+  s->pImm = db->pImm;
+  if (s->pImm) strataMemtableRef(s->pImm);
+  s->pVersion = db->vs->pCurrent;
+  strataVersionRef(s->pVersion);
+  pthread_mutex_unlock(&db->mu);
+}
+
+static void readStateRelease(ReadState *s) {
+  strataMemtableUnref(s->pMem);
+  if (s->pImm) strataMemtableUnref(s->pImm);
+  strataVersionUnref(s->pVersion);
+}
+
+int strataValueSet(strata_value *pVal, const void *p, size_t n) {
+  if (n > pVal->nAlloc || !pVal->p) {
+    size_t nNew = n < 64 ? 64 : n + n / 4;
+    void *pNew = strataRealloc(pVal->p, nNew);
+    if (!pNew) return strataErr(STRATA_NOMEM, "out of memory");
+    pVal->p = pNew;
+    pVal->nAlloc = nNew;
+  }
+  if (n) memcpy(pVal->p, p, n);
+  pVal->n = n;
+  return STRATA_OK;
+}
+
+void strata_value_free(strata_value *pVal) {
+  if (!pVal) return;
+  strataFreeMem(pVal->p);
+  memset(pVal, 0, sizeof(*pVal));
+}
+
+/* Look up one table. *pbDone = 1 if it held an entry for the key. */
+static int getFromTable(strata *db, FileMeta *f, const u8 *pKey, size_t nKey, u64 seq,
+                        strata_value *pVal, StrataReadStats *pRs, int *pbDone) {
+  CacheHandle *h = NULL;
+  int rc = tableGet(db, f, &h);
+  int bFound = 0, type = 0;
+  StrataBuf buf;
+  *pbDone = 0;
+  if (rc) return rc;
+  /* The value is copied straight into the caller's buffer. */
+  buf.a = pVal->p;
+  buf.n = 0;
+  buf.nAlloc = pVal->nAlloc;
+  rc = strataSstGet((SstReader *)strataCacheValue(h), pKey, nKey, seq, pRs, &bFound, &type, &buf);
+  pVal->p = buf.a;
+  pVal->nAlloc = buf.nAlloc;
+  strataCacheRelease(db->pTableCache, h);
+  if (rc) return rc;
+  if (bFound) {
+    *pbDone = 1;
+    if (type == STRATA_TYPE_DELETE) return STRATA_NOTFOUND;
+    pVal->n = buf.n;
+  }
+  return STRATA_OK;
+}
+
+static inline int keyInFile(const FileMeta *f, const u8 *pKey, size_t nKey) {
+  return strataUkeyCompare(pKey, nKey, f->smallest.a, f->smallest.n - 8) >= 0 &&
+         strataUkeyCompare(pKey, nKey, f->largest.a, f->largest.n - 8) <= 0;
+}
+
+static int getFromVersion(strata *db, Version *v, const u8 *pKey, size_t nKey, u64 seq,
+                          strata_value *pVal) {
+  StrataReadStats rs = {0, 0};
+  int rc = STRATA_NOTFOUND, level, i, bDone = 0;
+  /* L0: newest file first. */
+  for (i = v->nFile[0] - 1; i >= 0 && !bDone; i--) {
+    FileMeta *f = v->aFile[0][i];
+    if (!keyInFile(f, pKey, nKey)) continue;
+    rc = getFromTable(db, f, pKey, nKey, seq, pVal, &rs, &bDone);
+    if (rc != STRATA_OK && rc != STRATA_NOTFOUND) break;
+    if (!bDone) rc = STRATA_NOTFOUND;
+  }
+  for (level = 1; level < STRATA_MAX_LEVELS && !bDone && (rc == STRATA_OK || rc == STRATA_NOTFOUND);
+       level++) {
+    int lo = 0, hi = v->nFile[level];
+    while (lo < hi) { /* first file whose largest user key >= key */
+      int mid = (lo + hi) / 2;
+      const FileMeta *f = v->aFile[level][mid];
+      if (strataUkeyCompare(f->largest.a, f->largest.n - 8, pKey, nKey) < 0) {
+        lo = mid + 1;
+      } else {
+        hi = mid;
+      }
+    }
+    if (lo < v->nFile[level] && keyInFile(v->aFile[level][lo], pKey, nKey)) {
+      rc = getFromTable(db, v->aFile[level][lo], pKey, nKey, seq, pVal, &rs, &bDone);
+      if (!bDone && rc == STRATA_OK) rc = STRATA_NOTFOUND;
+    }
+  }
+  if (rs.nBloomCheck) {
+    atomic_fetch_add_explicit(&db->nBloomCheck, rs.nBloomCheck, memory_order_relaxed);
+    atomic_fetch_add_explicit(&db->nBloomUseful, rs.nBloomUseful, memory_order_relaxed);
+  }
+  if (!bDone && rc == STRATA_OK) rc = STRATA_NOTFOUND;
+  return rc;
+}
+
+static int memGet(Memtable *m, const u8 *pKey, size_t nKey, u64 seq, strata_value *pVal,
+                  int *pRc) {
+  int type;
+  const u8 *pV;
+  size_t nV;
+  if (!strataMemtableGet(m, pKey, nKey, seq, &type, &pV, &nV)) return 0;
+  *pRc = (type == STRATA_TYPE_DELETE) ? STRATA_NOTFOUND : strataValueSet(pVal, pV, nV);
+  return 1;
+}
+
+int strataDbGetInternal(strata *db, const u8 *pKey, size_t nKey, u64 seq, strata_value *pVal) {
+  ReadState s;
+  int rc;
+  readStateGet(db, &s);
+  if (!memGet(s.pMem, pKey, nKey, seq, pVal, &rc) &&
+      !(s.pImm && memGet(s.pImm, pKey, nKey, seq, pVal, &rc))) {
+    rc = getFromVersion(db, s.pVersion, pKey, nKey, seq, pVal);
+  }
+  readStateRelease(&s);
+  return rc;
+}
+
+int strata_get(strata *db, const strata_snapshot *pSnap, const void *pKey, size_t nKey,
+               strata_value *pVal) {
+  u64 seq;
+  if (!db || !pVal || (!pKey && nKey)) return strataErr(STRATA_MISUSE, "strata_get: NULL argument");
+  if (nKey > STRATA_MAX_KEY) return STRATA_NOTFOUND;
+  seq = pSnap ? pSnap->seq : atomic_load_explicit(&db->lastSeq, memory_order_acquire);
+  return strataDbGetInternal(db, pKey, nKey, seq, pVal);
+}
+
+/* ITERATORS */
+
+typedef struct IterState {
+  ReadState s;
+  TableIterCtx ctx;
+} IterState;
+
+void strataDbReleaseIterState(void *p) {
+  IterState *st = p;
+  if (!st) return;
+  readStateRelease(&st->s);
+  pthread_mutex_lock(&st->s.db->mu);
+  st->s.db->nIterators--;
+  pthread_mutex_unlock(&st->s.db->mu);
+  strataFreeMem(st);
+}
+
+int strataDbInternalIter(strata *db, int bFillCache, StrataIter **ppIter, void **ppRelease) {
+  IterState *st = strataMallocZero(sizeof(*st));
+  StrataIter *aChild[2 + 64 + STRATA_MAX_LEVELS];
+  StrataIter **apChild = aChild;
+  int nChild = 0, i, rc = STRATA_OK, nMax;
+  Version *v;
+  *ppIter = NULL;
+  *ppRelease = NULL;
+  if (!st) return strataErr(STRATA_NOMEM, "out of memory");
+  readStateGet(db, &st->s);
+  pthread_mutex_lock(&db->mu);
+  db->nIterators++;
+  pthread_mutex_unlock(&db->mu);
+  st->ctx.db = db;
+  st->ctx.bFillCache = bFillCache;
+  v = st->s.pVersion;
+  nMax = 2 + v->nFile[0] + STRATA_MAX_LEVELS;
+  if (nMax > (int)(sizeof(aChild) / sizeof(aChild[0]))) {
+    apChild = strataMalloc(sizeof(StrataIter *) * (size_t)nMax);
+    if (!apChild) {
+      strataDbReleaseIterState(st);
+      return strataErr(STRATA_NOMEM, "out of memory");
+    }
+  }
+  rc = strataMemtableIterNew(st->s.pMem, &apChild[nChild]);
+  if (rc == STRATA_OK) nChild++;
+  if (rc == STRATA_OK && st->s.pImm) {
+    rc = strataMemtableIterNew(st->s.pImm, &apChild[nChild]);
+    if (rc == STRATA_OK) nChild++;
+  }
+  for (i = v->nFile[0] - 1; rc == STRATA_OK && i >= 0; i--) {
+    rc = strataDbTableIter(db, v->aFile[0][i], bFillCache, &apChild[nChild]);
+    if (rc == STRATA_OK) nChild++;
+  }
+  for (i = 1; rc == STRATA_OK && i < STRATA_MAX_LEVELS; i++) {
+    if (v->nFile[i] == 0) continue;
+    rc = strataLevelIterNew(v->aFile[i], v->nFile[i], openTableIterCb, &st->ctx, &apChild[nChild]);
+    if (rc == STRATA_OK) nChild++;
+  }
+  if (rc == STRATA_OK) {
+    rc = strataMergeIterNew(apChild, nChild, ppIter);
+  } else {
+    for (i = 0; i < nChild; i++) strataIterClose(apChild[i]);
+  }
+  if (apChild != aChild) strataFreeMem(apChild);
+  if (rc) {
+    strataDbReleaseIterState(st);
+    return rc;
+  }
+  *ppRelease = st;
+  return STRATA_OK;
+}
+
+int strata_iter_new(strata *db, const strata_read_options *ro, strata_iter **ppIter) {
+  StrataIter *pInternal = NULL;
+  void *pState = NULL;
+  u64 seq;
+  int rc;
+  if (!ppIter) return strataErr(STRATA_MISUSE, "strata_iter_new: NULL argument");
+  *ppIter = NULL;
+  if (!db) return strataErr(STRATA_MISUSE, "strata_iter_new: NULL database");
+  seq = (ro && ro->snapshot) ? ro->snapshot->seq : atomic_load(&db->lastSeq);
+  rc = strataDbInternalIter(db, ro ? ro->fill_cache : 1, &pInternal, &pState);
+  if (rc) return rc;
+  return strataDbIterNew(pInternal, seq, ro, strataDbReleaseIterState, pState, ppIter);
+}
+
+/* SNAPSHOTS */
+
+const strata_snapshot *strata_snapshot_new(strata *db) {
+  strata_snapshot *s;
+  if (!db) return NULL;
+  s = strataMallocZero(sizeof(*s));
+  if (!s) {
+    strataErr(STRATA_NOMEM, "out of memory");
+    return NULL;
+  }
+  pthread_mutex_lock(&db->mu);
+  s->seq = atomic_load(&db->lastSeq);
+  s->pNext = &db->snapList;
+  s->pPrev = db->snapList.pPrev;
+  s->pPrev->pNext = s;
+  db->snapList.pPrev = s;
+  pthread_mutex_unlock(&db->mu);
+  return s;
+}
+
+void strata_snapshot_release(strata *db, const strata_snapshot *pSnap) {
+  strata_snapshot *s = (strata_snapshot *)pSnap;
+  if (!db || !s) return;
+  pthread_mutex_lock(&db->mu);
+  s->pPrev->pNext = s->pNext;
+  s->pNext->pPrev = s->pPrev;
+  pthread_mutex_unlock(&db->mu);
+  strataFreeMem(s);
+}
+
+uint64_t strata_snapshot_sequence(const strata_snapshot *pSnap) { return pSnap ? pSnap->seq : 0; }
+
+/* Oldest sequence a reader may still need (db->mu held). */
+u64 strataDbOldestSnapshot(strata *db) {
+  if (db->snapList.pNext != &db->snapList) return db->snapList.pNext->seq;
+  return atomic_load(&db->lastSeq);
+}
+
+/* MAINTENANCE */
+
+int strata_flush(strata *db) {
+  Writer w;
+  int rc;
+  if (!db) return strataErr(STRATA_MISUSE, "strata_flush: NULL database");
+  memset(&w, 0, sizeof(w));
+  w.bForceFlush = 1;
+  rc = dbWrite(db, &w, 0);
+  if (rc) return rc;
+  pthread_mutex_lock(&db->mu);
+  while (db->pImm && db->bgError == STRATA_OK) pthread_cond_wait(&db->doneCv, &db->mu);
+  rc = db->bgError ? bgErrorReport(db) : STRATA_OK;
+  pthread_mutex_unlock(&db->mu);
+  return rc;
+}
+
+int strata_sync(strata *db) {
+  Writer w;
+  if (!db) return strataErr(STRATA_MISUSE, "strata_sync: NULL database");
+  memset(&w, 0, sizeof(w));
+  w.bSync = 1;
+  return dbWrite(db, &w, 0);
+}
+
+int strata_wait_idle(strata *db) {
+  int rc;
+  if (!db) return strataErr(STRATA_MISUSE, "strata_wait_idle: NULL database");
+  pthread_mutex_lock(&db->mu);
+  while (db->bgError == STRATA_OK &&
+         (db->pImm || db->nCompacting > 0 || db->bFlushing || strataCompactPick(db))) {
+    strataDbScheduleWork(db);
+    pthread_cond_wait(&db->doneCv, &db->mu);
+  }
+  rc = db->bgError ? bgErrorReport(db) : STRATA_OK;
+  pthread_mutex_unlock(&db->mu);
+  return rc;
+}
+
+int strata_get_stats(strata *db, strata_stats *p) {
+  int i;
+  Version *v;
+  if (!db || !p) return strataErr(STRATA_MISUSE, "strata_get_stats: NULL argument");
+  memset(p, 0, sizeof(*p));
+  pthread_mutex_lock(&db->mu);
+  p->last_sequence = atomic_load(&db->lastSeq);
+  p->memtable_bytes = strataMemtableMemoryUsage(db->pMem) +
+                      (db->pImm ? strataMemtableMemoryUsage(db->pImm) : 0);
+  v = db->vs->pCurrent;
+  for (i = 0; i < STRATA_MAX_LEVELS; i++) {
+    p->level_files[i] = v->nFile[i];
+    p->level_bytes[i] = strataVersionLevelBytes(v, i);
+    p->live_bytes += p->level_bytes[i];
+  }
+  p->flushes = db->stats.flushes;
+  p->compactions = db->stats.compactions;
+  p->compaction_bytes_read = db->stats.compaction_bytes_read;
+  p->compaction_bytes_written = db->stats.compaction_bytes_written;
+  p->flush_bytes_written = db->stats.flush_bytes_written;
+  p->stall_micros = db->stats.stall_micros;
+  p->stall_count = db->stats.stall_count;
+  p->user_bytes_written = db->stats.user_bytes_written;
+  p->wal_bytes_written = db->stats.wal_bytes_written;
+  for (i = 0; i < STRATA_MAX_LEVELS; i++) {
+    p->level_written_bytes[i] = db->stats.level_written_bytes[i];
+    p->level_read_bytes[i] = db->stats.level_read_bytes[i];
+  }
+  pthread_mutex_unlock(&db->mu);
+  p->disk_bytes_written = atomic_load(&db->io.nWritten);
+  p->bloom_checks = atomic_load(&db->nBloomCheck);
+  p->bloom_useful = atomic_load(&db->nBloomUseful);
+  strataCacheCounters(db->pBlockCache, &p->cache_hits, &p->cache_misses);
+  p->cache_bytes = strataCacheUsage(db->pBlockCache);
+  p->open_files = strataCacheCount(db->pTableCache);
+  return STRATA_OK;
+}
+
+/* OPEN AND RECOVERY */
+
+static int recoverReplayOp(void *pCtx, u64 seq, int type, const u8 *k, size_t nk, const u8 *v,
+                           size_t nv) {
+  strata *db = pCtx;
+  if (seq > atomic_load(&db->lastSeq)) atomic_store(&db->lastSeq, seq);
+  return strataMemtableAdd(db->pMem, seq, type, k, nk, v, nv);
+}
+
+/* Write the recovery memtable to L0 and add it to e (db->mu held). */
+static int recoverFlush(strata *db, VersionEdit *e) {
+  FileMeta *f = NULL;
+  int rc = writeLevel0(db, db->pMem, &f);
+  if (rc == STRATA_OK && f) {
+    Version *vNew = NULL;
+    VersionEdit one;
+    /* Install in the in-memory version now, so later L0 files sort after it;
+    ** the manifest records it with the rest in e. */
+    strataEditInit(&one);
+    rc = strataEditAddFile(&one, 0, f);
+    if (rc == STRATA_OK) rc = strataVersionApply(db->vs->pCurrent, &one, &vNew);
+    if (rc == STRATA_OK) {
+      strataVersionUnref(db->vs->pCurrent);
+      db->vs->pCurrent = vNew;
+    }
+    strataEditClear(&one);
+  }
+  strataFileMetaUnref(f);
+  (void)e;
+  if (rc == STRATA_OK) {
+    strataMemtableUnref(db->pMem);
+    db->pMem = NULL;
+    rc = strataMemtableNew(&db->pMem);
+  }
+  return rc;
+}
+
+static int cmpU64(const void *a, const void *b) {
+  u64 x = *(const u64 *)a, y = *(const u64 *)b;
+  return x < y ? -1 : (x > y ? 1 : 0);
+}
+
+/* Replay the WALs at or after the manifest's log number, in order. */
+static int recoverWals(strata *db, char **azName, int nName, VersionEdit *e) {
+  u64 *aNum = strataMalloc(sizeof(u64) * (size_t)(nName ? nName : 1));
+  int nWal = 0, i, rc = STRATA_OK;
+  if (!aNum) return strataErr(STRATA_NOMEM, "out of memory");
+  for (i = 0; i < nName; i++) {
+    u64 num;
+    if (strataParseFileName(azName[i], &num) == STRATA_FILE_WAL && num >= db->vs->logNumber) {
+      aNum[nWal++] = num;
+    }
+  }
+  qsort(aNum, (size_t)nWal, sizeof(u64), cmpU64);
+  for (i = 0; i < nWal && rc == STRATA_OK; i++) {
+    char *zPath = strataFileName(db->zDir, STRATA_FILE_WAL, aNum[i]);
+    LogReader *r = NULL;
+    if (!zPath) {
+      rc = strataErr(STRATA_NOMEM, "out of memory");
+      break;
+    }
+    rc = strataLogReaderOpen(db->env, zPath, STRATA_LOG_WAL, &r);
+    while (rc == STRATA_OK) {
+      const u8 *p;
+      size_t n;
+      rc = strataLogRead(r, &p, &n);
+      if (rc == STRATA_NOTFOUND) {
+        rc = STRATA_OK;
+        break;
+      }
+      if (rc) break;
+      if (n < STRATA_BATCH_HEADER) {
+        rc = strataErr(STRATA_CORRUPT, "%s: WAL record too short", zPath);
+        break;
+      }
+      rc = strataBatchIterate(p, n, db, recoverReplayOp);
+      if (rc == STRATA_CORRUPT) {
+        rc = strataErr(STRATA_CORRUPT, "%s: malformed batch in WAL", zPath);
+      }
+      if (rc == STRATA_OK && strataMemtableMemoryUsage(db->pMem) >= db->opts.memtable_size) {
+        rc = recoverFlush(db, e);
+      }
+    }
+    strataLogReaderClose(r);
+    strataFreeMem(zPath);
+    if (aNum[i] >= db->vs->nextFile) db->vs->nextFile = aNum[i] + 1;
+  }
+  if (rc == STRATA_OK && strataMemtableCount(db->pMem) > 0) rc = recoverFlush(db, e);
+  strataFreeMem(aNum);
+  return rc;
+}
+
+/* Delete every file of ours that the current version and the live WAL do
+** not need: leftovers of a crash during a flush or a compaction. */
+static void deleteObsoleteFiles(strata *db, char **azName, int nName) {
+  int i, level, j;
+  for (i = 0; i < nName; i++) {
+    u64 num;
+    int type = strataParseFileName(azName[i], &num), bKeep = 1;
+    switch (type) {
+      case STRATA_FILE_WAL: bKeep = (num == db->walNumber); break;
+      case STRATA_FILE_MANIFEST: bKeep = (num == db->vs->manifestNumber); break;
+      case STRATA_FILE_TEMP: bKeep = 0; break;
+      case STRATA_FILE_SST:
+        bKeep = 0;
+        for (level = 0; level < STRATA_MAX_LEVELS && !bKeep; level++) {
+          for (j = 0; j < db->vs->pCurrent->nFile[level]; j++) {
+            if (db->vs->pCurrent->aFile[level][j]->number == num) bKeep = 1;
+          }
+        }
+        break;
+      default: break;
+    }
+    if (!bKeep) {
+      char *zPath = strataMprintf("%s/%s", db->zDir, azName[i]);
+      if (zPath) db->env->xDelete(db->env, zPath);
+      strataFreeMem(zPath);
+    }
+  }
+}
+
+static void dbFree(strata *db) {
+  int i;
+  if (!db) return;
+  for (i = 0; i < STRATA_MAX_LEVELS; i++) strataBufFree(&db->aCompactPointer[i]);
+  strataLogWriterClose(db->pWal);
+  strataMemtableUnref(db->pMem);
+  strataMemtableUnref(db->pImm);
+  strataVersionSetClose(db->vs);
+  strataCacheFree(db->pTableCache);
+  strataCacheFree(db->pBlockCache);
+  strataFileClose(db->pLock);
+  strataBufFree(&db->groupBatch.rep);
+  pthread_mutex_destroy(&db->mu);
+  pthread_cond_destroy(&db->bgCv);
+  pthread_cond_destroy(&db->doneCv);
+  pthread_cond_destroy(&db->txnCv);
+  pthread_cond_destroy(&db->queueCv);
+  strataFreeMem(db->zDir);
+  strataFreeMem(db);
+}
+
+static void adoptVersionFiles(strata *db) {
+  int level, i;
+  for (level = 0; level < STRATA_MAX_LEVELS; level++) {
+    for (i = 0; i < db->vs->pCurrent->nFile[level]; i++) {
+      strataDbAdoptFile(db, db->vs->pCurrent->aFile[level][i]);
+    }
+  }
+}
+
+int strata_open(const char *zPath, const strata_options *pOpts, strata **ppDb) {
+  strata *db = NULL;
+  strata_options opts;
+  char **azName = NULL;
+  int nName = 0, bExists = 0, rc, i;
+  char *zLock = NULL;
+  VersionEdit e;
+
+  if (!ppDb) return strataErr(STRATA_MISUSE, "strata_open: NULL output pointer");
+  *ppDb = NULL;
+  if (!zPath || !*zPath) return strataErr(STRATA_MISUSE, "strata_open: empty path");
+  if (pOpts) {
+    opts = *pOpts;
+  } else {
+    strata_options_init(&opts);
+  }
+  rc = checkOptions(&opts);
+  if (rc) return rc;
+  strataEditInit(&e);
+
+  db = strataMallocZero(sizeof(*db));
+  if (!db || !(db->zDir = strataStrdup(zPath))) {
+    strataFreeMem(db);
+    return strataErr(STRATA_NOMEM, "out of memory");
+  }
+  db->opts = opts;
+  db->env = opts.env ? opts.env : strataEnvDefault();
+  pthread_mutex_init(&db->mu, NULL);
+  pthread_cond_init(&db->bgCv, NULL);
+  pthread_cond_init(&db->doneCv, NULL);
+  pthread_cond_init(&db->txnCv, NULL);
+  pthread_cond_init(&db->queueCv, NULL);
+  db->snapList.pNext = db->snapList.pPrev = &db->snapList;
+  db->sstOpts.nBlockSize = opts.block_size;
+  db->sstOpts.compression = opts.compression;
+  db->sstOpts.compressionLevel = opts.compression_level;
+  db->sstOpts.bloomBitsPerKey = opts.bloom_bits_per_key;
+  db->sstOpts.restartInterval = 16;
+  db->sstOpts.bSync = 1; /* tables are synced before a manifest names them */
+  strataBatchInit(&db->groupBatch);
+
+  if (!db->env->xExists(db->env, zPath)) {
+    if (!opts.create_if_missing) {
+      rc = strataErr(STRATA_CANTOPEN, "%s: no such database (create_if_missing is off)", zPath);
+      goto open_failed;
+    }
+    rc = db->env->xMkdir(db->env, zPath);
+    if (rc) goto open_failed;
+  }
+  zLock = strataFileName(zPath, STRATA_FILE_LOCK, 0);
+  if (!zLock) {
+    rc = strataErr(STRATA_NOMEM, "out of memory");
+    goto open_failed;
+  }
+  rc = db->env->xLock(db->env, zLock, &db->pLock);
+  strataFreeMem(zLock);
+  if (rc) goto open_failed;
+
+  rc = strataCacheNew(opts.cache_size, &db->pBlockCache);
+  if (rc == STRATA_OK) rc = strataCacheNew((size_t)opts.max_open_files, &db->pTableCache);
+  if (rc) goto open_failed;
+
+  rc = strataVersionSetOpen(db->env, zPath, &db->io, 1, &db->vs, &bExists);
+  if (rc) goto open_failed;
+  if (bExists && opts.error_if_exists) {
+    rc = strataErr(STRATA_ERROR, "%s: database exists (error_if_exists is on)", zPath);
+    goto open_failed;
+  }
+  if (!bExists) {
+    /* A directory with files but no CURRENT is not ours to take over. */
+    rc = db->env->xListDir(db->env, zPath, &azName, &nName);
+    if (rc) goto open_failed;
+    for (i = 0; i < nName; i++) {
+      u64 num;
+      int type = strataParseFileName(azName[i], &num);
+      if (type != STRATA_FILE_LOCK && type != STRATA_FILE_TEMP) {
+        rc = strataErr(STRATA_CANTOPEN, "%s: not a strata database (found %s but no CURRENT)",
+                       zPath, azName[i]);
+        goto open_failed;
+      }
+    }
+    if (!opts.create_if_missing) {
+      rc = strataErr(STRATA_CANTOPEN, "%s: no such database (create_if_missing is off)", zPath);
+      goto open_failed;
+    }
+    strataFreeList(azName, nName);
+    azName = NULL;
+    nName = 0;
+  }
+  atomic_store(&db->lastSeq, db->vs->lastSeq);
+  adoptVersionFiles(db);
+
+  rc = strataMemtableNew(&db->pMem);
+  if (rc) goto open_failed;
+  rc = db->env->xListDir(db->env, zPath, &azName, &nName);
+  if (rc) goto open_failed;
+  pthread_mutex_lock(&db->mu);
+  rc = recoverWals(db, azName, nName, &e);
+  if (rc == STRATA_OK) rc = newWal(db);
+  if (rc == STRATA_OK) {
+    e.bLogNumber = 1;
+    e.logNumber = db->walNumber;
+    e.bLastSeq = 1;
+    e.lastSeq = atomic_load(&db->lastSeq);
+    db->vs->lastSeq = e.lastSeq;
+    rc = strataVersionSetNewManifest(db->vs, &e);
+  }
+  pthread_mutex_unlock(&db->mu);
+  if (rc) goto open_failed;
+  adoptVersionFiles(db);
+  deleteObsoleteFiles(db, azName, nName);
+  strataFreeList(azName, nName);
+  azName = NULL;
+  strataEditClear(&e);
+
+  db->nThread = opts.background_threads;
+  for (i = 0; i < db->nThread; i++) {
+    if (pthread_create(&db->aThread[i], NULL, bgMain, db) != 0) {
+      db->nThread = i;
+      rc = strataErr(STRATA_ERROR, "cannot start a background thread");
+      strata_close(db);
+      return rc;
+    }
+  }
+  *ppDb = db;
+  return STRATA_OK;
+
+open_failed:
+  strataFreeList(azName, nName);
+  strataEditClear(&e);
+  if (db->pWal) {
+    /* A WAL created by this failed open holds nothing: remove it. */
+    char *zWal = strataFileName(db->zDir, STRATA_FILE_WAL, db->walNumber);
+    strataLogWriterClose(db->pWal);
+    db->pWal = NULL;
+    if (zWal) db->env->xDelete(db->env, zWal);
+    strataFreeMem(zWal);
+  }
+  dbFree(db);
+  return rc;
+}
+
+int strata_close(strata *db) {
+  int i, rc = STRATA_OK;
+  if (!db) return STRATA_OK;
+  pthread_mutex_lock(&db->mu);
+  if (db->nIterators > 0 || db->snapList.pNext != &db->snapList || db->nTxn > 0) {
+    pthread_mutex_unlock(&db->mu);
+    return strataErr(STRATA_MISUSE, "strata_close: iterators, snapshots or transactions are still open");
+  }
+  db->bShutdown = 1;
+  pthread_cond_broadcast(&db->bgCv);
+  pthread_mutex_unlock(&db->mu);
+  for (i = 0; i < db->nThread; i++) pthread_join(db->aThread[i], NULL);
+  /* The buffered WAL tail (sync=off) reaches the OS here. */
+  if (db->pWal) {
+    rc = db->bgError ? STRATA_OK : strataLogFlush(db->pWal);
+    if (rc == STRATA_OK && db->opts.sync == STRATA_SYNC_FULL && !db->bgError) {
+      rc = strataLogSync(db->pWal);
+    }
+  }
+  dbFree(db);
+  return rc;
+}
+
+int strata_destroy(const char *zPath, strata_env *env) {
+  char **azName = NULL;
+  int nName = 0, i, rc;
+  StrataFile *pLock = NULL;
+  char *zLock;
+  if (!zPath) return strataErr(STRATA_MISUSE, "strata_destroy: NULL path");
+  if (!env) env = strataEnvDefault();
+  if (!env->xExists(env, zPath)) return STRATA_OK;
+  zLock = strataFileName(zPath, STRATA_FILE_LOCK, 0);
+  if (!zLock) return strataErr(STRATA_NOMEM, "out of memory");
+  rc = env->xLock(env, zLock, &pLock);
+  if (rc == STRATA_OK) rc = env->xListDir(env, zPath, &azName, &nName);
+  for (i = 0; rc == STRATA_OK && i < nName; i++) {
+    u64 num;
+    if (strataParseFileName(azName[i], &num) && strcmp(azName[i], "LOCK") != 0) {
+      char *zFile = strataMprintf("%s/%s", zPath, azName[i]);
+      if (!zFile) rc = strataErr(STRATA_NOMEM, "out of memory");
+      if (rc == STRATA_OK) rc = env->xDelete(env, zFile);
+      strataFreeMem(zFile);
+    }
+  }
+  if (rc == STRATA_OK) env->xDelete(env, zLock);
+  strataFileClose(pLock);
+  if (rc == STRATA_OK) rc = env->xRmdir(env, zPath);
+  strataFreeList(azName, nName);
+  strataFreeMem(zLock);
+  return rc;
+}

@@ -1,2 +1,302 @@
-/* dbiter.c -- placeholder until the module lands. */
+/*
+** dbiter.c -- the public iterator (strata_iter) over an internal iterator.
+**
+** VISIBILITY
+** An internal iterator yields every version of every key, newest first for
+** each key. The db iterator shows, for each user key, the newest version
+** with sequence <= the snapshot (or >= STRATA_TXN_SEQ_BASE: the writes of
+** the reading transaction itself), and hides the key if that version is a
+** deletion. Bounds [lower, upper) are applied here.
+**
+** DIRECTION
+** Moving forward, the internal iterator sits on the entry that supplies the
+** current key and value, so both are read in place. Moving backward, it sits
+** before all entries of the current key (it had to look at all of them to
+** find the newest), so the key and value are copied aside.
+*/
 #include "strataInt.h"
+
+struct strata_iter {
+  StrataIter *pIter; /* internal iterator (owned) */
+  u64 seq;
+  int bValid;
+  int bForward;
+  int rc;
+  StrataBuf lower, upper; /* copies of the bounds */
+  int bLower, bUpper;
+  StrataBuf savedKey; /* reverse: current key; forward: scratch for skipping */
+  StrataBuf savedVal; /* reverse: current value */
+  StrataBuf seekKey;  /* scratch for internal seek keys */
+  void (*xRelease)(void *);
+  void *pReleaseArg;
+};
+
+static inline int isVisible(const strata_iter *it, u64 seq) {
+  return seq <= it->seq || seq >= STRATA_TXN_SEQ_BASE;
+}
+
+static inline int iterFail(strata_iter *it) {
+  if (it->pIter->rc) {
+    it->rc = it->pIter->rc;
+    it->bValid = 0;
+    return 1;
+  }
+  return 0;
+}
+
+/* Seek the internal iterator to the first entry of user key k. */
+static void internalSeek(strata_iter *it, const u8 *k, size_t n, u64 trailer) {
+  int rc = strataBufReserve(&it->seekKey, n + 8 - it->seekKey.n);
+  it->seekKey.n = 0;
+  if (rc) {
+    it->rc = rc;
+    it->bValid = 0;
+    return;
+  }
+  if (n) memcpy(it->seekKey.a, k, n);
+  strataPut64(it->seekKey.a + n, trailer);
+  it->seekKey.n = n + 8;
+  it->pIter->pMethods->xSeek(it->pIter, it->seekKey.a, it->seekKey.n);
+}
+
+#define TRAILER_FIRST (~(u64)0) /* sorts before every entry of a key */
+#define TRAILER_LAST ((u64)0)   /* sorts after every entry of a key */
+
+/* Forward: from the internal position, find the next visible live key.
+** With bSkip, entries of user key savedKey are passed over. */
+static void findNextUserEntry(strata_iter *it, int bSkip) {
+  StrataIter *in = it->pIter;
+  while (in->bValid) {
+    size_t nU = in->nKey - 8;
+    u64 trailer = strataGet64(in->pKey + nU);
+    if (isVisible(it, trailer >> 8)) {
+      if (bSkip && strataUkeyCompare(in->pKey, nU, it->savedKey.a, it->savedKey.n) <= 0) {
+        /* an older version of a key already passed */
+      } else if ((trailer & 0xff) == STRATA_TYPE_DELETE) {
+        if (strataBufSet(&it->savedKey, in->pKey, nU)) {
+          it->rc = STRATA_NOMEM;
+          break;
+        }
+        bSkip = 1;
+      } else {
+        if (it->bUpper && strataUkeyCompare(in->pKey, nU, it->upper.a, it->upper.n) >= 0) break;
+        it->bValid = 1;
+        it->bForward = 1;
+        return;
+      }
+    }
+    in->pMethods->xNext(in);
+  }
+  iterFail(it);
+  it->bValid = 0;
+}
+
+/* Backward: from the internal position, find the previous visible live key;
+** leaves it in savedKey/savedVal and the internal iterator before it. */
+static void findPrevUserEntry(strata_iter *it) {
+  StrataIter *in = it->pIter;
+  int type = STRATA_TYPE_DELETE;
+  it->savedKey.n = 0;
+  while (in->bValid) {
+    size_t nU = in->nKey - 8;
+    u64 trailer = strataGet64(in->pKey + nU);
+    if (isVisible(it, trailer >> 8)) {
+      if (type != STRATA_TYPE_DELETE &&
+          strataUkeyCompare(in->pKey, nU, it->savedKey.a, it->savedKey.n) < 0) {
+        break; /* passed every entry of savedKey */
+      }
+      if (type == STRATA_TYPE_DELETE && it->bLower &&
+          strataUkeyCompare(in->pKey, nU, it->lower.a, it->lower.n) < 0) {
+        break; /* below the range with nothing found */
+      }
+      type = (int)(trailer & 0xff);
+      if (type == STRATA_TYPE_DELETE) {
+        it->savedKey.n = 0;
+        it->savedVal.n = 0;
+      } else if (strataBufSet(&it->savedKey, in->pKey, nU) ||
+                 strataBufSet(&it->savedVal, in->pVal, in->nVal)) {
+        it->rc = STRATA_NOMEM;
+        it->bValid = 0;
+        return;
+      }
+    }
+    in->pMethods->xPrev(in);
+  }
+  if (iterFail(it)) return;
+  it->bForward = 0;
+  it->bValid = (type != STRATA_TYPE_DELETE);
+  if (it->bValid && it->bLower &&
+      strataUkeyCompare(it->savedKey.a, it->savedKey.n, it->lower.a, it->lower.n) < 0) {
+    it->bValid = 0;
+  }
+}
+
+void strata_iter_seek_first(strata_iter *it) {
+  if (it->rc) return;
+  if (it->bLower) {
+    internalSeek(it, it->lower.a, it->lower.n, TRAILER_FIRST);
+  } else {
+    it->pIter->pMethods->xSeekFirst(it->pIter);
+  }
+  findNextUserEntry(it, 0);
+}
+
+void strata_iter_seek(strata_iter *it, const void *pKey, size_t nKey) {
+  if (it->rc) return;
+  if (it->bLower && strataUkeyCompare(pKey, nKey, it->lower.a, it->lower.n) < 0) {
+    strata_iter_seek_first(it);
+    return;
+  }
+  internalSeek(it, pKey, nKey, TRAILER_FIRST);
+  if (!it->rc) findNextUserEntry(it, 0);
+}
+
+/* Position the internal iterator on the last entry with user key < k (bLt)
+** or <= k, then find the previous user entry. */
+static void seekBefore(strata_iter *it, const u8 *k, size_t n, int bLt) {
+  StrataIter *in = it->pIter;
+  internalSeek(it, k, n, bLt ? TRAILER_FIRST : TRAILER_LAST);
+  if (it->rc) return;
+  if (in->bValid) {
+    in->pMethods->xPrev(in);
+  } else if (!in->rc) {
+    in->pMethods->xSeekLast(in);
+  }
+  findPrevUserEntry(it);
+}
+
+void strata_iter_seek_last(strata_iter *it) {
+  if (it->rc) return;
+  if (it->bUpper) {
+    seekBefore(it, it->upper.a, it->upper.n, 1);
+  } else {
+    it->pIter->pMethods->xSeekLast(it->pIter);
+    findPrevUserEntry(it);
+  }
+}
+
+void strata_iter_seek_for_prev(strata_iter *it, const void *pKey, size_t nKey) {
+  if (it->rc) return;
+  if (it->bUpper && strataUkeyCompare(pKey, nKey, it->upper.a, it->upper.n) >= 0) {
+    strata_iter_seek_last(it);
+    return;
+  }
+  seekBefore(it, pKey, nKey, 0);
+}
+
+void strata_iter_next(strata_iter *it) {
+  StrataIter *in = it->pIter;
+  if (!it->bValid) return;
+  if (it->bForward) {
+    if (strataBufSet(&it->savedKey, in->pKey, in->nKey - 8)) {
+      it->rc = STRATA_NOMEM;
+      it->bValid = 0;
+      return;
+    }
+    in->pMethods->xNext(in);
+  } else {
+    /* The internal iterator is before savedKey's entries: step onto them. */
+    if (in->bValid) {
+      in->pMethods->xNext(in);
+    } else if (!in->rc) {
+      in->pMethods->xSeekFirst(in);
+    }
+  }
+  findNextUserEntry(it, 1);
+}
+
+void strata_iter_prev(strata_iter *it) {
+  StrataIter *in = it->pIter;
+  if (!it->bValid) return;
+  if (it->bForward) {
+    /* Move before every entry of the current key. */
+    if (strataBufSet(&it->savedKey, in->pKey, in->nKey - 8)) {
+      it->rc = STRATA_NOMEM;
+      it->bValid = 0;
+      return;
+    }
+    do {
+      in->pMethods->xPrev(in);
+    } while (in->bValid &&
+             strataUkeyCompare(in->pKey, in->nKey - 8, it->savedKey.a, it->savedKey.n) >= 0);
+    if (iterFail(it)) return;
+  }
+  findPrevUserEntry(it);
+}
+
+int strata_iter_valid(const strata_iter *it) { return it && it->bValid; }
+
+const void *strata_iter_key(const strata_iter *it, size_t *pnKey) {
+  if (!it->bValid) {
+    *pnKey = 0;
+    return NULL;
+  }
+  if (it->bForward) {
+    *pnKey = it->pIter->nKey - 8;
+    return it->pIter->pKey;
+  }
+  *pnKey = it->savedKey.n;
+  return it->savedKey.a;
+}
+
+const void *strata_iter_value(const strata_iter *it, size_t *pnVal) {
+  if (!it->bValid) {
+    *pnVal = 0;
+    return NULL;
+  }
+  if (it->bForward) {
+    *pnVal = it->pIter->nVal;
+    return it->pIter->pVal;
+  }
+  *pnVal = it->savedVal.n;
+  return it->savedVal.a;
+}
+
+int strata_iter_status(const strata_iter *it) { return it ? it->rc : STRATA_MISUSE; }
+
+void strata_iter_free(strata_iter *it) {
+  if (!it) return;
+  strataIterClose(it->pIter);
+  if (it->xRelease) it->xRelease(it->pReleaseArg);
+  strataBufFree(&it->lower);
+  strataBufFree(&it->upper);
+  strataBufFree(&it->savedKey);
+  strataBufFree(&it->savedVal);
+  strataBufFree(&it->seekKey);
+  strataFreeMem(it);
+}
+
+void strata_read_options_init(strata_read_options *ro) {
+  memset(ro, 0, sizeof(*ro));
+  ro->fill_cache = 1;
+}
+
+int strataDbIterNew(StrataIter *pInternal, u64 seq, const strata_read_options *ro,
+                    void (*xRelease)(void *), void *pArg, strata_iter **ppIter) {
+  strata_iter *it = strataMallocZero(sizeof(*it));
+  int rc = STRATA_OK;
+  *ppIter = NULL;
+  if (!it) {
+    strataIterClose(pInternal);
+    if (xRelease) xRelease(pArg);
+    return strataErr(STRATA_NOMEM, "out of memory");
+  }
+  it->pIter = pInternal;
+  it->seq = seq;
+  it->xRelease = xRelease;
+  it->pReleaseArg = pArg;
+  if (ro && ro->lower) {
+    it->bLower = 1;
+    rc = strataBufSet(&it->lower, ro->lower, ro->nLower);
+  }
+  if (rc == STRATA_OK && ro && ro->upper) {
+    it->bUpper = 1;
+    rc = strataBufSet(&it->upper, ro->upper, ro->nUpper);
+  }
+  if (rc) {
+    strata_iter_free(it);
+    return rc;
+  }
+  *ppIter = it;
+  return STRATA_OK;
+}

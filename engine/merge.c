@@ -1,2 +1,382 @@
-/* merge.c -- placeholder until the module lands. */
+/*
+** merge.c -- the merging iterator, the level iterator and the error iterator.
+**
+** MERGING ITERATOR
+** Merges n child iterators over internal keys into one sorted stream. Moving
+** forward it keeps a min-heap of the valid children; backward, a max-heap.
+** Internal keys are unique across children (a sequence number is used once),
+** so there are no ties to break. Changing direction re-seeks every child
+** but the current one to the current key, as a merge must.
+**
+** LEVEL ITERATOR
+** Concatenates the tables of one level (sorted, non-overlapping), opening
+** only the table under the cursor. A seek binary-searches the files by
+** their largest key.
+*/
 #include "strataInt.h"
+
+/* ERROR ITERATOR */
+
+typedef struct ErrorIter {
+  StrataIter base;
+} ErrorIter;
+
+static void errNop(StrataIter *p) { (void)p; }
+static void errSeek(StrataIter *p, const u8 *k, size_t n) { (void)p; (void)k; (void)n; }
+static void errClose(StrataIter *p) { strataFreeMem(p); }
+static const StrataIterMethods errorMethods = {errNop, errNop, errSeek, errNop, errNop, errClose};
+
+StrataIter *strataErrorIterNew(int rc) {
+  ErrorIter *p = strataMallocZero(sizeof(*p));
+  if (!p) return NULL;
+  p->base.pMethods = &errorMethods;
+  p->base.rc = rc;
+  return &p->base;
+}
+
+/* MERGING ITERATOR */
+
+typedef struct MergeIter {
+  StrataIter base;
+  int nChild;
+  StrataIter **apChild;
+  int bForward;     /* direction of the heap */
+  int nHeap;
+  StrataIter **aHeap; /* heap of valid children; aHeap[0] is current */
+} MergeIter;
+
+/* 1 if a should be above b in the heap for the current direction. */
+static inline int heapBefore(const MergeIter *m, const StrataIter *a, const StrataIter *b) {
+  int c = strataIkeyCompare(a->pKey, a->nKey, b->pKey, b->nKey);
+  return m->bForward ? c < 0 : c > 0;
+}
+
+static void heapSiftDown(MergeIter *m, int i) {
+  StrataIter **h = m->aHeap;
+  int n = m->nHeap;
+  StrataIter *x = h[i];
+  for (;;) {
+    int c = 2 * i + 1;
+    if (c >= n) break;
+    if (c + 1 < n && heapBefore(m, h[c + 1], h[c])) c++;
+    if (!heapBefore(m, h[c], x)) break;
+    h[i] = h[c];
+    i = c;
+  }
+  h[i] = x;
+}
+
+static void heapSiftUp(MergeIter *m, int i) {
+  StrataIter **h = m->aHeap;
+  StrataIter *x = h[i];
+  while (i > 0) {
+    int p = (i - 1) / 2;
+    if (!heapBefore(m, x, h[p])) break;
+    h[i] = h[p];
+    i = p;
+  }
+  h[i] = x;
+}
+
+/* Rebuild the heap from the children and publish the current entry. */
+static void mergeBuild(MergeIter *m) {
+  int i;
+  m->nHeap = 0;
+  for (i = 0; i < m->nChild; i++) {
+    StrataIter *c = m->apChild[i];
+    if (c->rc && !m->base.rc) m->base.rc = c->rc;
+    if (c->bValid) {
+      m->aHeap[m->nHeap] = c;
+      heapSiftUp(m, m->nHeap);
+      m->nHeap++;
+    }
+  }
+}
+
+static void mergePublish(MergeIter *m) {
+  if (m->base.rc || m->nHeap == 0) {
+    m->base.bValid = 0;
+    return;
+  }
+  m->base.bValid = 1;
+  m->base.pKey = m->aHeap[0]->pKey;
+  m->base.nKey = m->aHeap[0]->nKey;
+  m->base.pVal = m->aHeap[0]->pVal;
+  m->base.nVal = m->aHeap[0]->nVal;
+}
+
+static void mergeSeekFirst(StrataIter *p) {
+  MergeIter *m = (MergeIter *)p;
+  int i;
+  for (i = 0; i < m->nChild; i++) m->apChild[i]->pMethods->xSeekFirst(m->apChild[i]);
+  m->bForward = 1;
+  mergeBuild(m);
+  mergePublish(m);
+}
+
+static void mergeSeekLast(StrataIter *p) {
+  MergeIter *m = (MergeIter *)p;
+  int i;
+  for (i = 0; i < m->nChild; i++) m->apChild[i]->pMethods->xSeekLast(m->apChild[i]);
+  m->bForward = 0;
+  mergeBuild(m);
+  mergePublish(m);
+}
+
+static void mergeSeek(StrataIter *p, const u8 *pKey, size_t nKey) {
+  MergeIter *m = (MergeIter *)p;
+  int i;
+  for (i = 0; i < m->nChild; i++) m->apChild[i]->pMethods->xSeek(m->apChild[i], pKey, nKey);
+  m->bForward = 1;
+  mergeBuild(m);
+  mergePublish(m);
+}
+
+/* Advance the top child and restore the heap. */
+static void mergeStep(MergeIter *m) {
+  StrataIter *c = m->aHeap[0];
+  if (m->bForward) {
+    c->pMethods->xNext(c);
+  } else {
+    c->pMethods->xPrev(c);
+  }
+  if (c->rc) {
+    m->base.rc = c->rc;
+  } else if (c->bValid) {
+    heapSiftDown(m, 0);
+  } else {
+    m->aHeap[0] = m->aHeap[--m->nHeap];
+    if (m->nHeap) heapSiftDown(m, 0);
+  }
+  mergePublish(m);
+}
+
+static void mergeNext(StrataIter *p) {
+  MergeIter *m = (MergeIter *)p;
+  if (!m->bForward) {
+    /* Every child but the current one must move to the first entry after
+    ** the current key; the current one just steps. */
+    StrataIter *cur = m->aHeap[0];
+    const u8 *pKey = cur->pKey;
+    size_t nKey = cur->nKey;
+    int i;
+    for (i = 0; i < m->nChild; i++) {
+      StrataIter *c = m->apChild[i];
+      if (c == cur) continue;
+      c->pMethods->xSeek(c, pKey, nKey);
+      if (c->bValid && strataIkeyCompare(c->pKey, c->nKey, pKey, nKey) == 0) c->pMethods->xNext(c);
+    }
+    m->bForward = 1;
+    mergeBuild(m);
+    /* cur is in the heap at its own key, the smallest: step it. */
+    if (m->base.rc) {
+      mergePublish(m);
+      return;
+    }
+  }
+  mergeStep(m);
+}
+
+static void mergePrev(StrataIter *p) {
+  MergeIter *m = (MergeIter *)p;
+  if (m->bForward) {
+    StrataIter *cur = m->aHeap[0];
+    const u8 *pKey = cur->pKey;
+    size_t nKey = cur->nKey;
+    int i;
+    for (i = 0; i < m->nChild; i++) {
+      StrataIter *c = m->apChild[i];
+      if (c == cur) continue;
+      /* Last entry < key: seek to >= key, then step back once. */
+      c->pMethods->xSeek(c, pKey, nKey);
+      if (c->bValid) {
+        c->pMethods->xPrev(c);
+      } else if (!c->rc) {
+        c->pMethods->xSeekLast(c);
+      }
+    }
+    m->bForward = 0;
+    mergeBuild(m);
+    if (m->base.rc) {
+      mergePublish(m);
+      return;
+    }
+  }
+  mergeStep(m);
+}
+
+static void mergeClose(StrataIter *p) {
+  MergeIter *m = (MergeIter *)p;
+  int i;
+  for (i = 0; i < m->nChild; i++) strataIterClose(m->apChild[i]);
+  strataFreeMem(m->apChild);
+  strataFreeMem(m->aHeap);
+  strataFreeMem(m);
+}
+
+static const StrataIterMethods mergeMethods = {mergeSeekFirst, mergeSeekLast, mergeSeek,
+                                               mergeNext,      mergePrev,     mergeClose};
+
+int strataMergeIterNew(StrataIter **apChild, int nChild, StrataIter **ppIter) {
+  MergeIter *m = strataMallocZero(sizeof(*m));
+  int i;
+  *ppIter = NULL;
+  if (m) {
+    m->apChild = strataMalloc(sizeof(StrataIter *) * (size_t)(nChild ? nChild : 1));
+    m->aHeap = strataMalloc(sizeof(StrataIter *) * (size_t)(nChild ? nChild : 1));
+  }
+  if (!m || !m->apChild || !m->aHeap) {
+    for (i = 0; i < nChild; i++) strataIterClose(apChild[i]);
+    if (m) {
+      strataFreeMem(m->apChild);
+      strataFreeMem(m->aHeap);
+      strataFreeMem(m);
+    }
+    return strataErr(STRATA_NOMEM, "out of memory");
+  }
+  m->base.pMethods = &mergeMethods;
+  m->nChild = nChild;
+  memcpy(m->apChild, apChild, sizeof(StrataIter *) * (size_t)nChild);
+  m->bForward = 1;
+  *ppIter = &m->base;
+  return STRATA_OK;
+}
+
+/* LEVEL ITERATOR */
+
+typedef struct LevelIter {
+  StrataIter base;
+  FileMeta **aFile;
+  int nFile;
+  int iFile;          /* file of pTable, or -1 */
+  StrataIter *pTable; /* iterator of the current file */
+  StrataOpenTableIter xOpen;
+  void *pCtx;
+} LevelIter;
+
+static void levelPublish(LevelIter *l) {
+  StrataIter *t = l->pTable;
+  if (t && t->rc && !l->base.rc) l->base.rc = t->rc;
+  if (l->base.rc || !t || !t->bValid) {
+    l->base.bValid = 0;
+    return;
+  }
+  l->base.bValid = 1;
+  l->base.pKey = t->pKey;
+  l->base.nKey = t->nKey;
+  l->base.pVal = t->pVal;
+  l->base.nVal = t->nVal;
+}
+
+/* Make file i current (opening its table); 0 if it failed. */
+static int levelOpen(LevelIter *l, int i) {
+  if (l->iFile == i && l->pTable) return 1;
+  strataIterClose(l->pTable);
+  l->pTable = NULL;
+  l->iFile = -1;
+  if (i < 0 || i >= l->nFile) return 0;
+  {
+    int rc = l->xOpen(l->pCtx, l->aFile[i], &l->pTable);
+    if (rc) {
+      l->base.rc = rc;
+      return 0;
+    }
+  }
+  l->iFile = i;
+  return 1;
+}
+
+/* Move forward over files whose table is exhausted. */
+static void levelSkipForward(LevelIter *l) {
+  while (l->pTable && !l->pTable->bValid && !l->pTable->rc && l->iFile + 1 < l->nFile) {
+    if (!levelOpen(l, l->iFile + 1)) return;
+    l->pTable->pMethods->xSeekFirst(l->pTable);
+  }
+}
+
+static void levelSkipBackward(LevelIter *l) {
+  while (l->pTable && !l->pTable->bValid && !l->pTable->rc && l->iFile > 0) {
+    if (!levelOpen(l, l->iFile - 1)) return;
+    l->pTable->pMethods->xSeekLast(l->pTable);
+  }
+}
+
+static void levelSeekFirst(StrataIter *p) {
+  LevelIter *l = (LevelIter *)p;
+  if (levelOpen(l, 0)) {
+    l->pTable->pMethods->xSeekFirst(l->pTable);
+    levelSkipForward(l);
+  }
+  levelPublish(l);
+}
+
+static void levelSeekLast(StrataIter *p) {
+  LevelIter *l = (LevelIter *)p;
+  if (levelOpen(l, l->nFile - 1)) {
+    l->pTable->pMethods->xSeekLast(l->pTable);
+    levelSkipBackward(l);
+  }
+  levelPublish(l);
+}
+
+static void levelSeek(StrataIter *p, const u8 *pKey, size_t nKey) {
+  LevelIter *l = (LevelIter *)p;
+  int lo = 0, hi = l->nFile;
+  /* First file whose largest key >= pKey. */
+  while (lo < hi) {
+    int mid = (lo + hi) / 2;
+    const FileMeta *f = l->aFile[mid];
+    if (strataIkeyCompare(f->largest.a, f->largest.n, pKey, nKey) < 0) {
+      lo = mid + 1;
+    } else {
+      hi = mid;
+    }
+  }
+  if (lo >= l->nFile) {
+    strataIterClose(l->pTable);
+    l->pTable = NULL;
+    l->iFile = -1;
+  } else if (levelOpen(l, lo)) {
+    l->pTable->pMethods->xSeek(l->pTable, pKey, nKey);
+    levelSkipForward(l);
+  }
+  levelPublish(l);
+}
+
+static void levelNext(StrataIter *p) {
+  LevelIter *l = (LevelIter *)p;
+  l->pTable->pMethods->xNext(l->pTable);
+  levelSkipForward(l);
+  levelPublish(l);
+}
+
+static void levelPrev(StrataIter *p) {
+  LevelIter *l = (LevelIter *)p;
+  l->pTable->pMethods->xPrev(l->pTable);
+  levelSkipBackward(l);
+  levelPublish(l);
+}
+
+static void levelClose(StrataIter *p) {
+  LevelIter *l = (LevelIter *)p;
+  strataIterClose(l->pTable);
+  strataFreeMem(l);
+}
+
+static const StrataIterMethods levelMethods = {levelSeekFirst, levelSeekLast, levelSeek,
+                                               levelNext,      levelPrev,     levelClose};
+
+int strataLevelIterNew(FileMeta **aFile, int nFile, StrataOpenTableIter xOpen, void *pCtx,
+                       StrataIter **ppIter) {
+  LevelIter *l = strataMallocZero(sizeof(*l));
+  *ppIter = NULL;
+  if (!l) return strataErr(STRATA_NOMEM, "out of memory");
+  l->base.pMethods = &levelMethods;
+  l->aFile = aFile;
+  l->nFile = nFile;
+  l->iFile = -1;
+  l->xOpen = xOpen;
+  l->pCtx = pCtx;
+  *ppIter = &l->base;
+  return STRATA_OK;
+}

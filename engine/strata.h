@@ -222,10 +222,15 @@ int strata_txn_get(strata_txn *t, const void *pKey, size_t nKey, strata_value *p
 /* An iterator over the transaction's snapshot merged with its own writes. It
 ** sees writes made after it was created. Free before the transaction ends. */
 int strata_txn_iter_new(strata_txn *t, const strata_read_options *ro, strata_iter **ppIter);
-/* Savepoint i (0-based depth): strata_txn_savepoint returns the new depth. */
-int strata_txn_savepoint(strata_txn *t);
-int strata_txn_rollback_to(strata_txn *t, int iSavepoint); /* undo writes after it; it stays */
-int strata_txn_release(strata_txn *t, int iSavepoint);     /* forget it and those after */
+/* Savepoints are numbered from 0 in the order they are made.
+** strata_txn_savepoint marks the current state and sets *piSavepoint to its
+** number. strata_txn_rollback_to undoes every write made after savepoint i
+** and keeps i (later ones are forgotten); iterators of the transaction made
+** before a rollback_to must be freed and made again. strata_txn_release
+** forgets savepoint i and those after it, keeping their writes. */
+int strata_txn_savepoint(strata_txn *t, int *piSavepoint);
+int strata_txn_rollback_to(strata_txn *t, int iSavepoint);
+int strata_txn_release(strata_txn *t, int iSavepoint);
 int strata_txn_commit(strata_txn *t);   /* frees t, whatever the result */
 void strata_txn_rollback(strata_txn *t); /* frees t; accepts NULL */
 /* Number of operations buffered. */

@@ -450,4 +450,234 @@ int strataSstIterNew(SstReader *r, int bFillCache, StrataIter **ppIter);
 /* Check every block's checksum and the key order (tools, tests). */
 int strataSstVerify(SstReader *r);
 
+
+/* ------------------------------------------------------------------ */
+/* version.c: live files per level (a Version), version edits, and the
+** manifest that logs them. */
+
+typedef struct FileMeta FileMeta;
+typedef struct Version Version;
+typedef struct VersionEdit VersionEdit;
+typedef struct VersionSet VersionSet;
+
+struct FileMeta {
+  _Atomic int nRef;
+  u64 number;
+  u64 size;
+  u64 minSeq, maxSeq;
+  u64 nEntries, nDeletes;
+  StrataBuf smallest; /* internal keys */
+  StrataBuf largest;
+  int bCompacting;    /* guarded by the db mutex */
+  /* Set when an edit removes the file from the current version: the file is
+  ** deleted (xObsolete) when the last version holding it goes away. */
+  _Atomic int bObsolete;
+  void (*xObsolete)(void *pCtx, u64 number);
+  void *pObsoleteCtx;
+};
+
+struct Version {
+  _Atomic int nRef;
+  int nFile[STRATA_MAX_LEVELS];
+  FileMeta **aFile[STRATA_MAX_LEVELS]; /* L0: by number ascending; L1+: by smallest key */
+};
+
+typedef struct EditFile {
+  int level;
+  FileMeta *pMeta; /* owned by the edit (one reference) */
+} EditFile;
+
+typedef struct EditDel {
+  int level;
+  u64 number;
+} EditDel;
+
+struct VersionEdit {
+  int bLogNumber, bNextFile, bLastSeq;
+  u64 logNumber, nextFile, lastSeq;
+  int nAdd, nAddAlloc;
+  EditFile *aAdd;
+  int nDel, nDelAlloc;
+  EditDel *aDel;
+};
+
+struct VersionSet {
+  strata_env *env;
+  char *zDir;
+  StrataIoStats *pIoStats;
+  int bSync;           /* fsync manifest and directory at each edit */
+  Version *pCurrent;   /* one reference held by the set */
+  u64 nextFile;
+  u64 lastSeq;         /* recovered value; the db keeps the live one */
+  u64 logNumber;       /* WALs numbered below this are obsolete */
+  u64 manifestNumber;
+  LogWriter *pManifest;
+};
+
+FileMeta *strataFileMetaNew(void);
+void strataFileMetaRef(FileMeta *f);
+void strataFileMetaUnref(FileMeta *f);
+void strataVersionRef(Version *v);
+void strataVersionUnref(Version *v);
+u64 strataVersionLevelBytes(const Version *v, int level);
+/* Check the structural invariants (levels >= 1 sorted, non-overlapping;
+** smallest <= largest). STRATA_CORRUPT with a message if one fails. */
+int strataVersionCheck(const Version *v);
+
+void strataEditInit(VersionEdit *e);
+void strataEditClear(VersionEdit *e); /* releases added FileMetas */
+int strataEditAddFile(VersionEdit *e, int level, FileMeta *pMeta); /* takes a reference */
+int strataEditDelFile(VersionEdit *e, int level, u64 number);
+int strataEditEncode(const VersionEdit *e, StrataBuf *pOut);
+int strataEditDecode(VersionEdit *e, const u8 *p, size_t n);
+/* A new version: pBase with e applied. */
+int strataVersionApply(const Version *pBase, const VersionEdit *e, Version **ppOut);
+
+/* Open the set for directory zDir: read CURRENT and replay the manifest. If
+** CURRENT is absent, *pbExists = 0 and the set is empty. */
+int strataVersionSetOpen(strata_env *env, const char *zDir, StrataIoStats *pIoStats, int bSync,
+                         VersionSet **ppSet, int *pbExists);
+/* Start a new manifest holding the whole current version (plus e, if not
+** NULL), and point CURRENT at it. Used at open, and when the manifest grows. */
+int strataVersionSetNewManifest(VersionSet *vs, const VersionEdit *e);
+/* Append e to the manifest (durably, if bSync) and install the new version. */
+int strataVersionSetLogAndApply(VersionSet *vs, VersionEdit *e);
+void strataVersionSetClose(VersionSet *vs);
+u64 strataVersionSetNewFileNumber(VersionSet *vs);
+
+/* File names inside a database directory. */
+#define STRATA_FILE_WAL 1
+#define STRATA_FILE_SST 2
+#define STRATA_FILE_MANIFEST 3
+#define STRATA_FILE_CURRENT 4
+#define STRATA_FILE_LOCK 5
+#define STRATA_FILE_TEMP 6
+char *strataFileName(const char *zDir, int type, u64 number); /* strataFreeMem() it */
+/* Parse a directory entry name: returns its type (0 if not ours). */
+int strataParseFileName(const char *zName, u64 *pNumber);
+
+/* ------------------------------------------------------------------ */
+/* merge.c: the merging iterator, and the level iterator that concatenates
+** the sorted, non-overlapping files of one level. */
+
+/* Takes ownership of the children (closed with it, or on failure). */
+int strataMergeIterNew(StrataIter **apChild, int nChild, StrataIter **ppIter);
+
+/* Opens a table iterator for a file; used by the level iterator. */
+typedef int (*StrataOpenTableIter)(void *pCtx, FileMeta *pFile, StrataIter **ppIter);
+/* An iterator over the files (which must outlive it: hold the Version). */
+int strataLevelIterNew(FileMeta **aFile, int nFile, StrataOpenTableIter xOpen, void *pCtx,
+                       StrataIter **ppIter);
+/* An iterator that is empty and reports rc (for errors in constructors). */
+StrataIter *strataErrorIterNew(int rc);
+
+/* ------------------------------------------------------------------ */
+/* dbiter.c: the user-facing iterator over an internal iterator: hides
+** versions newer than the snapshot, older versions and deletions, applies
+** the bounds. Entries with sequence >= STRATA_TXN_SEQ_BASE (a transaction's
+** own writes) are always visible. */
+
+#define STRATA_TXN_SEQ_BASE (((u64)1) << 55)
+
+typedef struct DbIter DbIter;
+/* Takes ownership of pInternal. pRelease(pArg) runs when the iterator is
+** freed (it drops the references the iterator's sources hold). */
+int strataDbIterNew(StrataIter *pInternal, u64 seq, const strata_read_options *ro,
+                    void (*xRelease)(void *), void *pArg, strata_iter **ppIter);
+
+/* ------------------------------------------------------------------ */
+/* db.c internals used by txn.c. */
+
+/* Commit a batch through the group-commit write path. bOwner: the caller
+** holds the transaction write lock. */
+int strataDbWriteBatch(strata *db, const strata_batch *b, int bOwner);
+/* Take / drop the transaction write lock. Take fails with STRATA_BUSY after
+** the busy timeout, or at once if the database changed after seqSnapshot. */
+int strataDbWriteLock(strata *db, u64 seqSnapshot);
+void strataDbWriteUnlock(strata *db);
+/* Internal iterator over the whole database (no snapshot filtering), and the
+** release function for the references it took. */
+int strataDbInternalIter(strata *db, int bFillCache, StrataIter **ppIter, void **ppRelease);
+void strataDbReleaseIterState(void *p);
+/* Lookup at seq: STRATA_OK (found, value in pVal), STRATA_NOTFOUND, error.
+** *pbDeleted = 1 if the newest entry is a tombstone. */
+int strataDbGetInternal(strata *db, const u8 *pKey, size_t nKey, u64 seq, strata_value *pVal);
+u64 strataDbLastSeq(strata *db);
+int strataDbBusyTimeout(strata *db);
+int strataValueSet(strata_value *pVal, const void *p, size_t n);
+
+/* ------------------------------------------------------------------ */
+/* The database handle (db.c), shared with txn.c and compact.c. */
+
+#include <pthread.h>
+
+struct strata_snapshot {
+  u64 seq;
+  strata_snapshot *pPrev, *pNext; /* the db's list, oldest first */
+};
+
+typedef struct DbStats {
+  u64 flushes, flush_bytes_written, flush_micros;
+  u64 compactions, compaction_bytes_read, compaction_bytes_written, compaction_micros;
+  u64 stall_micros, stall_count;
+  u64 user_bytes_written, wal_bytes_written;
+  u64 level_read_bytes[STRATA_MAX_LEVELS];
+  u64 level_written_bytes[STRATA_MAX_LEVELS];
+} DbStats;
+
+#define STRATA_MAX_BG_THREADS 16
+
+struct strata {
+  char *zDir;
+  strata_options opts;
+  strata_env *env;
+  StrataFile *pLock;
+  StrataIoStats io;
+  SstOptions sstOpts;
+  BlockCache *pBlockCache;
+  BlockCache *pTableCache;
+
+  pthread_mutex_t mu;
+  pthread_cond_t bgCv;    /* wakes background threads */
+  pthread_cond_t doneCv;  /* background progress (flush/compaction done, error) */
+  pthread_cond_t txnCv;   /* the transaction write lock was released */
+  pthread_cond_t queueCv; /* a commit group finished */
+  Memtable *pMem;         /* active memtable */
+  Memtable *pImm;         /* being flushed, or NULL */
+  u64 immWalNumber;       /* the WAL that pImm's writes are in */
+  LogWriter *pWal;        /* used only by the commit leader */
+  u64 walNumber;
+  VersionSet *vs;
+  _Atomic u64 lastSeq;    /* published after the memtable insert */
+  struct Writer *pWriterHead, *pWriterTail;
+  strata_batch groupBatch; /* the leader's combined batch */
+  int bTxnLock;           /* a transaction holds the write lock */
+  int nTxn;               /* open transactions */
+  int nIterators;         /* open iterators */
+  strata_snapshot snapList; /* list head */
+  int bgError;            /* sticky: writes refused until reopen */
+  char zBgError[256];
+  int bShutdown;
+  int bFlushing;
+  int nCompacting;        /* compactions running */
+  int bManualCompaction;  /* a strata_compact_range is in progress */
+  int nThread;
+  pthread_t aThread[STRATA_MAX_BG_THREADS];
+  DbStats stats;
+  _Atomic u64 nBloomCheck, nBloomUseful;
+  /* Compaction state (compact.c). */
+  StrataBuf aCompactPointer[STRATA_MAX_LEVELS]; /* round-robin start per level */
+};
+
+void strataDbScheduleWork(strata *db);                /* db->mu held */
+u64 strataDbOldestSnapshot(strata *db);                /* db->mu held */
+void strataDbAdoptFile(strata *db, FileMeta *f);       /* obsolete files get deleted */
+int strataDbTableIter(strata *db, FileMeta *f, int bFillCache, StrataIter **ppIter);
+
+/* compact.c: leveled compaction. */
+/* 1 if a compaction should run now (db->mu held). */
+int strataCompactPick(strata *db);
+/* Run one compaction (db->mu held; released during the merge). */
+void strataCompactRun(strata *db);
+
 #endif /* STRATA_INT_H */
