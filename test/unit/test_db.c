@@ -1,3 +1,502 @@
-/* placeholder until the module lands */
-#include <stdio.h>
-int main(void) { printf("0 passed, 1 failed\n"); return 1; }
+/*
+** test_db.c -- the public API end to end: open/close/reopen, put/get/delete,
+** batches, iterators with bounds in both directions, snapshots, flush with
+** many L0 tables, option and misuse errors, concurrency, statistics.
+*/
+#include "strata.h"
+#include "strataInt.h"
+#include "testutil.h"
+
+#include <pthread.h>
+
+static strata *openDb(const char *zDir, size_t nMem) {
+  strata_options o;
+  strata *db = NULL;
+  strata_options_init(&o);
+  o.memtable_size = nMem;
+  o.block_size = 512;
+  o.disable_compaction = 1;
+  if (strata_open(zDir, &o, &db) != STRATA_OK) {
+    fprintf(stderr, "open %s: %s\n", zDir, strata_errmsg());
+    return NULL;
+  }
+  return db;
+}
+
+static int getStr(strata *db, const strata_snapshot *s, const char *k, char *zOut, size_t nOut) {
+  strata_value v = {0};
+  int rc = strata_get(db, s, k, strlen(k), &v);
+  if (rc == STRATA_OK) {
+    size_t n = v.n < nOut - 1 ? v.n : nOut - 1;
+    memcpy(zOut, v.p, n);
+    zOut[n] = 0;
+  }
+  strata_value_free(&v);
+  return rc;
+}
+
+static void test_basic(void) {
+  const char *zDir = test_dir("db_basic");
+  strata *db = openDb(zDir, 1 << 20);
+  char z[64];
+  CHECK(db != NULL);
+  if (!db) return;
+  CHECK_EQ(strata_put(db, "hello", 5, "world", 5), STRATA_OK);
+  CHECK_EQ(strata_put(db, "", 0, "empty-key", 9), STRATA_OK);
+  CHECK_EQ(strata_put(db, "k\0x", 3, "nul", 3), STRATA_OK);
+  CHECK_EQ(getStr(db, NULL, "hello", z, sizeof z), STRATA_OK);
+  CHECK(!strcmp(z, "world"));
+  CHECK_EQ(getStr(db, NULL, "", z, sizeof z), STRATA_OK);
+  CHECK(!strcmp(z, "empty-key"));
+  CHECK_EQ(getStr(db, NULL, "hell", z, sizeof z), STRATA_NOTFOUND);
+  CHECK_EQ(getStr(db, NULL, "hello!", z, sizeof z), STRATA_NOTFOUND);
+  CHECK_EQ(strata_put(db, "hello", 5, "again", 5), STRATA_OK);
+  CHECK_EQ(getStr(db, NULL, "hello", z, sizeof z), STRATA_OK);
+  CHECK(!strcmp(z, "again"));
+  CHECK_EQ(strata_delete(db, "hello", 5), STRATA_OK);
+  CHECK_EQ(getStr(db, NULL, "hello", z, sizeof z), STRATA_NOTFOUND);
+  CHECK_EQ(strata_delete(db, "never", 5), STRATA_OK);
+  CHECK_EQ(strata_close(db), STRATA_OK);
+  db = openDb(zDir, 1 << 20);
+  CHECK(db != NULL);
+  if (!db) return;
+  CHECK_EQ(getStr(db, NULL, "hello", z, sizeof z), STRATA_NOTFOUND);
+  CHECK_EQ(getStr(db, NULL, "", z, sizeof z), STRATA_OK);
+  {
+    strata_value v = {0};
+    CHECK_EQ(strata_get(db, NULL, "k\0x", 3, &v), STRATA_OK);
+    CHECK(v.n == 3 && !memcmp(v.p, "nul", 3));
+    strata_value_free(&v);
+  }
+  CHECK_EQ(strata_close(db), STRATA_OK);
+  test_rmdir(zDir);
+}
+
+static void test_batch_atomic(void) {
+  const char *zDir = test_dir("db_batch");
+  strata *db = openDb(zDir, 1 << 20);
+  strata_batch *b = NULL;
+  char z[64];
+  if (!db) return;
+  CHECK_EQ(strata_batch_new(&b), STRATA_OK);
+  strata_batch_put(b, "a", 1, "1", 1);
+  strata_batch_put(b, "b", 1, "2", 1);
+  strata_batch_delete(b, "a", 1);
+  strata_batch_put(b, "c", 1, "3", 1);
+  strata_batch_put(b, "b", 1, "22", 2);
+  CHECK_EQ(strata_batch_count(b), 5);
+  CHECK_EQ(strata_write(db, b), STRATA_OK);
+  CHECK_EQ(getStr(db, NULL, "a", z, sizeof z), STRATA_NOTFOUND);
+  CHECK_EQ(getStr(db, NULL, "b", z, sizeof z), STRATA_OK);
+  CHECK(!strcmp(z, "22"));
+  CHECK_EQ(getStr(db, NULL, "c", z, sizeof z), STRATA_OK);
+  strata_batch_clear(b);
+  CHECK_EQ(strata_batch_count(b), 0);
+  CHECK_EQ(strata_write(db, b), STRATA_OK); /* empty batch is fine */
+  /* Oversized key. */
+  {
+    size_t n = STRATA_MAX_KEY + 1;
+    char *big = calloc(1, n);
+    CHECK_EQ(strata_batch_put(b, big, n, "x", 1), STRATA_TOOBIG);
+    CHECK_EQ(strata_put(db, big, n, "x", 1), STRATA_TOOBIG);
+    CHECK_EQ(strata_put(db, big, STRATA_MAX_KEY, "max", 3), STRATA_OK);
+    free(big);
+  }
+  strata_batch_free(b);
+  strata_close(db);
+  test_rmdir(zDir);
+}
+
+/* Reference data for iterator tests: keys k0000..k1999, even ones only,
+** spread across several L0 tables and the memtable, with overwrites and
+** deletions layered on top. */
+static void fillLayers(strata *db) {
+  int i, layer;
+  char k[16], v[32];
+  for (layer = 0; layer < 4; layer++) {
+    for (i = layer; i < 2000; i += 2) {
+      snprintf(k, sizeof k, "k%04d", i - (i % 2));
+      snprintf(v, sizeof v, "v%d-%d", i - (i % 2), layer);
+      strata_put(db, k, 5, v, strlen(v));
+    }
+    /* Keys that are deleted in a later layer. */
+    for (i = 1; i < 2000; i += 2) {
+      snprintf(k, sizeof k, "k%04d", i);
+      if (layer < 3) {
+        strata_put(db, k, 5, "doomed", 6);
+      } else {
+        strata_delete(db, k, 5);
+      }
+    }
+    if (layer < 3) strata_flush(db);
+  }
+}
+
+static void checkKey(strata_iter *it, int i) {
+  char k[16];
+  size_t n;
+  const void *p;
+  snprintf(k, sizeof k, "k%04d", i);
+  if (i < 0) {
+    CHECK(!strata_iter_valid(it));
+    return;
+  }
+  CHECK(strata_iter_valid(it));
+  if (!strata_iter_valid(it)) return;
+  p = strata_iter_key(it, &n);
+  CHECK(n == 5 && !memcmp(p, k, 5));
+  p = strata_iter_value(it, &n);
+  {
+    char v[32];
+    snprintf(v, sizeof v, "v%d-", i);
+    CHECK(n > strlen(v) && !memcmp(p, v, strlen(v)));
+  }
+}
+
+static void test_iterators(void) {
+  const char *zDir = test_dir("db_iter");
+  strata *db = openDb(zDir, 64 << 10);
+  strata_iter *it = NULL;
+  strata_read_options ro;
+  strata_stats st;
+  int i, n;
+  if (!db) return;
+  fillLayers(db);
+  strata_get_stats(db, &st);
+  CHECK(st.level_files[0] >= 3);
+  CHECK_EQ(strata_iter_new(db, NULL, &it), STRATA_OK);
+  strata_iter_seek_first(it);
+  for (i = 0, n = 0; strata_iter_valid(it); strata_iter_next(it), i += 2, n++) checkKey(it, i);
+  CHECK_EQ(n, 1000);
+  strata_iter_seek_last(it);
+  for (i = 1998, n = 0; strata_iter_valid(it); strata_iter_prev(it), i -= 2, n++) checkKey(it, i);
+  CHECK_EQ(n, 1000);
+  strata_iter_seek(it, "k0101", 5);
+  checkKey(it, 102);
+  strata_iter_prev(it);
+  checkKey(it, 100);
+  strata_iter_next(it);
+  checkKey(it, 102);
+  strata_iter_seek_for_prev(it, "k0101", 5);
+  checkKey(it, 100);
+  strata_iter_next(it);
+  checkKey(it, 102);
+  strata_iter_seek_for_prev(it, "k0100", 5);
+  checkKey(it, 100);
+  strata_iter_seek(it, "k9", 2);
+  CHECK(!strata_iter_valid(it));
+  strata_iter_seek_for_prev(it, "a", 1);
+  CHECK(!strata_iter_valid(it));
+  strata_iter_seek_for_prev(it, "z", 1);
+  checkKey(it, 1998);
+  CHECK_EQ(strata_iter_status(it), STRATA_OK);
+  strata_iter_free(it);
+
+  /* Bounds [k0500, k0600). */
+  strata_read_options_init(&ro);
+  ro.lower = "k0500";
+  ro.nLower = 5;
+  ro.upper = "k0600";
+  ro.nUpper = 5;
+  CHECK_EQ(strata_iter_new(db, &ro, &it), STRATA_OK);
+  strata_iter_seek_first(it);
+  checkKey(it, 500);
+  for (n = 0; strata_iter_valid(it); strata_iter_next(it)) n++;
+  CHECK_EQ(n, 50);
+  strata_iter_seek_last(it);
+  checkKey(it, 598);
+  for (n = 0; strata_iter_valid(it); strata_iter_prev(it)) n++;
+  CHECK_EQ(n, 50);
+  strata_iter_seek(it, "k0001", 5);
+  checkKey(it, 500);
+  strata_iter_seek(it, "k0700", 5);
+  CHECK(!strata_iter_valid(it));
+  strata_iter_seek_for_prev(it, "k0900", 5);
+  checkKey(it, 598);
+  strata_iter_seek_for_prev(it, "k0400", 5);
+  CHECK(!strata_iter_valid(it));
+  strata_iter_free(it);
+  strata_close(db);
+  test_rmdir(zDir);
+}
+
+static void test_snapshots(void) {
+  const char *zDir = test_dir("db_snap");
+  strata *db = openDb(zDir, 32 << 10);
+  const strata_snapshot *s1, *s2;
+  strata_iter *it = NULL;
+  strata_read_options ro;
+  char z[64];
+  int i, n;
+  if (!db) return;
+  strata_put(db, "x", 1, "1", 1);
+  s1 = strata_snapshot_new(db);
+  strata_put(db, "x", 1, "2", 1);
+  strata_put(db, "y", 1, "new", 3);
+  s2 = strata_snapshot_new(db);
+  strata_delete(db, "x", 1);
+  CHECK(strata_snapshot_sequence(s2) > strata_snapshot_sequence(s1));
+  CHECK_EQ(getStr(db, s1, "x", z, sizeof z), STRATA_OK);
+  CHECK(!strcmp(z, "1"));
+  CHECK_EQ(getStr(db, s1, "y", z, sizeof z), STRATA_NOTFOUND);
+  CHECK_EQ(getStr(db, s2, "x", z, sizeof z), STRATA_OK);
+  CHECK(!strcmp(z, "2"));
+  CHECK_EQ(getStr(db, NULL, "x", z, sizeof z), STRATA_NOTFOUND);
+  /* Snapshots survive flushes. */
+  for (i = 0; i < 3000; i++) {
+    char k[16];
+    snprintf(k, sizeof k, "f%05d", i);
+    strata_put(db, k, strlen(k), "filler-filler-filler", 20);
+  }
+  strata_flush(db);
+  CHECK_EQ(getStr(db, s1, "x", z, sizeof z), STRATA_OK);
+  CHECK(!strcmp(z, "1"));
+  strata_read_options_init(&ro);
+  ro.snapshot = s1;
+  CHECK_EQ(strata_iter_new(db, &ro, &it), STRATA_OK);
+  for (strata_iter_seek_first(it), n = 0; strata_iter_valid(it); strata_iter_next(it)) n++;
+  CHECK_EQ(n, 1);
+  strata_iter_free(it);
+  /* close refuses while a snapshot is held */
+  CHECK_EQ(strata_close(db), STRATA_MISUSE);
+  strata_snapshot_release(db, s1);
+  strata_snapshot_release(db, s2);
+  CHECK_EQ(strata_close(db), STRATA_OK);
+  test_rmdir(zDir);
+}
+
+static void test_many_flushes_reopen(void) {
+  const char *zDir = test_dir("db_flush");
+  strata *db = openDb(zDir, 16 << 10);
+  int i;
+  strata_stats st;
+  char z[64];
+  if (!db) return;
+  for (i = 0; i < 20000; i++) {
+    char k[16], v[32];
+    snprintf(k, sizeof k, "key%06d", (i * 7919) % 20000);
+    snprintf(v, sizeof v, "val%d", i);
+    CHECK_EQ(strata_put(db, k, strlen(k), v, strlen(v)), STRATA_OK);
+  }
+  strata_get_stats(db, &st);
+  CHECK(st.flushes > 5);
+  CHECK(st.user_bytes_written > 0 && st.disk_bytes_written > 0);
+  strata_close(db);
+  db = openDb(zDir, 16 << 10);
+  if (!db) return;
+  for (i = 0; i < 20000; i += 37) {
+    char k[16], v[32];
+    int j = 0;
+    /* value of key i is from the write where (j*7919)%20000 == i */
+    while ((j * 7919) % 20000 != i) j++;
+    snprintf(k, sizeof k, "key%06d", i);
+    snprintf(v, sizeof v, "val%d", j);
+    CHECK_EQ(getStr(db, NULL, k, z, sizeof z), STRATA_OK);
+    CHECK(!strcmp(z, v));
+  }
+  strata_get_stats(db, &st);
+  CHECK(st.bloom_checks > 0);
+  strata_close(db);
+  test_rmdir(zDir);
+}
+
+static void test_options_and_errors(void) {
+  const char *zDir = test_dir("db_err");
+  strata_options o;
+  strata *db = NULL, *db2 = NULL;
+  char zCopy[4200];
+  snprintf(zCopy, sizeof zCopy, "%s", zDir);
+  strata_options_init(&o);
+  o.create_if_missing = 0;
+  CHECK_EQ(strata_open(zCopy, &o, &db), STRATA_CANTOPEN);
+  CHECK(db == NULL);
+  CHECK(strstr(strata_errmsg(), "create_if_missing") != NULL);
+  strata_options_init(&o);
+  o.compression = 9;
+  CHECK_EQ(strata_open(zCopy, &o, &db), STRATA_ERROR);
+  o.compression = STRATA_COMPRESSION_NONE;
+  o.sync = 7;
+  CHECK_EQ(strata_open(zCopy, &o, &db), STRATA_ERROR);
+  CHECK(strstr(strata_errmsg(), "sync") != NULL);
+  strata_options_init(&o);
+  o.memtable_size = 1;
+  CHECK_EQ(strata_open(zCopy, &o, &db), STRATA_ERROR);
+  strata_options_init(&o);
+  CHECK_EQ(strata_open(zCopy, &o, &db), STRATA_OK);
+  CHECK_EQ(strata_open(zCopy, &o, &db2), STRATA_BUSY);
+  CHECK(db2 == NULL);
+  strata_close(db);
+  o.error_if_exists = 1;
+  CHECK_EQ(strata_open(zCopy, &o, &db2), STRATA_ERROR);
+  CHECK_EQ(strata_destroy(zCopy, NULL), STRATA_OK);
+  CHECK(access(zCopy, F_OK) != 0);
+  /* A directory with foreign files is refused and left alone. */
+  mkdir(zCopy, 0755);
+  {
+    char zf[4300];
+    FILE *fp;
+    snprintf(zf, sizeof zf, "%s/000007.sst", zCopy);
+    fp = fopen(zf, "w");
+    fputs("not a table", fp);
+    fclose(fp);
+    strata_options_init(&o);
+    CHECK_EQ(strata_open(zCopy, &o, &db), STRATA_CANTOPEN);
+    CHECK(access(zf, F_OK) == 0);
+  }
+  CHECK_EQ(strata_put(NULL, "a", 1, "b", 1), STRATA_MISUSE);
+  CHECK_EQ(strata_close(NULL), STRATA_OK);
+  CHECK(strcmp(strata_errstr(STRATA_CORRUPT), "database is corrupt") == 0);
+  test_rmdir(zCopy);
+}
+
+static void test_large_values(void) {
+  const char *zDir = test_dir("db_large");
+  strata *db = openDb(zDir, 256 << 10);
+  size_t n = 3 << 20, i;
+  u8 *big = malloc(n);
+  strata_value v = {0};
+  if (!db) return;
+  for (i = 0; i < n; i++) big[i] = (u8)(i * 131 + (i >> 12));
+  CHECK_EQ(strata_put(db, "big", 3, big, n), STRATA_OK);
+  CHECK_EQ(strata_put(db, "small", 5, "s", 1), STRATA_OK);
+  CHECK_EQ(strata_get(db, NULL, "big", 3, &v), STRATA_OK);
+  CHECK(v.n == n && !memcmp(v.p, big, n));
+  strata_flush(db);
+  strata_close(db);
+  db = openDb(zDir, 256 << 10);
+  CHECK_EQ(strata_get(db, NULL, "big", 3, &v), STRATA_OK);
+  CHECK(v.n == n && !memcmp(v.p, big, n));
+  CHECK_EQ(strata_get(db, NULL, "small", 5, &v), STRATA_OK);
+  CHECK(v.n == 1);
+  strata_value_free(&v);
+  free(big);
+  strata_close(db);
+  test_rmdir(zDir);
+}
+
+/* Several writer threads; each key records its writer; all must land. */
+typedef struct WArg {
+  strata *db;
+  int id;
+  int rc;
+} WArg;
+
+static void *writerMain(void *p) {
+  WArg *a = p;
+  int i;
+  for (i = 0; i < 5000; i++) {
+    char k[32], v[32];
+    snprintf(k, sizeof k, "t%d-%05d", a->id, i);
+    snprintf(v, sizeof v, "%d:%d", a->id, i);
+    if (i % 10 == 0) {
+      strata_batch *b;
+      strata_batch_new(&b);
+      strata_batch_put(b, k, strlen(k), v, strlen(v));
+      strata_batch_put(b, "shared", 6, v, strlen(v));
+      a->rc |= strata_write(a->db, b);
+      strata_batch_free(b);
+    } else {
+      a->rc |= strata_put(a->db, k, strlen(k), v, strlen(v));
+    }
+  }
+  return NULL;
+}
+
+static volatile int bStopReaders;
+static void *readerMain(void *p) {
+  WArg *a = p;
+  while (!bStopReaders) {
+    strata_iter *it = NULL;
+    char prev[64] = "";
+    size_t nPrev = 0;
+    if (strata_iter_new(a->db, NULL, &it) != STRATA_OK) {
+      a->rc = 1;
+      break;
+    }
+    for (strata_iter_seek_first(it); strata_iter_valid(it); strata_iter_next(it)) {
+      size_t n;
+      const char *k = strata_iter_key(it, &n);
+      if (nPrev && strataUkeyCompare((const u8 *)prev, nPrev, (const u8 *)k, n) >= 0) a->rc = 2;
+      if (n < sizeof prev) {
+        memcpy(prev, k, n);
+        nPrev = n;
+      }
+    }
+    if (strata_iter_status(it)) a->rc = 3;
+    strata_iter_free(it);
+  }
+  return NULL;
+}
+
+static void test_concurrent(void) {
+  const char *zDir = test_dir("db_conc");
+  strata *db = openDb(zDir, 128 << 10);
+  pthread_t aW[4], aR[2];
+  WArg aArg[6];
+  int i, j;
+  char z[64];
+  if (!db) return;
+  bStopReaders = 0;
+  for (i = 0; i < 6; i++) {
+    aArg[i].db = db;
+    aArg[i].id = i;
+    aArg[i].rc = 0;
+  }
+  for (i = 0; i < 2; i++) pthread_create(&aR[i], NULL, readerMain, &aArg[4 + i]);
+  for (i = 0; i < 4; i++) pthread_create(&aW[i], NULL, writerMain, &aArg[i]);
+  for (i = 0; i < 4; i++) pthread_join(aW[i], NULL);
+  bStopReaders = 1;
+  for (i = 0; i < 2; i++) pthread_join(aR[i], NULL);
+  for (i = 0; i < 6; i++) CHECK_EQ(aArg[i].rc, 0);
+  for (i = 0; i < 4; i++) {
+    for (j = 0; j < 5000; j += 99) {
+      char k[32], v[32];
+      snprintf(k, sizeof k, "t%d-%05d", i, j);
+      snprintf(v, sizeof v, "%d:%d", i, j);
+      CHECK_EQ(getStr(db, NULL, k, z, sizeof z), STRATA_OK);
+      CHECK(!strcmp(z, v));
+    }
+  }
+  strata_close(db);
+  test_rmdir(zDir);
+}
+
+static void test_sync_modes_reopen(void) {
+  int mode;
+  for (mode = STRATA_SYNC_OFF; mode <= STRATA_SYNC_FULL; mode++) {
+    const char *zDir = test_dir("db_sync");
+    strata_options o;
+    strata *db = NULL;
+    char z[64];
+    int i;
+    strata_options_init(&o);
+    o.sync = mode;
+    CHECK_EQ(strata_open(zDir, &o, &db), STRATA_OK);
+    if (!db) return;
+    for (i = 0; i < 100; i++) {
+      char k[16];
+      snprintf(k, sizeof k, "s%03d", i);
+      strata_put(db, k, strlen(k), k, strlen(k));
+    }
+    CHECK_EQ(strata_sync(db), STRATA_OK);
+    CHECK_EQ(strata_close(db), STRATA_OK);
+    CHECK_EQ(strata_open(zDir, &o, &db), STRATA_OK);
+    CHECK_EQ(getStr(db, NULL, "s099", z, sizeof z), STRATA_OK);
+    CHECK(!strcmp(z, "s099"));
+    strata_close(db);
+    test_rmdir(zDir);
+  }
+}
+
+int main(void) {
+  RUN(test_basic);
+  RUN(test_batch_atomic);
+  RUN(test_iterators);
+  RUN(test_snapshots);
+  RUN(test_many_flushes_reopen);
+  RUN(test_options_and_errors);
+  RUN(test_large_values);
+  RUN(test_concurrent);
+  RUN(test_sync_modes_reopen);
+  return TEST_SUMMARY();
+}
