@@ -1,14 +1,485 @@
-/* compact.c -- placeholder: leveled compaction lands with its own change. */
+/*
+** compact.c -- leveled compaction: picking, merging, garbage collection,
+** and manual compaction of a key range.
+**
+** SHAPE
+** L0 holds flushed memtables, which may overlap; it is compacted into L1
+** when it has l0_compaction_trigger files. Each level below has a target
+** size: L1's is level_base_size (default 4 x memtable_size, at least
+** 8 MiB), and each further level's is level_multiplier times larger. The
+** level with the highest score (L0: files / trigger; Ln: bytes / target) of
+** at least 1 is compacted next.
+**
+** INPUTS
+** An L0 compaction takes every L0 file (so no older L0 file can hold a
+** version of a key that was moved below a newer one) and the L1 files that
+** overlap them. An Ln compaction (n >= 1) takes one file, chosen round-robin
+** after the last key compacted at that level, and the Ln+1 files that
+** overlap it. A single input with nothing below it is moved, not rewritten.
+**
+** OUTPUTS
+** Outputs are cut at target_file_size, or earlier when a file would overlap
+** more than 10 target sizes of the level below its own (so its own future
+** compaction stays small), and only between user keys, so that the files of
+** a level never share a user key.
+**
+** GARBAGE COLLECTION
+** A version is dropped only when a newer version of the same key is visible
+** to every live snapshot. A deletion is dropped only when, in addition, no
+** level below the output can hold the key (the output is its bottom level).
+**
+** CRASH SAFETY
+** Outputs are synced and the directory synced before the manifest edit that
+** swaps inputs for outputs is made durable; inputs are deleted only after
+** that, when the last reader of the old version lets go. A crash at any
+** point leaves the old version whole; unreferenced outputs are removed at
+** the next open.
+*/
 #include "strataInt.h"
 
+#include <stdio.h>
+#include <stdlib.h>
+
+#define GRANDPARENT_OVERLAP_FACTOR 10
+
+static u64 levelTarget(const strata *db, int level) {
+  u64 base = db->opts.level_base_size;
+  int i;
+  if (base == 0) {
+    base = 4 * (u64)db->opts.memtable_size;
+    if (base < (8u << 20)) base = 8u << 20;
+  }
+  for (i = 1; i < level; i++) base *= (u64)db->opts.level_multiplier;
+  return base;
+}
+
+/* Score of a level: >= 1 means it needs compaction. */
+static double levelScore(const strata *db, const Version *v, int level) {
+  if (level == 0) return (double)v->nFile[0] / (double)db->opts.l0_compaction_trigger;
+  return (double)strataVersionLevelBytes(v, level) / (double)levelTarget(db, level);
+}
+
 int strataCompactPick(strata *db) {
-  (void)db;
+  Version *v = db->vs->pCurrent;
+  double best = 0;
+  int level, iBest = -1;
+  if (db->opts.disable_compaction || db->nCompacting > 0 || db->bManualCompaction) return 0;
+  for (level = 0; level < STRATA_MAX_LEVELS - 1; level++) {
+    double s = levelScore(db, v, level);
+    if (s >= 1.0 && s > best) {
+      best = s;
+      iBest = level;
+    }
+  }
+  db->iCompactLevel = iBest;
+  return iBest >= 0;
+}
+
+/* User key range helpers (internal keys in FileMeta). */
+static inline int ukeyCmp(const StrataBuf *a, const StrataBuf *b) {
+  return strataUkeyCompare(a->a, a->n - 8, b->a, b->n - 8);
+}
+
+static int fileOverlaps(const FileMeta *f, const u8 *lo, size_t nLo, const u8 *hi, size_t nHi) {
+  if (lo && strataUkeyCompare(f->largest.a, f->largest.n - 8, lo, nLo) < 0) return 0;
+  if (hi && strataUkeyCompare(f->smallest.a, f->smallest.n - 8, hi, nHi) > 0) return 0;
+  return 1;
+}
+
+/* A compaction job. */
+typedef struct Compaction {
+  int level; /* inputs from level and level+1; outputs to level+1 */
+  int nIn[2];
+  FileMeta **apIn[2];
+  StrataBuf lo, hi; /* user key range of all inputs */
+  u64 nBytesIn;
+} Compaction;
+
+static void compactionFree(Compaction *c) {
+  int i, j;
+  for (i = 0; i < 2; i++) {
+    for (j = 0; j < c->nIn[i]; j++) strataFileMetaUnref(c->apIn[i][j]);
+    strataFreeMem(c->apIn[i]);
+  }
+  strataBufFree(&c->lo);
+  strataBufFree(&c->hi);
+}
+
+static int addInput(Compaction *c, int which, FileMeta *f) {
+  FileMeta **a = strataRealloc(c->apIn[which], sizeof(FileMeta *) * (size_t)(c->nIn[which] + 1));
+  if (!a) return strataErr(STRATA_NOMEM, "out of memory");
+  c->apIn[which] = a;
+  strataFileMetaRef(f);
+  a[c->nIn[which]++] = f;
+  c->nBytesIn += f->size;
+  return STRATA_OK;
+}
+
+/* Widen the user key range [lo, hi] of c to cover f. */
+static int widenRange(Compaction *c, const FileMeta *f, int bFirst) {
+  int rc = STRATA_OK;
+  if (bFirst || strataUkeyCompare(f->smallest.a, f->smallest.n - 8, c->lo.a, c->lo.n) < 0) {
+    rc = strataBufSet(&c->lo, f->smallest.a, f->smallest.n - 8);
+  }
+  if (rc == STRATA_OK &&
+      (bFirst || strataUkeyCompare(f->largest.a, f->largest.n - 8, c->hi.a, c->hi.n) > 0)) {
+    rc = strataBufSet(&c->hi, f->largest.a, f->largest.n - 8);
+  }
+  return rc;
+}
+
+/* Fill c with the files of `level` overlapping [lo, hi] (all L0 files for
+** level 0), and the overlapping files of level+1. db->mu held. */
+static int setupInputs(strata *db, Compaction *c, int level, const u8 *lo, size_t nLo, const u8 *hi,
+                       size_t nHi, int bOneFile) {
+  Version *v = db->vs->pCurrent;
+  int i, rc = STRATA_OK;
+  memset(c, 0, sizeof(*c));
+  c->level = level;
+  if (level == 0) {
+    for (i = 0; i < v->nFile[0] && rc == STRATA_OK; i++) rc = addInput(c, 0, v->aFile[0][i]);
+  } else if (bOneFile) {
+    /* Round-robin: the first file after the last key compacted here. */
+    StrataBuf *ptr = &db->aCompactPointer[level];
+    int iPick = 0;
+    if (ptr->n) {
+      for (iPick = 0; iPick < v->nFile[level]; iPick++) {
+        const FileMeta *f = v->aFile[level][iPick];
+        if (strataIkeyCompare(f->largest.a, f->largest.n, ptr->a, ptr->n) > 0) break;
+      }
+      if (iPick == v->nFile[level]) iPick = 0;
+    }
+    if (v->nFile[level] > 0) rc = addInput(c, 0, v->aFile[level][iPick]);
+  } else {
+    for (i = 0; i < v->nFile[level] && rc == STRATA_OK; i++) {
+      if (fileOverlaps(v->aFile[level][i], lo, nLo, hi, nHi)) rc = addInput(c, 0, v->aFile[level][i]);
+    }
+  }
+  for (i = 0; i < c->nIn[0] && rc == STRATA_OK; i++) rc = widenRange(c, c->apIn[0][i], i == 0);
+  if (rc == STRATA_OK && c->nIn[0] > 0 && level + 1 < STRATA_MAX_LEVELS) {
+    for (i = 0; i < v->nFile[level + 1] && rc == STRATA_OK; i++) {
+      FileMeta *f = v->aFile[level + 1][i];
+      if (fileOverlaps(f, c->lo.a, c->lo.n, c->hi.a, c->hi.n)) rc = addInput(c, 1, f);
+    }
+  }
+  if (rc) compactionFree(c);
+  return rc;
+}
+
+/* OUTPUT */
+
+typedef struct CompactOut {
+  strata *db;
+  Compaction *c;
+  VersionEdit *e;
+  SstBuilder *b;
+  u64 number;
+  char *zPath;
+  u64 nBytesOut;
+  int nOut;
+  /* Grandparent overlap tracking (level + 2). */
+  FileMeta **aGp;
+  int nGp, iGp;
+  u64 nGpOverlap;
+  StrataBuf lastKey; /* previous internal key written */
+} CompactOut;
+
+static int outFinish(CompactOut *o) {
+  SstProps props;
+  FileMeta *f;
+  int rc;
+  if (!o->b) return STRATA_OK;
+  memset(&props, 0, sizeof(props));
+  rc = strataSstBuilderFinish(o->b, &props);
+  o->b = NULL;
+  if (rc == STRATA_OK) {
+    f = strataFileMetaNew();
+    if (!f) {
+      rc = strataErr(STRATA_NOMEM, "out of memory");
+    } else {
+      f->number = o->number;
+      f->size = props.fileSize;
+      f->minSeq = props.minSeq;
+      f->maxSeq = props.maxSeq;
+      f->nEntries = props.nEntries;
+      f->nDeletes = props.nDeletes;
+      rc = strataBufSet(&f->smallest, props.smallest.a, props.smallest.n);
+      if (rc == STRATA_OK) rc = strataBufSet(&f->largest, props.largest.a, props.largest.n);
+      if (rc == STRATA_OK) rc = strataEditAddFile(o->e, o->c->level + 1, f);
+      if (rc == STRATA_OK) {
+        strataDbAdoptFile(o->db, f);
+        o->nBytesOut += props.fileSize;
+        o->nOut++;
+      }
+      strataFileMetaUnref(f);
+    }
+  }
+  strataSstPropsFree(&props);
+  strataFreeMem(o->zPath);
+  o->zPath = NULL;
+  o->nGpOverlap = 0;
+  return rc;
+}
+
+static int outStart(CompactOut *o) {
+  strata *db = o->db;
+  int rc;
+  pthread_mutex_lock(&db->mu);
+  o->number = strataVersionSetNewFileNumber(db->vs);
+  pthread_mutex_unlock(&db->mu);
+  o->zPath = strataFileName(db->zDir, STRATA_FILE_SST, o->number);
+  if (!o->zPath) return strataErr(STRATA_NOMEM, "out of memory");
+  rc = strataSstBuilderNew(db->env, o->zPath, &db->sstOpts, &db->io, &o->b);
+  return rc;
+}
+
+/* 1 if the output should be cut before ikey (a new user key). */
+static int shouldCut(CompactOut *o, const u8 *pKey, size_t nKey) {
+  strata *db = o->db;
+  /* Advance over grandparent files entirely before this key. */
+  while (o->iGp < o->nGp) {
+    const FileMeta *g = o->aGp[o->iGp];
+    if (strataIkeyCompare(pKey, nKey, g->largest.a, g->largest.n) <= 0) break;
+    if (o->b) o->nGpOverlap += g->size;
+    o->iGp++;
+  }
+  if (!o->b) return 0;
+  if (strataSstBuilderFileSize(o->b) >= db->opts.target_file_size) return 1;
+  return o->nGpOverlap > GRANDPARENT_OVERLAP_FACTOR * (u64)db->opts.target_file_size;
+}
+
+/* Whether a level below the output may hold ukey (level iterators move
+** forward only: keys arrive in order). */
+typedef struct BaseCheck {
+  Version *v;
+  int fromLevel;
+  int aPos[STRATA_MAX_LEVELS];
+} BaseCheck;
+
+static int keyMayExistBelow(BaseCheck *bc, const u8 *k, size_t n) {
+  int level;
+  for (level = bc->fromLevel; level < STRATA_MAX_LEVELS; level++) {
+    FileMeta **a = bc->v->aFile[level];
+    int nf = bc->v->nFile[level];
+    while (bc->aPos[level] < nf) {
+      const FileMeta *f = a[bc->aPos[level]];
+      if (strataUkeyCompare(k, n, f->largest.a, f->largest.n - 8) <= 0) {
+        if (strataUkeyCompare(k, n, f->smallest.a, f->smallest.n - 8) >= 0) return 1;
+        break;
+      }
+      bc->aPos[level]++;
+    }
+  }
   return 0;
 }
 
-void strataCompactRun(strata *db) { (void)db; }
+static int openTableNoFill(void *pCtx, FileMeta *f, StrataIter **ppIter) {
+  return strataDbTableIter((strata *)pCtx, f, 0, ppIter);
+}
+
+/* Merge the inputs of c into new tables; fill e. db->mu NOT held. */
+static int compactMerge(strata *db, Compaction *c, Version *v, u64 oldestSnap, VersionEdit *e) {
+  StrataIter **apChild = NULL, *it = NULL;
+  int nChild = 0, i, rc = STRATA_OK;
+  CompactOut o;
+  BaseCheck bc;
+  StrataBuf curUkey = {0};
+  int bHaveCur = 0;
+  u64 lastSeqForKey = 0;
+  u64 nSince = 0;
+
+  memset(&o, 0, sizeof(o));
+  memset(&bc, 0, sizeof(bc));
+  o.db = db;
+  o.c = c;
+  o.e = e;
+  if (c->level + 2 < STRATA_MAX_LEVELS) {
+    o.aGp = v->aFile[c->level + 2];
+    o.nGp = v->nFile[c->level + 2];
+  }
+  bc.v = v;
+  bc.fromLevel = c->level + 2;
+
+  apChild = strataMalloc(sizeof(StrataIter *) * (size_t)(c->nIn[0] + 1));
+  if (!apChild) return strataErr(STRATA_NOMEM, "out of memory");
+  if (c->level == 0) {
+    for (i = 0; i < c->nIn[0] && rc == STRATA_OK; i++) {
+      rc = strataDbTableIter(db, c->apIn[0][i], 0, &apChild[nChild]);
+      if (rc == STRATA_OK) nChild++;
+    }
+  } else if (c->nIn[0] > 0) {
+    rc = strataLevelIterNew(c->apIn[0], c->nIn[0], openTableNoFill, db, &apChild[nChild]);
+    if (rc == STRATA_OK) nChild++;
+  }
+  if (rc == STRATA_OK && c->nIn[1] > 0) {
+    rc = strataLevelIterNew(c->apIn[1], c->nIn[1], openTableNoFill, db, &apChild[nChild]);
+    if (rc == STRATA_OK) nChild++;
+  }
+  if (rc == STRATA_OK) {
+    rc = strataMergeIterNew(apChild, nChild, &it);
+  } else {
+    for (i = 0; i < nChild; i++) strataIterClose(apChild[i]);
+  }
+  strataFreeMem(apChild);
+  if (rc) return rc;
+
+  for (it->pMethods->xSeekFirst(it); rc == STRATA_OK && it->bValid; it->pMethods->xNext(it)) {
+    const u8 *k = it->pKey;
+    size_t nU = it->nKey - 8;
+    u64 trailer = strataGet64(k + nU), seq = trailer >> 8;
+    int type = (int)(trailer & 0xff), bDrop = 0;
+
+    /* Let a waiting flush go first. */
+    if ((++nSince & 1023) == 0 && atomic_load_explicit(&db->bImmPending, memory_order_relaxed)) {
+      pthread_mutex_lock(&db->mu);
+      strataDbFlushPending(db);
+      pthread_mutex_unlock(&db->mu);
+    }
+    if (!bHaveCur || strataUkeyCompare(k, nU, curUkey.a, curUkey.n) != 0) {
+      /* A new user key: the only place an output may be cut. */
+      rc = strataBufSet(&curUkey, k, nU);
+      if (rc) break;
+      bHaveCur = 1;
+      lastSeqForKey = STRATA_MAX_SEQ + 1;
+      if (shouldCut(&o, it->pKey, it->nKey)) rc = outFinish(&o);
+      if (rc) break;
+    }
+    if (lastSeqForKey <= oldestSnap) {
+      bDrop = 1; /* a newer version is visible to every reader */
+    } else if (type == STRATA_TYPE_DELETE && seq <= oldestSnap && !keyMayExistBelow(&bc, k, nU)) {
+      bDrop = 1; /* nothing below for the tombstone to hide */
+    }
+    lastSeqForKey = seq;
+    if (bDrop) continue;
+    if (!o.b) {
+      rc = outStart(&o);
+      if (rc) break;
+    }
+    rc = strataSstBuilderAdd(o.b, it->pKey, it->nKey, it->pVal, it->nVal);
+  }
+  if (rc == STRATA_OK && it->rc) rc = it->rc;
+  strataIterClose(it);
+  if (rc == STRATA_OK) rc = outFinish(&o);
+  if (rc && o.b) {
+    strataSstBuilderAbandon(o.b);
+    o.b = NULL;
+  }
+  strataFreeMem(o.zPath);
+  strataBufFree(&curUkey);
+  if (rc == STRATA_OK) rc = db->env->xSyncDir(db->env, db->zDir);
+  if (rc) {
+    /* Remove the outputs already finished: no version refers to them. */
+    for (i = 0; i < e->nAdd; i++) {
+      char *z = strataFileName(db->zDir, STRATA_FILE_SST, e->aAdd[i].pMeta->number);
+      e->aAdd[i].pMeta->xObsolete = NULL;
+      if (z) db->env->xDelete(db->env, z);
+      strataFreeMem(z);
+    }
+  }
+  pthread_mutex_lock(&db->mu);
+  db->stats.compaction_bytes_read += c->nBytesIn;
+  db->stats.compaction_bytes_written += o.nBytesOut;
+  db->stats.level_read_bytes[c->level + 1] += c->nBytesIn;
+  db->stats.level_written_bytes[c->level + 1] += o.nBytesOut;
+  pthread_mutex_unlock(&db->mu);
+  return rc;
+}
+
+/* Run compaction c. db->mu held on entry and exit; released while merging. */
+static int runCompaction(strata *db, Compaction *c) {
+  VersionEdit e;
+  Version *v = db->vs->pCurrent;
+  u64 t0 = strataNowMicros();
+  int i, j, rc = STRATA_OK;
+  strataEditInit(&e);
+  if (c->nIn[0] == 0) return STRATA_OK;
+  for (j = 0; j < 2; j++) {
+    for (i = 0; i < c->nIn[j] && rc == STRATA_OK; i++) rc = strataEditDelFile(&e, c->level + j, c->apIn[j][i]->number);
+  }
+  if (rc == STRATA_OK && c->nIn[0] == 1 && c->nIn[1] == 0 &&
+      (c->level > 0 || v->nFile[0] == 1)) {
+    /* Trivial move: nothing to merge with below. */
+    rc = strataEditAddFile(&e, c->level + 1, c->apIn[0][0]);
+  } else if (rc == STRATA_OK) {
+    u64 oldest = strataDbOldestSnapshot(db);
+    strataVersionRef(v);
+    db->nCompacting++;
+    pthread_mutex_unlock(&db->mu);
+    rc = compactMerge(db, c, v, oldest, &e);
+    pthread_mutex_lock(&db->mu);
+    db->nCompacting--;
+    strataVersionUnref(v);
+  }
+  if (rc == STRATA_OK) {
+    const FileMeta *last = c->apIn[0][c->nIn[0] - 1];
+    rc = strataVersionSetLogAndApply(db->vs, &e);
+    if (rc == STRATA_OK && c->level > 0) {
+      strataBufSet(&db->aCompactPointer[c->level], last->largest.a, last->largest.n);
+    }
+    if (rc) {
+      for (i = 0; i < e.nAdd; i++) {
+        if (e.aAdd[i].pMeta->number == c->apIn[0][0]->number) continue; /* a moved file */
+        {
+          char *z = strataFileName(db->zDir, STRATA_FILE_SST, e.aAdd[i].pMeta->number);
+          e.aAdd[i].pMeta->xObsolete = NULL;
+          if (z) db->env->xDelete(db->env, z);
+          strataFreeMem(z);
+        }
+      }
+    }
+  }
+  if (rc == STRATA_OK) {
+    db->stats.compactions++;
+    db->stats.compaction_micros += strataNowMicros() - t0;
+  }
+  strataEditClear(&e);
+  pthread_cond_broadcast(&db->doneCv);
+  return rc;
+}
+
+void strataCompactRun(strata *db) {
+  Compaction c;
+  int level = db->iCompactLevel, rc;
+  if (level < 0 || level >= STRATA_MAX_LEVELS - 1) return;
+  rc = setupInputs(db, &c, level, NULL, 0, NULL, 0, 1);
+  if (rc == STRATA_OK) {
+    rc = runCompaction(db, &c);
+    compactionFree(&c);
+  }
+  if (rc) {
+    db->bgError = db->bgError ? db->bgError : rc;
+    snprintf(db->zBgError, sizeof(db->zBgError), "compaction: %s", strataErrMsgGet());
+    pthread_cond_broadcast(&db->doneCv);
+  }
+}
 
 int strata_compact_range(strata *db, const void *lo, size_t nLo, const void *hi, size_t nHi) {
-  (void)lo; (void)nLo; (void)hi; (void)nHi;
-  return strata_flush(db);
+  int rc, level, maxLevel = 0;
+  if (!db) return strataErr(STRATA_MISUSE, "strata_compact_range: NULL database");
+  rc = strata_flush(db);
+  if (rc) return rc;
+  pthread_mutex_lock(&db->mu);
+  /* Wait for background compactions to finish, and keep new ones out. */
+  while (db->nCompacting > 0 || db->bManualCompaction) pthread_cond_wait(&db->doneCv, &db->mu);
+  db->bManualCompaction = 1;
+  for (level = 1; level < STRATA_MAX_LEVELS; level++) {
+    if (db->vs->pCurrent->nFile[level] > 0) maxLevel = level;
+  }
+  if (maxLevel == 0) maxLevel = 1;
+  for (level = 0; level < maxLevel && rc == STRATA_OK; level++) {
+    Compaction c;
+    rc = setupInputs(db, &c, level, lo, lo ? nLo : 0, hi, hi ? nHi : 0, 0);
+    if (rc) break;
+    if (c.nIn[0] > 0) rc = runCompaction(db, &c);
+    compactionFree(&c);
+  }
+  if (rc && db->bgError == STRATA_OK) {
+    db->bgError = rc;
+    snprintf(db->zBgError, sizeof(db->zBgError), "compaction: %s", strataErrMsgGet());
+  }
+  db->bManualCompaction = 0;
+  pthread_cond_broadcast(&db->doneCv);
+  strataDbScheduleWork(db);
+  pthread_mutex_unlock(&db->mu);
+  return rc;
 }

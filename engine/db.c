@@ -293,6 +293,14 @@ flush_done:
 }
 
 /* Flush the immutable memtable (db->mu held, db->pImm set). */
+static int flushImmutable(strata *db);
+
+/* Compaction calls this between keys so a long compaction does not hold up
+** the flush that writers may be waiting for (db->mu held). */
+void strataDbFlushPending(strata *db) {
+  if (db->pImm && !db->bFlushing && db->bgError == STRATA_OK) flushImmutable(db);
+}
+
 static int flushImmutable(strata *db) {
   FileMeta *f = NULL;
   VersionEdit e;
@@ -314,6 +322,7 @@ static int flushImmutable(strata *db) {
   if (rc == STRATA_OK) {
     char *zWal = strataFileName(db->zDir, STRATA_FILE_WAL, immWal);
     db->pImm = NULL;
+    atomic_store(&db->bImmPending, 0);
     strataMemtableUnref(pImm);
     if (zWal) db->env->xDelete(db->env, zWal);
     strataFreeMem(zWal);
@@ -422,6 +431,7 @@ static int makeRoom(strata *db, int bForce) {
         return rc;
       }
       db->pImm = db->pMem;
+      atomic_store(&db->bImmPending, 1);
       db->immWalNumber = oldNumber;
       db->pMem = pNew;
       bForce = 0;

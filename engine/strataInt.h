@@ -644,6 +644,7 @@ struct strata {
   pthread_cond_t queueCv; /* a commit group finished */
   Memtable *pMem;         /* active memtable */
   Memtable *pImm;         /* being flushed, or NULL */
+  _Atomic int bImmPending; /* pImm != NULL, readable without the mutex */
   u64 immWalNumber;       /* the WAL that pImm's writes are in */
   LogWriter *pWal;        /* used only by the commit leader */
   u64 walNumber;
@@ -667,9 +668,11 @@ struct strata {
   _Atomic u64 nBloomCheck, nBloomUseful;
   /* Compaction state (compact.c). */
   StrataBuf aCompactPointer[STRATA_MAX_LEVELS]; /* round-robin start per level */
+  int iCompactLevel;      /* level chosen by strataCompactPick */
 };
 
 void strataDbScheduleWork(strata *db);                /* db->mu held */
+void strataDbFlushPending(strata *db);                /* db->mu held */
 u64 strataDbOldestSnapshot(strata *db);                /* db->mu held */
 void strataDbAdoptFile(strata *db, FileMeta *f);       /* obsolete files get deleted */
 int strataDbTableIter(strata *db, FileMeta *f, int bFillCache, StrataIter **ppIter);

@@ -369,9 +369,12 @@ int strataVersionApply(const Version *pBase, const VersionEdit *e, Version **ppO
 /* After e is installed, the files it removed from vOld are obsolete: each is
 ** deleted when the last version holding it is released. */
 static void markObsolete(const Version *vOld, const VersionEdit *e) {
-  int i, j;
+  int i, j, k, bMoved;
   for (i = 0; i < e->nDel; i++) {
     int level = e->aDel[i].level;
+    /* A file deleted and added again (a trivial move) stays live. */
+    for (k = 0, bMoved = 0; k < e->nAdd; k++) bMoved |= (e->aAdd[k].pMeta->number == e->aDel[i].number);
+    if (bMoved) continue;
     for (j = 0; j < vOld->nFile[level]; j++) {
       FileMeta *f = vOld->aFile[level][j];
       if (f->number == e->aDel[i].number) atomic_store(&f->bObsolete, 1);
