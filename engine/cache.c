@@ -1,2 +1,515 @@
-/* cache.c -- placeholder until the module lands. */
+/*
+** cache.c -- a sharded LRU cache with a byte budget, keyed by (id, offset).
+**
+** The block cache holds decoded blocks under (table id, block offset); the
+** table cache holds open table readers under (file number, 0) with a charge
+** of 1 each. Both are this one structure.
+**
+** SHARDS
+**
+** The key is hashed to 32 bits; the top bits pick one of up to 16 shards,
+** each with its own mutex, hash table, LRU list and share of the capacity,
+** so readers of different blocks rarely meet on a lock. The shard count is
+** lowered for small capacities (under 32 units per shard), where an uneven
+** spread of keys over many tiny shards would waste the budget: a table
+** cache of a few dozen files is one shard. The shares add up to exactly
+** nCapacity. Each shard starts on its own cache line.
+**
+** HASH TABLE
+**
+** Open addressing with linear probing over 16-byte slots holding the entry
+** pointer, its 32-bit hash and the low 32 bits of its id. A lookup reads
+** one slot line and dereferences only the entry whose hash matches: two
+** cache misses for a cold hit instead of one per chain link. Removal
+** shifts the rest of the probe run back (no tombstones). The table doubles
+** when half full; if that allocation fails it carries on up to 7/8 full,
+** and beyond that Insert fails with STRATA_NOMEM. EraseId scans the slots
+** sequentially, comparing the id bits kept in the slot, so it touches only
+** the entries it removes.
+**
+** ENTRIES, PINS AND THE LRU LIST
+**
+** A handle given to a caller is one pin (nRef); Lookup and Insert pin,
+** Release unpins. An entry is in the table (found by lookups) until it is
+** evicted, erased or replaced; a pinned entry leaving the table is
+** "detached" and freed by its last Release. A pinned entry is never freed.
+**
+** The LRU list (oldest at the head) holds the table's entries, pinned ones
+** possibly included: a hit does not unlink its entry, which would write to
+** two neighbouring entries, likely two more cache misses. Eviction pops
+** the head; a pinned head is just taken off the list, and put back as the
+** newest when its last pin goes. So usage may exceed the capacity only by
+** pinned entries, and with capacity 0 an entry is freed as soon as it is
+** unpinned.
+**
+** A hit moves its entry to the newest end, except when it is already in the
+** newest quarter of the list: each append stamps the entry with a per-shard
+** tick, and fewer than nEntry/4 ticks since the stamp mean fewer than
+** nEntry/4 entries are newer. Hot entries thus cost no list writes at all,
+** and the order is LRU to within a quarter of the shard (exact while a
+** shard has fewer than 8 entries).
+**
+** USAGE
+**
+** Usage is the sum of the charges of entries whose value has not been
+** freed, detached pinned ones included: it is memory really held.
+** strataCacheCount counts only the entries a lookup can find.
+**
+** FREEING
+**
+** xFree runs exactly once per inserted value, and never under a shard
+** mutex: entries to free are unlinked under the lock, chained on a local
+** list and freed after unlocking. So xFree may be slow (closing a table)
+** and may itself use a cache (a table reader releasing its blocks).
+*/
 #include "strataInt.h"
+
+#include <assert.h>
+#include <pthread.h>
+
+#define CACHE_MAX_SHARD_BITS 4
+#define CACHE_MIN_SHARE 32        /* smallest per-shard capacity worth a shard */
+#define CACHE_INIT_SLOTS 16       /* per shard, a power of two */
+#define CACHE_LINE 64
+#define CACHE_FIRST_ID (1ull << 62) /* above any file number */
+
+struct CacheHandle {
+  /* Read by every lookup first. */
+  u64 id, off;
+  u32 nRef;    /* pins held by callers */
+  u32 iStamp;  /* the shard's tick when last appended to the LRU list */
+  u32 hash;
+  u8 bInTable; /* found by lookups */
+  u8 bOnLru;   /* linked in the shard's LRU list */
+  /* The LRU list; pLruNext also chains entries waiting to be freed. */
+  CacheHandle *pLruPrev, *pLruNext;
+  void *pValue;
+  void (*xFree)(void *);
+  size_t nCharge;
+};
+
+typedef struct CacheSlot {
+  CacheHandle *e; /* NULL: empty */
+  u32 hash;
+  u32 idLow; /* (u32)e->id, for EraseId */
+} CacheSlot;
+
+typedef struct CacheShard {
+  _Alignas(CACHE_LINE) pthread_mutex_t mutex;
+  CacheSlot *aSlot;
+  u32 nSlot;  /* a power of two */
+  u32 iTick;  /* counts LRU appends */
+  size_t nEntry;  /* entries in the table */
+  size_t nUsage;  /* charges of entries not yet freed */
+  size_t nCapacity;
+  u64 nHit, nMiss;
+  CacheHandle lru; /* list head: lru.pLruNext is the oldest, lru.pLruPrev the newest */
+} CacheShard;
+
+struct BlockCache {
+  int nShardBits;
+  int nShard;
+  _Atomic u64 iNextId;
+  void *pAlloc; /* the allocation this struct lives in (aligned within it) */
+  CacheShard aShard[];
+};
+
+/* A well-mixed 32-bit hash of the key (block offsets share low bits). */
+static inline u32 cacheHash(u64 id, u64 off) {
+  u64 h = id * 0x9e3779b97f4a7c15ull ^ off;
+  h ^= h >> 32;
+  h *= 0xd6e8feb86659fd93ull;
+  h ^= h >> 32;
+  return (u32)h;
+}
+
+/* The top bits pick the shard, the low bits the slot. */
+static inline CacheShard *shardFor(BlockCache *c, u32 hash) {
+  return &c->aShard[c->nShardBits ? hash >> (32 - c->nShardBits) : 0];
+}
+
+/* LRU LIST */
+
+static inline void lruAppend(CacheShard *s, CacheHandle *e) {
+  e->pLruNext = &s->lru;
+  e->pLruPrev = s->lru.pLruPrev;
+  e->pLruPrev->pLruNext = e;
+  s->lru.pLruPrev = e;
+  e->bOnLru = 1;
+  e->iStamp = ++s->iTick;
+}
+
+static inline void lruUnlink(CacheHandle *e) {
+  e->pLruPrev->pLruNext = e->pLruNext;
+  e->pLruNext->pLruPrev = e->pLruPrev;
+  e->bOnLru = 0;
+}
+
+/* Make a hit entry the newest unless it is already in the newest quarter. */
+static inline void lruTouch(CacheShard *s, CacheHandle *e) {
+  if (e->bOnLru && (u32)(s->iTick - e->iStamp) >= (u32)(s->nEntry >> 2)) {
+    lruUnlink(e);
+    lruAppend(s, e);
+  }
+}
+
+/* HASH TABLE */
+
+/* The slot holding the key, or the empty slot ending its probe run. */
+static inline u32 slotFind(const CacheShard *s, u32 hash, u64 id, u64 off) {
+  u32 mask = s->nSlot - 1;
+  u32 i = hash & mask;
+  for (;; i = (i + 1) & mask) {
+    const CacheSlot *p = &s->aSlot[i];
+    if (!p->e || (p->hash == hash && p->e->id == id && p->e->off == off)) return i;
+  }
+}
+
+/* The slot holding entry e, which is in the table. */
+static u32 slotOf(const CacheShard *s, const CacheHandle *e) {
+  u32 mask = s->nSlot - 1;
+  u32 i = e->hash & mask;
+  while (s->aSlot[i].e != e) {
+    assert(s->aSlot[i].e != NULL);
+    i = (i + 1) & mask;
+  }
+  return i;
+}
+
+/* Empty slot i, moving back later entries of the run whose home slot is at
+** or before i so that every entry stays reachable from its home. */
+static void slotClear(CacheShard *s, u32 i) {
+  u32 mask = s->nSlot - 1;
+  u32 j = i;
+  for (;;) {
+    j = (j + 1) & mask;
+    if (!s->aSlot[j].e) break;
+    /* The entry at j may move to i unless its home lies in (i, j]. */
+    if (((j - (s->aSlot[j].hash & mask)) & mask) >= ((j - i) & mask)) {
+      s->aSlot[i] = s->aSlot[j];
+      i = j;
+    }
+  }
+  s->aSlot[i].e = NULL;
+}
+
+/* Double the slot array. Returns 0, or 1 if the allocation failed (the
+** table is then unchanged). */
+static int slotGrow(CacheShard *s) {
+  u32 nNew = s->nSlot * 2, i;
+  CacheSlot *aNew;
+  if (nNew == 0) return 1;
+  aNew = strataMallocZero(sizeof(CacheSlot) * nNew);
+  if (!aNew) return 1;
+  for (i = 0; i < s->nSlot; i++) {
+    if (s->aSlot[i].e) {
+      u32 j = s->aSlot[i].hash & (nNew - 1);
+      while (aNew[j].e) j = (j + 1) & (nNew - 1);
+      aNew[j] = s->aSlot[i];
+    }
+  }
+  strataFreeMem(s->aSlot);
+  s->aSlot = aNew;
+  s->nSlot = nNew;
+  return 0;
+}
+
+/* ENTRIES */
+
+/* Entry e has left the table (its slot is already cleared or reused). If
+** unpinned its charge is dropped and it goes on *ppFree, to be freed after
+** the unlock; if pinned, the last Release frees it. */
+static void entryDetach(CacheShard *s, CacheHandle *e, CacheHandle **ppFree) {
+  e->bInTable = 0;
+  if (e->bOnLru) lruUnlink(e);
+  if (e->nRef == 0) {
+    s->nUsage -= e->nCharge;
+    e->pLruNext = *ppFree;
+    *ppFree = e;
+  }
+}
+
+/* Remove the entry in slot i from the table. */
+static void shardRemove(CacheShard *s, u32 i, CacheHandle **ppFree) {
+  CacheHandle *e = s->aSlot[i].e;
+  slotClear(s, i);
+  s->nEntry--;
+  entryDetach(s, e, ppFree);
+}
+
+/* Evict from the oldest end while the shard is over its share (a share of
+** 0 keeps nothing unpinned, even entries of charge 0). Pinned entries met
+** on the way leave the list until released. Victims go on *ppFree. */
+static void shardEvict(CacheShard *s, CacheHandle **ppFree) {
+  while ((s->nUsage > s->nCapacity || s->nCapacity == 0) && s->lru.pLruNext != &s->lru) {
+    CacheHandle *e = s->lru.pLruNext;
+    if (e->nRef > 0) {
+      lruUnlink(e);
+    } else {
+      shardRemove(s, slotOf(s, e), ppFree);
+    }
+  }
+}
+
+/* Run xFree for every entry on the list (chained by pLruNext) and free the
+** handles. Called with no shard mutex held. */
+static void freeList(CacheHandle *e) {
+  while (e) {
+    CacheHandle *pNext = e->pLruNext;
+    if (e->xFree) e->xFree(e->pValue);
+    strataFreeMem(e);
+    e = pNext;
+  }
+}
+
+/* PUBLIC INTERFACE */
+
+/* Create a cache holding up to nCapacity units of charge in unpinned
+** entries. STRATA_NOMEM (with *ppCache NULL) if allocation fails. */
+int strataCacheNew(size_t nCapacity, BlockCache **ppCache) {
+  int nBits = CACHE_MAX_SHARD_BITS;
+  int nShard, i;
+  void *pAlloc;
+  BlockCache *c;
+
+  *ppCache = NULL;
+  /* Capacity 0 caches nothing: all shards then just spread the locks. */
+  if (nCapacity > 0) {
+    while (nBits > 0 && nCapacity / ((size_t)1 << nBits) < CACHE_MIN_SHARE) nBits--;
+  }
+  nShard = 1 << nBits;
+  pAlloc = strataMallocZero(sizeof(BlockCache) + sizeof(CacheShard) * (size_t)nShard + CACHE_LINE);
+  if (!pAlloc) return strataErr(STRATA_NOMEM, "out of memory (cache)");
+  c = (BlockCache *)(((uintptr_t)pAlloc + CACHE_LINE - 1) & ~(uintptr_t)(CACHE_LINE - 1));
+  c->pAlloc = pAlloc;
+  c->nShardBits = nBits;
+  c->nShard = nShard;
+  atomic_init(&c->iNextId, CACHE_FIRST_ID);
+  for (i = 0; i < nShard; i++) {
+    CacheShard *s = &c->aShard[i];
+    /* Spread the remainder so that the shares add up to nCapacity. */
+    s->nCapacity = nCapacity / (size_t)nShard + ((size_t)i < nCapacity % (size_t)nShard);
+    s->lru.pLruNext = s->lru.pLruPrev = &s->lru;
+    s->nSlot = CACHE_INIT_SLOTS;
+    s->aSlot = strataMallocZero(sizeof(CacheSlot) * CACHE_INIT_SLOTS);
+    if (!s->aSlot || pthread_mutex_init(&s->mutex, NULL) != 0) {
+      strataFreeMem(s->aSlot);
+      while (--i >= 0) {
+        pthread_mutex_destroy(&c->aShard[i].mutex);
+        strataFreeMem(c->aShard[i].aSlot);
+      }
+      strataFreeMem(pAlloc);
+      return strataErr(STRATA_NOMEM, "out of memory (cache)");
+    }
+  }
+  *ppCache = c;
+  return STRATA_OK;
+}
+
+/* Free the cache and every value in it. Every handle must have been
+** released first. NULL is a no-op. */
+void strataCacheFree(BlockCache *c) {
+  int i;
+  if (!c) return;
+  for (i = 0; i < c->nShard; i++) {
+    CacheShard *s = &c->aShard[i];
+    CacheHandle *pFree = NULL;
+    u32 j;
+    for (j = 0; j < s->nSlot; j++) {
+      CacheHandle *e = s->aSlot[j].e;
+      if (e) {
+        assert(e->nRef == 0);
+        e->pLruNext = pFree;
+        pFree = e;
+      }
+    }
+    freeList(pFree);
+    pthread_mutex_destroy(&s->mutex);
+    strataFreeMem(s->aSlot);
+  }
+  strataFreeMem(c->pAlloc);
+}
+
+/* The entry for the key, pinned (release it with strataCacheRelease), or
+** NULL if absent. Counts a hit or a miss. */
+CacheHandle *strataCacheLookup(BlockCache *c, u64 id, u64 off) {
+  u32 hash = cacheHash(id, off);
+  CacheShard *s = shardFor(c, hash);
+  CacheHandle *e;
+  pthread_mutex_lock(&s->mutex);
+  e = s->aSlot[slotFind(s, hash, id, off)].e;
+  if (LIKELY(e != NULL)) {
+    e->nRef++;
+    lruTouch(s, e);
+    s->nHit++;
+  } else {
+    s->nMiss++;
+  }
+  pthread_mutex_unlock(&s->mutex);
+  return e;
+}
+
+/* Insert pValue under the key, replacing (detaching) any entry already
+** there, and return the new entry pinned. nCharge counts against the
+** capacity; xFree(pValue) runs (if xFree is not NULL) once the entry has
+** left the cache and is unpinned. Returns NULL, with STRATA_NOMEM set and
+** xFree(pValue) already run, if memory for the entry cannot be found. */
+CacheHandle *strataCacheInsert(BlockCache *c, u64 id, u64 off, void *pValue, size_t nCharge,
+                               void (*xFree)(void *)) {
+  u32 hash = cacheHash(id, off);
+  CacheShard *s = shardFor(c, hash);
+  CacheHandle *pFree = NULL;
+  CacheSlot *p;
+  CacheHandle *e = strataMalloc(sizeof(CacheHandle));
+  if (!e) goto insert_nomem;
+  e->id = id;
+  e->off = off;
+  e->nRef = 1;
+  e->hash = hash;
+  e->bInTable = 1;
+  e->pValue = pValue;
+  e->xFree = xFree;
+  e->nCharge = nCharge;
+
+  pthread_mutex_lock(&s->mutex);
+  if ((s->nEntry + 1) * 2 > s->nSlot && slotGrow(s) && (s->nEntry + 1) * 8 > (size_t)s->nSlot * 7) {
+    /* Cannot grow and too full to probe well; a replacement would still fit,
+    ** but failing it too keeps the rule simple and leaves the old value. */
+    pthread_mutex_unlock(&s->mutex);
+    strataFreeMem(e);
+    goto insert_nomem;
+  }
+  p = &s->aSlot[slotFind(s, hash, id, off)];
+  if (p->e) {
+    entryDetach(s, p->e, &pFree); /* the slot is reused in place */
+  } else {
+    p->hash = hash;
+    p->idLow = (u32)id;
+    s->nEntry++;
+  }
+  p->e = e;
+  s->nUsage += nCharge;
+  lruAppend(s, e);
+  shardEvict(s, &pFree);
+  pthread_mutex_unlock(&s->mutex);
+  freeList(pFree);
+  return e;
+
+insert_nomem:
+  if (xFree) xFree(pValue);
+  strataErr(STRATA_NOMEM, "out of memory (cache entry)");
+  return NULL;
+}
+
+/* The value of a pinned entry; valid until the handle is released. */
+void *strataCacheValue(CacheHandle *h) { return h->pValue; }
+
+/* Drop one pin. An entry still in the table becomes evictable; one that
+** was replaced or erased meanwhile is freed. NULL is a no-op. */
+void strataCacheRelease(BlockCache *c, CacheHandle *h) {
+  CacheShard *s;
+  CacheHandle *pFree = NULL;
+  if (!h) return;
+  s = shardFor(c, h->hash);
+  pthread_mutex_lock(&s->mutex);
+  assert(h->nRef > 0);
+  if (--h->nRef == 0) {
+    if (!h->bInTable) {
+      s->nUsage -= h->nCharge;
+      h->pLruNext = NULL;
+      pFree = h;
+    } else {
+      if (!h->bOnLru) lruAppend(s, h); /* eviction took it off while pinned */
+      shardEvict(s, &pFree);
+    }
+  }
+  pthread_mutex_unlock(&s->mutex);
+  freeList(pFree);
+}
+
+/* Remove the entry for the key, if any. A pinned entry stays valid for its
+** holders and is freed by the last Release. */
+void strataCacheErase(BlockCache *c, u64 id, u64 off) {
+  u32 hash = cacheHash(id, off);
+  CacheShard *s = shardFor(c, hash);
+  CacheHandle *pFree = NULL;
+  u32 i;
+  pthread_mutex_lock(&s->mutex);
+  i = slotFind(s, hash, id, off);
+  if (s->aSlot[i].e) shardRemove(s, i, &pFree);
+  pthread_mutex_unlock(&s->mutex);
+  freeList(pFree);
+}
+
+/* Remove every entry with this id, as Erase does for one. Each shard's slot
+** array is scanned once under its lock: a sequential read of 16 bytes per
+** slot, dereferencing only entries whose low id bits match. */
+void strataCacheEraseId(BlockCache *c, u64 id) {
+  int iShard;
+  for (iShard = 0; iShard < c->nShard; iShard++) {
+    CacheShard *s = &c->aShard[iShard];
+    CacheHandle *pFree = NULL;
+    u32 i = 0;
+    pthread_mutex_lock(&s->mutex);
+    while (i < s->nSlot) {
+      CacheSlot *p = &s->aSlot[i];
+      if (p->e && p->idLow == (u32)id && p->e->id == id) {
+        /* Removal may shift a later entry into slot i: look at it again.
+        ** Entries shifted from the (already scanned) start of the array
+        ** into later slots were kept there, so nothing is missed. */
+        shardRemove(s, i, &pFree);
+      } else {
+        i++;
+      }
+    }
+    pthread_mutex_unlock(&s->mutex);
+    freeList(pFree);
+  }
+}
+
+/* Sum of the charges of entries not yet freed (pinned ones included). */
+size_t strataCacheUsage(BlockCache *c) {
+  size_t n = 0;
+  int i;
+  for (i = 0; i < c->nShard; i++) {
+    CacheShard *s = &c->aShard[i];
+    pthread_mutex_lock(&s->mutex);
+    n += s->nUsage;
+    pthread_mutex_unlock(&s->mutex);
+  }
+  return n;
+}
+
+/* A fresh id, never returned before by this cache and above any file number. */
+u64 strataCacheNewId(BlockCache *c) {
+  return atomic_fetch_add_explicit(&c->iNextId, 1, memory_order_relaxed);
+}
+
+/* Hits and misses of strataCacheLookup since the cache was created. Either
+** pointer may be NULL. */
+void strataCacheCounters(BlockCache *c, u64 *pnHit, u64 *pnMiss) {
+  u64 nHit = 0, nMiss = 0;
+  int i;
+  for (i = 0; i < c->nShard; i++) {
+    CacheShard *s = &c->aShard[i];
+    pthread_mutex_lock(&s->mutex);
+    nHit += s->nHit;
+    nMiss += s->nMiss;
+    pthread_mutex_unlock(&s->mutex);
+  }
+  if (pnHit) *pnHit = nHit;
+  if (pnMiss) *pnMiss = nMiss;
+}
+
+/* Number of entries a lookup can find. */
+size_t strataCacheCount(BlockCache *c) {
+  size_t n = 0;
+  int i;
+  for (i = 0; i < c->nShard; i++) {
+    CacheShard *s = &c->aShard[i];
+    pthread_mutex_lock(&s->mutex);
+    n += s->nEntry;
+    pthread_mutex_unlock(&s->mutex);
+  }
+  return n;
+}
