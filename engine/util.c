@@ -138,22 +138,32 @@ int strataVarintLen(u64 v) {
 }
 
 const u8 *strataGetVarint32(const u8 *p, const u8 *pEnd, u32 *pv) {
-  u64 v;
+  u32 v = 0;
+  int shift;
   if (LIKELY(p < pEnd && *p < 0x80)) {
     *pv = *p;
     return p + 1;
   }
-  p = strataGetVarint64(p, pEnd, &v);
-  if (!p || v > 0xffffffffu) return NULL;
-  *pv = (u32)v;
-  return p;
+  /* At most 5 bytes; the fifth carries only 4 value bits. */
+  for (shift = 0; shift <= 28 && p < pEnd; shift += 7) {
+    u32 b = *p++;
+    if (shift == 28 && b > 0x0f) return NULL;
+    v |= (b & 0x7f) << shift;
+    if (!(b & 0x80)) {
+      *pv = v;
+      return p;
+    }
+  }
+  return NULL;
 }
 
 const u8 *strataGetVarint64(const u8 *p, const u8 *pEnd, u64 *pv) {
   u64 v = 0;
   int shift;
+  /* At most 10 bytes; the tenth carries only 1 value bit. */
   for (shift = 0; shift <= 63 && p < pEnd; shift += 7) {
     u64 b = *p++;
+    if (shift == 63 && b > 1) return NULL;
     v |= (b & 0x7f) << shift;
     if (!(b & 0x80)) {
       *pv = v;
