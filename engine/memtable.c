@@ -1,2 +1,540 @@
-/* memtable.c -- placeholder until the module lands. */
+/*
+** memtable.c -- the memtable: an arena-allocated skiplist of internal keys.
+**
+** Writes land here (after the WAL) and stay until the memtable is flushed to
+** an L0 sstable. Reads and scans of recent data come here first, so lookups
+** and iteration are the hot paths: they take no locks and allocate nothing.
+**
+** ARENA
+**
+** Every entry is one allocation from an arena the memtable owns: blocks of
+** ARENA_BLOCK bytes carved front to back, 8-byte aligned. An entry larger
+** than ARENA_LARGE gets a block of its own so that it neither wastes the
+** rest of the current block nor forces a huge block size. Nothing is freed
+** before the whole memtable is, so allocation is a pointer bump and entries
+** never move: pointers into the arena (keys, values) stay valid for as long
+** as a reference to the memtable is held. strataMemtableMemoryUsage reports
+** the bytes of all blocks (headers included); the caller compares it with
+** its write buffer size to decide when the memtable is full.
+**
+** NODE LAYOUT
+**
+** A node of height h is laid out as
+**
+**     next[h-1] ... next[1] next[0] | nKey (u32) nVal (u32) | ikey | value
+**                                   ^ MemNode *
+**
+** The tower of next pointers sits *before* the node header, addressed
+** backwards from it, so the header, the start of the key and the level-0
+** link (the ones every search step and every Next touch) usually share a
+** cache line, and no per-node height or key offset is needed. ikey is the
+** full internal key (user key + 8-byte trailer, see strataInt.h); nKey
+** counts the trailer. Lengths are 32-bit: keys up to 64 KiB and values up
+** to 1 GiB (the engine's limits) fit with room to spare; anything beyond
+** 4 GiB is STRATA_TOOBIG.
+**
+** The head node has the maximum height and no key; it lives inside the
+** Memtable struct (aHeadNext followed by head), laid out the same way.
+**
+** SKIPLIST
+**
+** At most MEM_MAX_HEIGHT (12) levels; a node reaches each further level with
+** probability 1/4, which keeps searches at about log4(n) * 3 steps with 1.33
+** pointers per node on average (12 levels serve 4^12 = 16M entries). Heights
+** come from a per-memtable xorshift generator seeded with a constant, so a
+** given sequence of inserts always builds the same list.
+**
+** Comparisons never materialize an internal key: the target is passed as
+** (user key, trailer), user keys are compared first (the first 8 bytes as
+** one big-endian integer, then memcmp), then trailers descending. A search
+** remembers the node it last found to be >= the target, so it does not
+** compare it again on the way down.
+**
+** WRITER SPLICE
+**
+** The writer remembers, per level, the last node <= the key it added last
+** (aSplice). If the next key is larger and its place is within the first
+** MEM_SPLICE_CLIMB levels of that splice, the insert starts there instead
+** of at the head: ascending keys (an integer primary key, a bulk load, a
+** sequential fill) then cost one or two comparisons with nodes still in
+** cache instead of a full O(log n) search. Other keys pay at most a few
+** comparisons with those cached nodes before the usual search.
+**
+** CONCURRENCY
+**
+** One writer at a time (the caller serializes them); any number of readers
+** run concurrently with it without locks. The writer fills a node completely
+** (key, value, its own next pointers) before it publishes it with release
+** stores into its predecessors, level 0 first; readers load next pointers
+** with acquire, so a node a reader reaches is always fully initialized.
+** Node contents are never modified after publication. The current list
+** height is a relaxed atomic: a reader that sees a new height before the
+** head links at that level just finds NULL there and descends. The entry
+** count and arena usage are relaxed atomics so other threads may read them.
+** The reference count is atomic; the last Unref frees everything.
+*/
 #include "strataInt.h"
+
+#include <assert.h>
+
+#define MEM_MAX_HEIGHT 12
+#define MEM_BRANCH_BITS 2       /* next level with probability 1 / 2^MEM_BRANCH_BITS */
+#define MEM_SPLICE_CLIMB 4      /* levels the writer climbs from its splice before searching */
+#define ARENA_BLOCK (64 * 1024) /* bytes per ordinary block, header included */
+#define ARENA_LARGE (ARENA_BLOCK / 4) /* larger entries get their own block */
+#define ARENA_ALIGN 8
+
+typedef struct ArenaBlock ArenaBlock;
+typedef struct MemIter MemIter;
+typedef struct MemNode MemNode;
+typedef _Atomic(MemNode *) MemLink;
+
+struct MemNode {
+  u32 nKey; /* bytes of internal key (trailer included) after this header */
+  u32 nVal; /* bytes of value after the key */
+};
+
+/* A block of the arena; its data follows the header. */
+struct ArenaBlock {
+  ArenaBlock *pNext; /* the previously allocated block */
+  size_t nByte;      /* bytes of this allocation, header included */
+};
+
+struct Memtable {
+  /* Read by every search. aHeadNext must immediately precede head: the
+  ** head's tower is addressed backwards from it like any node's. */
+  MemLink aHeadNext[MEM_MAX_HEIGHT]; /* aHeadNext[MEM_MAX_HEIGHT-1-i] is level i */
+  MemNode head;
+  _Atomic int nHeight; /* levels in use, 1..MEM_MAX_HEIGHT */
+  _Atomic int nRef;
+  /* Written on every Add: a cache line's worth of padding keeps these off
+  ** the lines that readers share (malloc aligns only to 16, so _Alignas
+  ** would promise more than the allocator gives). */
+  u8 aPad[64];
+  _Atomic u64 nEntry;
+  _Atomic size_t nUsage;            /* bytes of all arena blocks */
+  u64 rng;                          /* xorshift state for node heights */
+  MemNode *aSplice[MEM_MAX_HEIGHT]; /* per level, the last node <= the last key added */
+  u8 *pFree;                        /* unused part of the current block */
+  size_t nFree;
+  ArenaBlock *pBlocks; /* every block, newest first */
+};
+
+_Static_assert(offsetof(Memtable, head) == sizeof(MemLink) * MEM_MAX_HEIGHT,
+               "the head tower must sit right before the head node");
+_Static_assert(sizeof(MemNode) % ARENA_ALIGN == 0, "keys must start aligned");
+_Static_assert(sizeof(ArenaBlock) % ARENA_ALIGN == 0, "block data must start aligned");
+
+struct MemIter {
+  StrataIter base;
+  Memtable *pMem;
+  MemNode *pNode; /* current entry, NULL when not valid */
+};
+
+/* ARENA */
+
+/* Allocate a block with nData usable bytes and link it. NULL on NOMEM. */
+static u8 *arenaNewBlock(Memtable *p, size_t nData) {
+  ArenaBlock *pBlk;
+  size_t nByte;
+  if (nData > SIZE_MAX - sizeof(ArenaBlock)) return NULL;
+  nByte = sizeof(ArenaBlock) + nData;
+  pBlk = strataMalloc(nByte);
+  if (!pBlk) return NULL;
+  pBlk->pNext = p->pBlocks;
+  pBlk->nByte = nByte;
+  p->pBlocks = pBlk;
+  atomic_store_explicit(&p->nUsage, atomic_load_explicit(&p->nUsage, memory_order_relaxed) + nByte,
+                        memory_order_relaxed);
+  return (u8 *)(pBlk + 1);
+}
+
+static void *arenaAllocSlow(Memtable *p, size_t n) {
+  u8 *pData;
+  if (n > ARENA_LARGE) return arenaNewBlock(p, n); /* keep the current block's tail */
+  pData = arenaNewBlock(p, ARENA_BLOCK - sizeof(ArenaBlock));
+  if (!pData) return NULL;
+  p->pFree = pData + n;
+  p->nFree = ARENA_BLOCK - sizeof(ArenaBlock) - n;
+  return pData;
+}
+
+/* n bytes, ARENA_ALIGN-aligned, valid until the memtable is freed. NULL on
+** NOMEM (the arena is unchanged then). Writer only. */
+static inline void *arenaAlloc(Memtable *p, size_t n) {
+  u8 *pRet;
+  if (n > SIZE_MAX - ARENA_ALIGN) return NULL;
+  n = (n + ARENA_ALIGN - 1) & ~(size_t)(ARENA_ALIGN - 1);
+  if (UNLIKELY(n > p->nFree)) return arenaAllocSlow(p, n);
+  pRet = p->pFree;
+  p->pFree += n;
+  p->nFree -= n;
+  return pRet;
+}
+
+static void arenaFree(Memtable *p) {
+  ArenaBlock *pBlk = p->pBlocks;
+  while (pBlk) {
+    ArenaBlock *pNext = pBlk->pNext;
+    strataFreeMem(pBlk);
+    pBlk = pNext;
+  }
+  p->pBlocks = NULL;
+}
+
+/* NODES */
+
+/* The level-i link of node x (which has more than i levels). */
+static inline MemLink *nodeLink(MemNode *x, int i) {
+  return (MemLink *)(void *)x - 1 - i;
+}
+
+static inline MemNode *nodeNext(MemNode *x, int i) {
+  return atomic_load_explicit(nodeLink(x, i), memory_order_acquire);
+}
+
+static inline const u8 *nodeKey(const MemNode *x) {
+  return (const u8 *)(x + 1);
+}
+
+static inline u64 loadBe64(const u8 *a) {
+  return __builtin_bswap64(strataGet64(a));
+}
+
+/* Compare node x's internal key with the internal key (pUkey/nUkey, trailer):
+** negative if x sorts first, 0 if equal, positive if x sorts after. */
+static inline int nodeCompare(const MemNode *x, const u8 *pUkey, size_t nUkey, u64 trailer) {
+  const u8 *a = nodeKey(x);
+  size_t na = x->nKey - STRATA_TRAILER;
+  size_t n = na < nUkey ? na : nUkey;
+  u64 ta;
+  int c;
+  if (LIKELY(n >= 8)) {
+    u64 va = loadBe64(a), vb = loadBe64(pUkey);
+    if (va != vb) return va < vb ? -1 : 1;
+    c = memcmp(a + 8, pUkey + 8, n - 8);
+  } else {
+    c = n ? memcmp(a, pUkey, n) : 0;
+  }
+  if (c) return c;
+  if (na != nUkey) return na < nUkey ? -1 : 1;
+  ta = strataGet64(a + na);
+  return ta > trailer ? -1 : (ta < trailer ? 1 : 0);
+}
+
+static int randomHeight(Memtable *p) {
+  u64 x = p->rng;
+  int h = 1;
+  x ^= x >> 12;
+  x ^= x << 25;
+  x ^= x >> 27;
+  p->rng = x;
+  x *= 0x2545F4914F6CDD1DULL;
+  x >>= 32; /* the high bits of xorshift64* are the good ones */
+  while (h < MEM_MAX_HEIGHT && (x & ((1u << MEM_BRANCH_BITS) - 1)) == 0) {
+    h++;
+    x >>= MEM_BRANCH_BITS;
+  }
+  return h;
+}
+
+/* The first node >= (pUkey/nUkey, trailer), or NULL if there is none. If
+** aPrev is not NULL, aPrev[i] is set to the last node < the target at level
+** i, for every level below the current height. */
+static MemNode *findGreaterOrEqual(Memtable *p, const u8 *pUkey, size_t nUkey, u64 trailer,
+                                   MemNode **aPrev) {
+  MemNode *x = &p->head;
+  MemNode *pKnownGe = NULL; /* already found >= target: no need to compare again */
+  int i = atomic_load_explicit(&p->nHeight, memory_order_relaxed) - 1;
+  for (;;) {
+    MemNode *pNext = nodeNext(x, i);
+    if (pNext && pNext != pKnownGe && nodeCompare(pNext, pUkey, nUkey, trailer) < 0) {
+      x = pNext;
+      continue;
+    }
+    pKnownGe = pNext;
+    if (aPrev) aPrev[i] = x;
+    if (i == 0) return pNext;
+    i--;
+  }
+}
+
+/* The last node < (pUkey/nUkey, trailer), or the head if there is none. */
+static MemNode *findLessThan(Memtable *p, const u8 *pUkey, size_t nUkey, u64 trailer) {
+  MemNode *x = &p->head;
+  MemNode *pKnownGe = NULL;
+  int i = atomic_load_explicit(&p->nHeight, memory_order_relaxed) - 1;
+  for (;;) {
+    MemNode *pNext = nodeNext(x, i);
+    if (pNext && pNext != pKnownGe && nodeCompare(pNext, pUkey, nUkey, trailer) < 0) {
+      x = pNext;
+      continue;
+    }
+    pKnownGe = pNext;
+    if (i == 0) return x;
+    i--;
+  }
+}
+
+/* The last node, or the head if the list is empty. */
+static MemNode *findLast(Memtable *p) {
+  MemNode *x = &p->head;
+  int i = atomic_load_explicit(&p->nHeight, memory_order_relaxed) - 1;
+  for (;;) {
+    MemNode *pNext = nodeNext(x, i);
+    if (pNext) {
+      x = pNext;
+      continue;
+    }
+    if (i == 0) return x;
+    i--;
+  }
+}
+
+/* Writer only: fill aPrev[0..MEM_MAX_HEIGHT-1] for inserting the key
+** (pUkey/nUkey, trailer) from the splice left by the previous insert (see
+** WRITER SPLICE), without a search from the top. Returns 0, with aPrev
+** untouched, if the key is not a little after the previous one. */
+static int spliceFind(Memtable *p, const u8 *pUkey, size_t nUkey, u64 trailer, MemNode **aPrev) {
+  MemNode *x = p->aSplice[0];
+  int nHeight = atomic_load_explicit(&p->nHeight, memory_order_relaxed);
+  int iLevel, i;
+  if (x != &p->head && nodeCompare(x, pUkey, nUkey, trailer) >= 0) return 0;
+  /* The lowest level whose splice interval holds the key; every level above
+  ** holds it too, since their next nodes are no closer to the previous key. */
+  for (iLevel = 0;; iLevel++) {
+    MemNode *pNext;
+    if (iLevel == MEM_SPLICE_CLIMB || iLevel == nHeight) return 0;
+    pNext = atomic_load_explicit(nodeLink(p->aSplice[iLevel], iLevel), memory_order_relaxed);
+    if (!pNext || nodeCompare(pNext, pUkey, nUkey, trailer) >= 0) break;
+  }
+  for (i = iLevel; i < MEM_MAX_HEIGHT; i++) aPrev[i] = p->aSplice[i];
+  x = p->aSplice[iLevel];
+  for (i = iLevel - 1; i >= 0; i--) {
+    for (;;) {
+      MemNode *pNext = atomic_load_explicit(nodeLink(x, i), memory_order_relaxed);
+      if (!pNext || nodeCompare(pNext, pUkey, nUkey, trailer) >= 0) break;
+      x = pNext;
+    }
+    aPrev[i] = x;
+  }
+  return 1;
+}
+
+/* MEMTABLE */
+
+/* A new empty memtable with one reference. STRATA_NOMEM if the struct
+** cannot be allocated (*ppMem NULL then). The arena's first block is
+** allocated by the first Add. */
+int strataMemtableNew(Memtable **ppMem) {
+  Memtable *p = strataMallocZero(sizeof(Memtable));
+  *ppMem = NULL;
+  if (!p) return strataErr(STRATA_NOMEM, "out of memory (memtable)");
+  for (int i = 0; i < MEM_MAX_HEIGHT; i++) {
+    atomic_init(&p->aHeadNext[i], NULL);
+    p->aSplice[i] = &p->head;
+  }
+  atomic_init(&p->nHeight, 1);
+  atomic_init(&p->nRef, 1);
+  atomic_init(&p->nEntry, 0);
+  atomic_init(&p->nUsage, 0);
+  p->rng = 0x9E3779B97F4A7C15ULL;
+  *ppMem = p;
+  return STRATA_OK;
+}
+
+/* Take a reference. The caller must already hold one. */
+void strataMemtableRef(Memtable *p) {
+  atomic_fetch_add_explicit(&p->nRef, 1, memory_order_relaxed);
+}
+
+/* Drop a reference; the last one frees the memtable and its arena. Accepts
+** NULL. Pointers into the memtable must not be used after the caller's
+** reference is gone. */
+void strataMemtableUnref(Memtable *p) {
+  if (!p) return;
+  /* acq_rel: every use by other holders happens before the free. */
+  if (atomic_fetch_sub_explicit(&p->nRef, 1, memory_order_acq_rel) == 1) {
+    arenaFree(p);
+    strataFreeMem(p);
+  }
+}
+
+/* Insert (pKey, seq, type) -> pVal. Writer only (callers serialize Adds);
+** concurrent readers see the entry once it is linked at level 0. Returns
+** STRATA_NOMEM if the arena cannot grow and STRATA_TOOBIG if a length does
+** not fit 32 bits; on error the memtable is unchanged. */
+int strataMemtableAdd(Memtable *p, u64 seq, int type, const u8 *pKey, size_t nKey, const u8 *pVal,
+                      size_t nVal) {
+  MemNode *aPrev[MEM_MAX_HEIGHT];
+  MemNode *x;
+  u64 trailer;
+  size_t nTower, nByte;
+  u8 *pMem, *pDst;
+  int h, nHeight;
+
+  assert(seq <= STRATA_MAX_SEQ);
+  assert(type == STRATA_TYPE_DELETE || type == STRATA_TYPE_VALUE);
+  if (UNLIKELY(nKey > UINT32_MAX - STRATA_TRAILER || nVal > UINT32_MAX)) {
+    return strataErr(STRATA_TOOBIG, "memtable entry too big (key %zu, value %zu bytes)", nKey,
+                     nVal);
+  }
+  trailer = strataPackTrailer(seq, type);
+  h = randomHeight(p);
+  nTower = (size_t)h * sizeof(MemLink);
+  nByte = nTower + sizeof(MemNode) + nKey + STRATA_TRAILER + nVal; /* nKey, nVal < 4 GiB */
+  pMem = arenaAlloc(p, nByte);
+  if (UNLIKELY(!pMem)) return strataErr(STRATA_NOMEM, "out of memory (memtable, %zu bytes)", nByte);
+
+  x = (MemNode *)(void *)(pMem + nTower);
+  x->nKey = (u32)(nKey + STRATA_TRAILER);
+  x->nVal = (u32)nVal;
+  pDst = (u8 *)(x + 1);
+  if (nKey) memcpy(pDst, pKey, nKey);
+  strataPut64(pDst + nKey, trailer);
+  if (nVal) memcpy(pDst + nKey + STRATA_TRAILER, pVal, nVal);
+
+  nHeight = atomic_load_explicit(&p->nHeight, memory_order_relaxed);
+  if (!spliceFind(p, pKey, nKey, trailer, aPrev)) {
+    MemNode *pGe = findGreaterOrEqual(p, pKey, nKey, trailer, aPrev);
+    (void)pGe;
+    assert(pGe == NULL || nodeCompare(pGe, pKey, nKey, trailer) != 0); /* no duplicates */
+    for (int i = nHeight; i < MEM_MAX_HEIGHT; i++) aPrev[i] = &p->head;
+  }
+  if (h > nHeight) atomic_store_explicit(&p->nHeight, h, memory_order_relaxed);
+  /* x's link at level i is written before the release store that makes x
+  ** reachable at level i, and a reader follows x's links only at levels
+  ** where it reached x, so x's own links can be relaxed. Bottom-up, so x is
+  ** never reachable at level i > 0 before it is at level 0. */
+  for (int i = 0; i < h; i++) {
+    atomic_store_explicit(nodeLink(x, i),
+                          atomic_load_explicit(nodeLink(aPrev[i], i), memory_order_relaxed),
+                          memory_order_relaxed);
+    atomic_store_explicit(nodeLink(aPrev[i], i), x, memory_order_release);
+  }
+  for (int i = 0; i < MEM_MAX_HEIGHT; i++) p->aSplice[i] = i < h ? x : aPrev[i];
+  atomic_store_explicit(&p->nEntry, atomic_load_explicit(&p->nEntry, memory_order_relaxed) + 1,
+                        memory_order_relaxed);
+  return STRATA_OK;
+}
+
+/* The newest entry for user key pKey with sequence <= seq: 1 with *pType
+** and, for a value, *ppVal and *pnVal pointing into the arena; 0 (with *ppVal
+** NULL, *pnVal 0, *pType untouched) if there is none. A deletion gives
+** *ppVal NULL and *pnVal 0. Never allocates; safe concurrently with Add. */
+int strataMemtableGet(Memtable *p, const u8 *pKey, size_t nKey, u64 seq, int *pType,
+                      const u8 **ppVal, size_t *pnVal) {
+  MemNode *x;
+  u64 trailer;
+  if (seq > STRATA_MAX_SEQ) seq = STRATA_MAX_SEQ;
+  /* (seq, VALUE) is the largest trailer with sequence seq, so the first entry
+  ** >= it is the newest version of the key that is visible at seq. */
+  trailer = strataPackTrailer(seq, STRATA_TYPE_VALUE);
+  x = findGreaterOrEqual(p, pKey, nKey, trailer, NULL);
+  *ppVal = NULL;
+  *pnVal = 0;
+  if (x && x->nKey - STRATA_TRAILER == nKey && (nKey == 0 || memcmp(nodeKey(x), pKey, nKey) == 0)) {
+    int type = (int)(strataGet64(nodeKey(x) + nKey) & 0xff);
+    *pType = type;
+    if (type == STRATA_TYPE_VALUE) {
+      *ppVal = nodeKey(x) + x->nKey;
+      *pnVal = x->nVal;
+    }
+    return 1;
+  }
+  return 0;
+}
+
+/* Bytes of arena blocks allocated so far (any thread). */
+size_t strataMemtableMemoryUsage(const Memtable *p) {
+  return atomic_load_explicit(&p->nUsage, memory_order_relaxed);
+}
+
+/* Entries added so far (any thread). */
+u64 strataMemtableCount(const Memtable *p) {
+  return atomic_load_explicit(&p->nEntry, memory_order_relaxed);
+}
+
+/* ITERATOR
+** The current entry is a node pointer; the base fields point into the
+** arena, so they stay valid while the iterator (and its reference) lives. */
+
+static void iterSet(MemIter *pIter, MemNode *x) {
+  StrataIter *b = &pIter->base;
+  pIter->pNode = x;
+  if (x) {
+    b->bValid = 1;
+    b->pKey = nodeKey(x);
+    b->nKey = x->nKey;
+    b->pVal = b->pKey + x->nKey;
+    b->nVal = x->nVal;
+  } else {
+    b->bValid = 0;
+    b->pKey = b->pVal = NULL;
+    b->nKey = b->nVal = 0;
+  }
+}
+
+static void memIterSeekFirst(StrataIter *pBase) {
+  MemIter *pIter = (MemIter *)pBase;
+  iterSet(pIter, nodeNext(&pIter->pMem->head, 0));
+}
+
+static void memIterSeekLast(StrataIter *pBase) {
+  MemIter *pIter = (MemIter *)pBase;
+  MemNode *x = findLast(pIter->pMem);
+  iterSet(pIter, x == &pIter->pMem->head ? NULL : x);
+}
+
+/* First entry >= the internal key pKey/nKey. A key shorter than a trailer
+** is taken as a bare user key: the first entry with a user key >= it. */
+static void memIterSeek(StrataIter *pBase, const u8 *pKey, size_t nKey) {
+  MemIter *pIter = (MemIter *)pBase;
+  MemNode *x;
+  if (LIKELY(nKey >= STRATA_TRAILER)) {
+    x = findGreaterOrEqual(pIter->pMem, pKey, nKey - STRATA_TRAILER,
+                           strataGet64(pKey + nKey - STRATA_TRAILER), NULL);
+  } else {
+    x = findGreaterOrEqual(pIter->pMem, pKey, nKey, UINT64_MAX, NULL);
+  }
+  iterSet(pIter, x);
+}
+
+static void memIterNext(StrataIter *pBase) {
+  MemIter *pIter = (MemIter *)pBase;
+  if (pIter->pNode) iterSet(pIter, nodeNext(pIter->pNode, 0));
+}
+
+/* No back links: search from the head for the last entry before this one. */
+static void memIterPrev(StrataIter *pBase) {
+  MemIter *pIter = (MemIter *)pBase;
+  MemNode *x = pIter->pNode;
+  if (!x) return;
+  x = findLessThan(pIter->pMem, nodeKey(x), x->nKey - STRATA_TRAILER,
+                   strataGet64(nodeKey(x) + x->nKey - STRATA_TRAILER));
+  iterSet(pIter, x == &pIter->pMem->head ? NULL : x);
+}
+
+static void memIterClose(StrataIter *pBase) {
+  MemIter *pIter = (MemIter *)pBase;
+  strataMemtableUnref(pIter->pMem);
+  strataFreeMem(pIter);
+}
+
+static const StrataIterMethods memIterMethods = {
+    memIterSeekFirst, memIterSeekLast, memIterSeek, memIterNext, memIterPrev, memIterClose,
+};
+
+/* A new iterator over p's internal keys, not yet positioned (bValid 0). It
+** holds a reference to p until it is closed. STRATA_NOMEM if it cannot be
+** allocated (*ppIter NULL then). Safe to use concurrently with Add. */
+int strataMemtableIterNew(Memtable *p, StrataIter **ppIter) {
+  MemIter *pIter = strataMallocZero(sizeof(MemIter));
+  *ppIter = NULL;
+  if (!pIter) return strataErr(STRATA_NOMEM, "out of memory (memtable iterator)");
+  pIter->base.pMethods = &memIterMethods;
+  pIter->pMem = p;
+  strataMemtableRef(p);
+  *ppIter = &pIter->base;
+  return STRATA_OK;
+}
