@@ -113,6 +113,7 @@ struct Memtable {
   u8 aPad[64];
   _Atomic u64 nEntry;
   _Atomic size_t nUsage;            /* bytes of all arena blocks */
+  _Atomic size_t nUnused;           /* of which the free tail of the current block */
   u64 rng;                          /* xorshift state for node heights */
   MemNode *aSplice[MEM_MAX_HEIGHT]; /* per level, the last node <= the last key added */
   u8 *pFree;                        /* unused part of the current block */
@@ -338,6 +339,7 @@ int strataMemtableNew(Memtable **ppMem) {
   atomic_init(&p->nRef, 1);
   atomic_init(&p->nEntry, 0);
   atomic_init(&p->nUsage, 0);
+  atomic_init(&p->nUnused, 0);
   p->rng = 0x9E3779B97F4A7C15ULL;
   *ppMem = p;
   return STRATA_OK;
@@ -415,6 +417,7 @@ int strataMemtableAdd(Memtable *p, u64 seq, int type, const u8 *pKey, size_t nKe
   for (int i = 0; i < MEM_MAX_HEIGHT; i++) p->aSplice[i] = i < h ? x : aPrev[i];
   atomic_store_explicit(&p->nEntry, atomic_load_explicit(&p->nEntry, memory_order_relaxed) + 1,
                         memory_order_relaxed);
+  atomic_store_explicit(&p->nUnused, p->nFree, memory_order_relaxed);
   return STRATA_OK;
 }
 
@@ -447,7 +450,10 @@ int strataMemtableGet(Memtable *p, const u8 *pKey, size_t nKey, u64 seq, int *pT
 
 /* Bytes of arena blocks allocated so far (any thread). */
 size_t strataMemtableMemoryUsage(const Memtable *p) {
-  return atomic_load_explicit(&p->nUsage, memory_order_relaxed);
+  /* Bytes in use, not blocks allocated: a small write buffer must not look
+  ** full after its first entry just because a block is 64 KiB. */
+  return atomic_load_explicit(&p->nUsage, memory_order_relaxed) -
+         atomic_load_explicit(&p->nUnused, memory_order_relaxed);
 }
 
 /* Entries added so far (any thread). */
