@@ -483,3 +483,61 @@ int strata_compact_range(strata *db, const void *lo, size_t nLo, const void *hi,
   pthread_mutex_unlock(&db->mu);
   return rc;
 }
+
+/* CONSISTENCY CHECK */
+
+static int checkFile(strata *db, int level, FileMeta *f) {
+  StrataIter *it = NULL;
+  StrataBuf prev = {0};
+  u64 n = 0;
+  int rc = strataDbTableIter(db, f, 0, &it);
+  if (rc) return rc;
+  for (it->pMethods->xSeekFirst(it); it->bValid && rc == STRATA_OK; it->pMethods->xNext(it)) {
+    u64 seq = strataIkeySeq(it->pKey, it->nKey);
+    if (n == 0 && strataIkeyCompare(it->pKey, it->nKey, f->smallest.a, f->smallest.n) != 0) {
+      rc = strataErr(STRATA_CORRUPT, "L%d file %llu: first key is not its smallest", level,
+                     (unsigned long long)f->number);
+    } else if (n > 0 && strataIkeyCompare(prev.a, prev.n, it->pKey, it->nKey) >= 0) {
+      rc = strataErr(STRATA_CORRUPT, "L%d file %llu: keys out of order", level,
+                     (unsigned long long)f->number);
+    } else if (seq < f->minSeq || seq > f->maxSeq) {
+      rc = strataErr(STRATA_CORRUPT, "L%d file %llu: sequence %llu outside [%llu, %llu]", level,
+                     (unsigned long long)f->number, (unsigned long long)seq,
+                     (unsigned long long)f->minSeq, (unsigned long long)f->maxSeq);
+    }
+    if (rc == STRATA_OK) rc = strataBufSet(&prev, it->pKey, it->nKey);
+    n++;
+  }
+  if (rc == STRATA_OK && it->rc) rc = it->rc;
+  if (rc == STRATA_OK && (n != f->nEntries ||
+                          strataIkeyCompare(prev.a, prev.n, f->largest.a, f->largest.n) != 0)) {
+    rc = strataErr(STRATA_CORRUPT, "L%d file %llu: %llu entries or last key differ from the manifest",
+                   level, (unsigned long long)f->number, (unsigned long long)n);
+  }
+  strataIterClose(it);
+  strataBufFree(&prev);
+  return rc;
+}
+
+int strataDbCheck(strata *db) {
+  Version *v;
+  int level, i, rc;
+  pthread_mutex_lock(&db->mu);
+  v = db->vs->pCurrent;
+  strataVersionRef(v);
+  pthread_mutex_unlock(&db->mu);
+  rc = strataVersionCheck(v);
+  for (i = 1; rc == STRATA_OK && i < v->nFile[0]; i++) {
+    if (v->aFile[0][i]->minSeq <= v->aFile[0][i - 1]->maxSeq &&
+        v->aFile[0][i]->minSeq != 0) {
+      rc = strataErr(STRATA_CORRUPT, "L0 files %llu and %llu: sequence ranges out of order",
+                     (unsigned long long)v->aFile[0][i - 1]->number,
+                     (unsigned long long)v->aFile[0][i]->number);
+    }
+  }
+  for (level = 0; rc == STRATA_OK && level < STRATA_MAX_LEVELS; level++) {
+    for (i = 0; rc == STRATA_OK && i < v->nFile[level]; i++) rc = checkFile(db, level, v->aFile[level][i]);
+  }
+  strataVersionUnref(v);
+  return rc;
+}

@@ -677,6 +677,12 @@ u64 strataDbOldestSnapshot(strata *db);                /* db->mu held */
 void strataDbAdoptFile(strata *db, FileMeta *f);       /* obsolete files get deleted */
 int strataDbTableIter(strata *db, FileMeta *f, int bFillCache, StrataIter **ppIter);
 
+/* Check every file of the current version: its entries are in order, within
+** [smallest, largest], with sequences within [minSeq, maxSeq]; levels >= 1
+** do not overlap; L0 files hold newer sequences as numbers grow. Reads every
+** block (checksums included). STRATA_CORRUPT with a message on failure. */
+int strataDbCheck(strata *db);
+
 /* compact.c: leveled compaction. */
 /* 1 if a compaction should run now (db->mu held). */
 int strataCompactPick(strata *db);

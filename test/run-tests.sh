@@ -38,7 +38,7 @@ add_result() { # $1 = name, $2 = log file, $3 = exit code
 logdir="$builddir/test-tmp/logs"
 mkdir -p "$logdir"
 
-for t in util memtable log block bloom cache sstable version merge db txn model crash fault corrupt; do
+for t in util memtable log block bloom cache sstable version merge db txn compact model crash fault corrupt; do
   prog="$builddir/test/unit/test_$t"
   log="$logdir/test_$t.log"
   if [ ! -x "$prog" ]; then

@@ -1,0 +1,297 @@
+/*
+** test_compact.c -- leveled compaction: results against a model with
+** compaction running, deleted keys staying deleted (also across reopen),
+** snapshots keeping old versions, bounded space under overwrites, gentle
+** write stalls, manual compaction, and the invariant checker after each
+** step.
+*/
+#include "strata.h"
+#include "strataInt.h"
+#include "testutil.h"
+
+#include <pthread.h>
+
+#define NKEYS 5000
+
+static strata *openSmall(const char *zDir, size_t nMem) {
+  strata_options o;
+  strata *db = NULL;
+  strata_options_init(&o);
+  o.memtable_size = nMem;
+  o.block_size = 1024;
+  o.target_file_size = 64 << 10;
+  o.level_base_size = 256 << 10;
+  o.level_multiplier = 4;
+  o.sync = STRATA_SYNC_OFF;
+  if (strata_open(zDir, &o, &db) != STRATA_OK) fprintf(stderr, "open: %s\n", strata_errmsg());
+  return db;
+}
+
+/* Model: value version per key, 0 = absent. */
+static int aModel[NKEYS];
+
+static void mkKey(char *z, int i) { snprintf(z, 32, "key-%06d", i); }
+static void mkVal(char *z, int i, int ver) { snprintf(z, 64, "value-%d-%d-%s", i, ver, "xxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx"); }
+
+static int verifyAll(strata *db, const char *zWhen) {
+  int i, nBad = 0;
+  strata_value v = {0};
+  strata_iter *it = NULL;
+  for (i = 0; i < NKEYS; i++) {
+    char k[32], want[64];
+    int rc;
+    mkKey(k, i);
+    rc = strata_get(db, NULL, k, strlen(k), &v);
+    if (aModel[i] == 0) {
+      if (rc != STRATA_NOTFOUND) nBad++;
+    } else {
+      mkVal(want, i, aModel[i]);
+      if (rc != STRATA_OK || v.n != strlen(want) || memcmp(v.p, want, v.n)) nBad++;
+    }
+  }
+  /* The scan agrees too. */
+  if (strata_iter_new(db, NULL, &it) == STRATA_OK) {
+    int next = 0;
+    for (strata_iter_seek_first(it); strata_iter_valid(it); strata_iter_next(it)) {
+      size_t n;
+      const char *k = strata_iter_key(it, &n);
+      int idx = atoi(k + 4);
+      while (next < idx) {
+        if (aModel[next]) nBad++;
+        next++;
+      }
+      if (!aModel[idx]) nBad++;
+      next = idx + 1;
+    }
+    if (strata_iter_status(it)) nBad++;
+    strata_iter_free(it);
+  }
+  strata_value_free(&v);
+  if (nBad) fprintf(stderr, "  %s: %d mismatches\n", zWhen, nBad);
+  return nBad;
+}
+
+static void test_model_with_compaction(void) {
+  const char *zDir = test_dir("cmp_model");
+  strata *db = openSmall(zDir, 32 << 10);
+  TestRng r;
+  strata_stats st;
+  int round, i;
+  if (!db) return;
+  test_srand(&r, test_seed("compact model"));
+  memset(aModel, 0, sizeof aModel);
+  for (round = 0; round < 6; round++) {
+    for (i = 0; i < 20000; i++) {
+      int k = (int)test_randn(&r, NKEYS);
+      char zk[32], zv[64];
+      mkKey(zk, k);
+      if (test_randn(&r, 4) == 0) {
+        CHECK_EQ(strata_delete(db, zk, strlen(zk)), STRATA_OK);
+        aModel[k] = 0;
+      } else {
+        aModel[k] = round * 100000 + i + 1;
+        mkVal(zv, k, aModel[k]);
+        CHECK_EQ(strata_put(db, zk, strlen(zk), zv, strlen(zv)), STRATA_OK);
+      }
+    }
+    CHECK_EQ(verifyAll(db, "while compacting"), 0);
+    CHECK_EQ(strata_wait_idle(db), STRATA_OK);
+    CHECK_EQ(strataDbCheck(db), STRATA_OK);
+    CHECK_EQ(verifyAll(db, "idle"), 0);
+    if (round % 2 == 1) {
+      strata_get_stats(db, &st);
+      CHECK(st.compactions > 0);
+      CHECK(st.compaction_bytes_written > 0);
+      CHECK_EQ(strata_close(db), STRATA_OK);
+      db = openSmall(zDir, 32 << 10);
+      if (!db) return;
+      CHECK_EQ(verifyAll(db, "reopened"), 0);
+    }
+  }
+  strata_get_stats(db, &st);
+  CHECK(st.level_files[1] + st.level_files[2] + st.level_files[3] > 0);
+  /* Everything into the bottom level: tombstones disappear, data stays. */
+  CHECK_EQ(strata_compact_range(db, NULL, 0, NULL, 0), STRATA_OK);
+  CHECK_EQ(strataDbCheck(db), STRATA_OK);
+  CHECK_EQ(verifyAll(db, "after full compaction"), 0);
+  strata_get_stats(db, &st);
+  CHECK_EQ(st.level_files[0], 0);
+  strata_close(db);
+  test_rmdir(zDir);
+}
+
+static void test_deleted_stays_deleted(void) {
+  const char *zDir = test_dir("cmp_del");
+  strata *db = openSmall(zDir, 16 << 10);
+  strata_value v = {0};
+  int i;
+  char zk[32], zv[64];
+  if (!db) return;
+  /* Old versions deep down, a tombstone on top, then lots of churn above. */
+  for (i = 0; i < 3000; i++) {
+    mkKey(zk, i);
+    mkVal(zv, i, 1);
+    strata_put(db, zk, strlen(zk), zv, strlen(zv));
+  }
+  CHECK_EQ(strata_compact_range(db, NULL, 0, NULL, 0), STRATA_OK);
+  for (i = 0; i < 3000; i += 3) {
+    mkKey(zk, i);
+    strata_delete(db, zk, strlen(zk));
+  }
+  for (i = 0; i < 40000; i++) {
+    snprintf(zk, sizeof zk, "zzz-%06d", i % 7000);
+    mkVal(zv, i, 2);
+    strata_put(db, zk, strlen(zk), zv, strlen(zv));
+  }
+  CHECK_EQ(strata_wait_idle(db), STRATA_OK);
+  for (i = 0; i < 3000; i++) {
+    int rc;
+    mkKey(zk, i);
+    rc = strata_get(db, NULL, zk, strlen(zk), &v);
+    CHECK_EQ(rc, (i % 3 == 0) ? STRATA_NOTFOUND : STRATA_OK);
+  }
+  strata_close(db);
+  db = openSmall(zDir, 16 << 10);
+  if (!db) return;
+  CHECK_EQ(strata_compact_range(db, "key-", 4, "key-~", 5), STRATA_OK);
+  for (i = 0; i < 3000; i++) {
+    int rc;
+    mkKey(zk, i);
+    rc = strata_get(db, NULL, zk, strlen(zk), &v);
+    CHECK_EQ(rc, (i % 3 == 0) ? STRATA_NOTFOUND : STRATA_OK);
+  }
+  CHECK_EQ(strataDbCheck(db), STRATA_OK);
+  strata_value_free(&v);
+  strata_close(db);
+  test_rmdir(zDir);
+}
+
+static void test_snapshot_survives_compaction(void) {
+  const char *zDir = test_dir("cmp_snap");
+  strata *db = openSmall(zDir, 16 << 10);
+  const strata_snapshot *s;
+  strata_value v = {0};
+  char zk[32], zv[64];
+  int i, nBad = 0;
+  if (!db) return;
+  for (i = 0; i < 2000; i++) {
+    mkKey(zk, i);
+    mkVal(zv, i, 1);
+    strata_put(db, zk, strlen(zk), zv, strlen(zv));
+  }
+  s = strata_snapshot_new(db);
+  for (i = 0; i < 2000; i++) {
+    mkKey(zk, i);
+    if (i % 2) {
+      strata_delete(db, zk, strlen(zk));
+    } else {
+      mkVal(zv, i, 2);
+      strata_put(db, zk, strlen(zk), zv, strlen(zv));
+    }
+  }
+  CHECK_EQ(strata_compact_range(db, NULL, 0, NULL, 0), STRATA_OK);
+  for (i = 0; i < 2000; i++) {
+    mkKey(zk, i);
+    mkVal(zv, i, 1);
+    if (strata_get(db, s, zk, strlen(zk), &v) != STRATA_OK || v.n != strlen(zv) || memcmp(v.p, zv, v.n)) nBad++;
+  }
+  CHECK_EQ(nBad, 0);
+  strata_snapshot_release(db, s);
+  CHECK_EQ(strata_compact_range(db, NULL, 0, NULL, 0), STRATA_OK);
+  {
+    strata_stats st;
+    strata_get_stats(db, &st);
+    /* Old versions and tombstones are gone once no snapshot needs them. */
+    CHECK(st.live_bytes < 2000 * 40);
+  }
+  strata_value_free(&v);
+  strata_close(db);
+  test_rmdir(zDir);
+}
+
+/* Overwrites of a small key set keep disk use near the live data. */
+static void test_space_bounded(void) {
+  const char *zDir = test_dir("cmp_space");
+  strata *db = openSmall(zDir, 256 << 10);
+  strata_stats st;
+  int i, nKeys = 10000, nWrites = test_soak() ? 10000000 : 300000;
+  u8 val[100];
+  if (!db) return;
+  for (i = 0; i < nWrites; i++) {
+    char zk[32];
+    int k = (int)(((u64)i * 2654435761u) % (u64)nKeys);
+    int j;
+    snprintf(zk, sizeof zk, "%016d", k);
+    for (j = 0; j < 100; j++) val[j] = (u8)(i * 7 + j * 13); /* not compressible */
+    if (strata_put(db, zk, 16, val, 100) != STRATA_OK) {
+      CHECK(0);
+      break;
+    }
+  }
+  CHECK_EQ(strata_wait_idle(db), STRATA_OK);
+  strata_get_stats(db, &st);
+  printf("# %d overwrites of %d keys: live %llu KiB for %d KiB of data, WA %.2f, stalls %llu us\n",
+         nWrites, nKeys, (unsigned long long)st.live_bytes / 1024, nKeys * 116 / 1024,
+         (double)st.disk_bytes_written / (double)st.user_bytes_written,
+         (unsigned long long)st.stall_micros);
+  CHECK(st.live_bytes < (u64)nKeys * 116 * 3);
+  CHECK(st.stall_count == 0 || st.stall_micros > 0);
+  strata_close(db);
+  test_rmdir(zDir);
+}
+
+/* Readers and a writer with compaction going on: scans stay ordered and
+** complete. */
+static volatile int bStop;
+static void *scanMain(void *p) {
+  strata *db = p;
+  long bad = 0;
+  while (!bStop) {
+    strata_iter *it = NULL;
+    int n = 0;
+    if (strata_iter_new(db, NULL, &it)) return (void *)1;
+    for (strata_iter_seek_first(it); strata_iter_valid(it); strata_iter_next(it)) n++;
+    if (n != 4000 || strata_iter_status(it)) bad++;
+    strata_iter_free(it);
+  }
+  return (void *)bad;
+}
+
+static void test_concurrent_readers(void) {
+  const char *zDir = test_dir("cmp_conc");
+  strata *db = openSmall(zDir, 16 << 10);
+  pthread_t th[2];
+  int i;
+  void *ret;
+  char zk[32], zv[64];
+  if (!db) return;
+  for (i = 0; i < 4000; i++) {
+    mkKey(zk, i);
+    mkVal(zv, i, 0);
+    strata_put(db, zk, strlen(zk), zv, strlen(zv));
+  }
+  bStop = 0;
+  for (i = 0; i < 2; i++) pthread_create(&th[i], NULL, scanMain, db);
+  for (i = 0; i < 60000; i++) { /* overwrite existing keys only: count stays 4000 */
+    mkKey(zk, i % 4000);
+    mkVal(zv, i % 4000, i);
+    strata_put(db, zk, strlen(zk), zv, strlen(zv));
+  }
+  bStop = 1;
+  for (i = 0; i < 2; i++) {
+    pthread_join(th[i], &ret);
+    CHECK(ret == NULL);
+  }
+  CHECK_EQ(strataDbCheck(db), STRATA_OK);
+  strata_close(db);
+  test_rmdir(zDir);
+}
+
+int main(void) {
+  RUN(test_model_with_compaction);
+  RUN(test_deleted_stays_deleted);
+  RUN(test_snapshot_survives_compaction);
+  RUN(test_space_bounded);
+  RUN(test_concurrent_readers);
+  return TEST_SUMMARY();
+}
