@@ -1694,19 +1694,16 @@ static void addEngine(const char *zName, size_t n, const strata_options *pOpts) 
   e->sOpts = *pOpts;
   snprintf(e->zDir, sizeof(e->zDir), "%s/%s", cfg.zDb, pM->zName);
   if (pM == &strataMethods) {
+    char zComp[32] = "no compression";
+    if (o->compression == STRATA_COMPRESSION_ZSTD) {
+      snprintf(zComp, sizeof(zComp), "zstd level %d", o->compression_level);
+    }
     snprintf(e->zDesc, sizeof(e->zDesc),
              "%s, L0 triggers %d/%d/%d, files %.1f MiB, L1 %.1f MiB x%d, %d background thread(s), "
              "index and filter blocks in the cache",
-             o->compression == STRATA_COMPRESSION_ZSTD ? "zstd" : "no compression",
-             o->l0_compaction_trigger, o->l0_slowdown_trigger, o->l0_stop_trigger,
+             zComp, o->l0_compaction_trigger, o->l0_slowdown_trigger, o->l0_stop_trigger,
              mib(o->target_file_size), mib(strataLevelBase(o)), o->level_multiplier,
              o->background_threads);
-    if (o->compression == STRATA_COMPRESSION_ZSTD) {
-      char zLevel[32];
-      snprintf(zLevel, sizeof(zLevel), " level %d", o->compression_level);
-      memmove(e->zDesc + 4 + strlen(zLevel), e->zDesc + 4, strlen(e->zDesc + 4) + 1);
-      memcpy(e->zDesc + 4, zLevel, strlen(zLevel));
-    }
   }
 #ifdef HAVE_LEVELDB
   if (pM == &leveldbMethods) {
@@ -1790,10 +1787,11 @@ int main(int argc, char **argv) {
   }
   if (nEngine == 0) die("no engine to run");
 
-  zSync = cfg.syncMode == STRATA_SYNC_FULL ? "full" : cfg.syncMode == STRATA_SYNC_OFF ? "off"
-                                                                                       : "normal";
-  printf("strata-bench: %" PRIu64 " entries, %d-byte keys, %d-byte values (~%.0f bytes compressed), "
-         "%" PRIu64 " reads, batch %d, sync %s, seed %" PRIu64 "\n",
+  zSync = cfg.syncMode == STRATA_SYNC_FULL  ? "full"
+          : cfg.syncMode == STRATA_SYNC_OFF ? "off"
+                                            : "normal";
+  printf("strata-bench: %" PRIu64 " entries, %d-byte keys, %d-byte values "
+         "(~%.0f bytes compressed), %" PRIu64 " reads, batch %d, sync %s, seed %" PRIu64 "\n",
          cfg.nNum, cfg.nKey, cfg.nVal, cfg.ratio * cfg.nVal, cfg.nReads, cfg.nBatch, zSync,
          cfg.seed);
   printf("shared settings: write buffer %.1f MiB, block cache %.1f MiB, block %zu bytes, "
