@@ -1,2 +1,427 @@
-/* block.c -- placeholder until the module lands. */
-#include "strataInt.h"
+/*
+** block.c -- encoding and iteration of sstable blocks (data and index).
+**
+** BLOCK LAYOUT
+**
+**   entry[0] .. entry[n-1]
+**   restart[0] .. restart[r-1]   u32 each: offset of an entry stored whole
+**   r                            u32, >= 1
+**
+**   entry = varint32 shared     bytes of key shared with the previous key
+**           varint32 unshared   bytes of key that follow
+**           varint32 nVal
+**           key[shared .. shared+unshared)
+**           value[nVal]
+**
+**   Every restartInterval-th entry is a restart point: it stores its key
+**   whole (shared = 0) and its offset is in the restart array, so a reader
+**   can start decoding there. restart[0] = 0. An empty block is just
+**   restart[0] = 0, r = 1 (8 bytes). Offsets and lengths are 32 bits: a
+**   block is below 2 GiB (STRATA_BLOCK_MAX).
+**
+** ITERATION
+**
+**   Seek binary-searches the restart keys (which are read in place, never
+**   copied), then decodes forward from the chosen restart. If the iterator
+**   is already positioned, its current restart narrows the search, and a
+**   forward seek that lands in the current restart region continues from the
+**   current entry: merging iterators seek near where they are all the time.
+**   Prev goes back to the restart before the current entry and decodes
+**   forward to the entry just before it (at most restartInterval entries).
+**
+**   A key that starts a restart region (shared = 0) is used in place; other
+**   keys are assembled in the iterator's key buffer, which starts as an
+**   inline array and grows (once) only when a longer key appears. So
+**   stepping through a block never allocates.
+**
+** DAMAGE
+**
+**   Blocks are checksummed before they get here, but every length is still
+**   treated as hostile: a varint that runs off the end, an entry that
+**   overruns the entries, a shared prefix longer than the previous key, a
+**   key shorter than an internal key trailer, a restart offset out of range:
+**   each makes the iterator invalid with base.rc = STRATA_CORRUPT. Nothing is
+**   ever read outside [a, a+n).
+*/
+#include "block.h"
+
+/* BUILDER */
+
+void strataBlockBuilderInit(BlockBuilder *b, int restartInterval) {
+  memset(b, 0, sizeof(*b));
+  b->restartInterval = restartInterval < 1 ? 1 : restartInterval;
+}
+
+void strataBlockBuilderReset(BlockBuilder *b) {
+  b->buf.n = 0;
+  b->restarts.n = 0;
+  b->lastKey.n = 0;
+  b->nSinceRestart = 0;
+  b->nEntries = 0;
+  b->bFinished = 0;
+}
+
+void strataBlockBuilderFree(BlockBuilder *b) {
+  strataBufFree(&b->buf);
+  strataBufFree(&b->restarts);
+  strataBufFree(&b->lastKey);
+}
+
+/* Length of the common prefix of a/na and b/nb, 8 bytes at a time. */
+static size_t commonPrefix(const u8 *a, size_t na, const u8 *b, size_t nb) {
+  size_t n = na < nb ? na : nb, i = 0;
+  while (i + 8 <= n) {
+    u64 x = strataGet64(a + i) ^ strataGet64(b + i);
+    if (x) return i + ((size_t)__builtin_ctzll(x) >> 3); /* little-endian: low byte first */
+    i += 8;
+  }
+  while (i < n && a[i] == b[i]) i++;
+  return i;
+}
+
+int strataBlockBuilderAdd(BlockBuilder *b, const u8 *pKey, size_t nKey, const u8 *pVal, size_t nVal) {
+  size_t shared = 0, nUnshared;
+  u8 *p;
+  int rc;
+  if (b->nEntries == 0 || b->nSinceRestart >= b->restartInterval) {
+    rc = strataBufAppend32(&b->restarts, (u32)b->buf.n);
+    if (rc) return rc;
+    b->nSinceRestart = 0;
+  } else {
+    shared = commonPrefix(b->lastKey.a, b->lastKey.n, pKey, nKey);
+  }
+  nUnshared = nKey - shared;
+  if ((u64)b->buf.n + 15 + nUnshared + nVal + b->restarts.n + 4 > STRATA_BLOCK_MAX) {
+    return strataErr(STRATA_TOOBIG, "block would exceed %llu bytes",
+                     (unsigned long long)STRATA_BLOCK_MAX);
+  }
+  /* Reserve everything first so a failure leaves the builder consistent. */
+  rc = strataBufReserve(&b->buf, 15 + nUnshared + nVal);
+  if (rc == STRATA_OK) {
+    b->lastKey.n = shared;
+    rc = strataBufReserve(&b->lastKey, nUnshared);
+  }
+  if (rc) return rc;
+  p = b->buf.a + b->buf.n;
+  p += strataPutVarint32(p, (u32)shared);
+  p += strataPutVarint32(p, (u32)nUnshared);
+  p += strataPutVarint32(p, (u32)nVal);
+  memcpy(p, pKey + shared, nUnshared);
+  p += nUnshared;
+  if (nVal) memcpy(p, pVal, nVal);
+  p += nVal;
+  b->buf.n = (size_t)(p - b->buf.a);
+  memcpy(b->lastKey.a + shared, pKey + shared, nUnshared);
+  b->lastKey.n = nKey;
+  b->nSinceRestart++;
+  b->nEntries++;
+  return STRATA_OK;
+}
+
+int strataBlockBuilderFinish(BlockBuilder *b, const u8 **ppOut, size_t *pnOut) {
+  int rc = STRATA_OK;
+  *ppOut = NULL;
+  *pnOut = 0;
+  if (!b->bFinished) {
+    if (b->restarts.n == 0) rc = strataBufAppend32(&b->restarts, 0);
+    if (rc == STRATA_OK) rc = strataBufReserve(&b->buf, b->restarts.n + 4);
+    if (rc) return rc;
+    memcpy(b->buf.a + b->buf.n, b->restarts.a, b->restarts.n);
+    b->buf.n += b->restarts.n;
+    strataPut32(b->buf.a + b->buf.n, (u32)(b->restarts.n / 4));
+    b->buf.n += 4;
+    b->bFinished = 1;
+  }
+  *ppOut = b->buf.a;
+  *pnOut = b->buf.n;
+  return STRATA_OK;
+}
+
+/* ITERATOR */
+
+static const StrataIterMethods blockIterMethods;
+
+static inline u32 restartAt(const BlockIter *it, u32 i) {
+  return strataGet32(it->aRestart + 4 * (size_t)i);
+}
+
+/* Make the iterator invalid with STRATA_CORRUPT. Returns 0. */
+static int blockCorrupt(BlockIter *it, const char *zWhy, u32 off) {
+  it->base.rc = strataErr(STRATA_CORRUPT, "corrupt block: %s (block offset %u)", zWhy, off);
+  it->base.bValid = 0;
+  return 0;
+}
+
+void strataBlockIterInit(BlockIter *it, const u8 *a, size_t n) {
+  u32 nRestart;
+  it->base.pMethods = &blockIterMethods;
+  it->base.bValid = 0;
+  it->base.rc = STRATA_OK;
+  it->base.pKey = NULL;
+  it->base.nKey = 0;
+  it->base.pVal = NULL;
+  it->base.nVal = 0;
+  if (it->aKey == NULL) {
+    it->aKey = it->aKeyInline;
+    it->nKeyAlloc = BLOCK_INLINE_KEY;
+  }
+  it->aData = a;
+  it->aRestart = a;
+  it->nLimit = 0;
+  it->nRestart = 0;
+  it->iCur = it->iNext = it->iRestart = 0;
+  if (n < 8 || n > STRATA_BLOCK_MAX) {
+    blockCorrupt(it, n < 8 ? "too short" : "too long", 0);
+    return;
+  }
+  nRestart = strataGet32(a + n - 4);
+  if (nRestart == 0 || nRestart > (n - 4) / 4) {
+    blockCorrupt(it, "bad restart count", (u32)(n - 4));
+    return;
+  }
+  it->nLimit = (u32)(n - 4 - 4 * (size_t)nRestart);
+  it->aRestart = a + it->nLimit;
+  it->nRestart = nRestart;
+}
+
+void strataBlockIterRelease(BlockIter *it) {
+  if (it->aKey && it->aKey != it->aKeyInline) strataFreeMem(it->aKey);
+  it->aKey = NULL;
+  it->nKeyAlloc = 0;
+}
+
+/* Position before the entry at restart point i. Returns 0 on damage. */
+static int seekToRestart(BlockIter *it, u32 i) {
+  it->iRestart = i;
+  it->iNext = restartAt(it, i);
+  it->base.pKey = NULL;
+  it->base.nKey = 0; /* so the entry there must not claim a shared prefix */
+  if (it->iNext > it->nLimit) return blockCorrupt(it, "restart offset out of range", it->iNext);
+  return 1;
+}
+
+/* Decode the three varints of an entry at p. Returns the byte after them or
+** NULL if they run past pLimit or are malformed. */
+static inline const u8 *entryHeader(const u8 *p, const u8 *pLimit, u32 *pShared, u32 *pUnshared,
+                                    u32 *pnVal) {
+  if (LIKELY(pLimit - p >= 3 && (p[0] | p[1] | p[2]) < 0x80)) {
+    *pShared = p[0];
+    *pUnshared = p[1];
+    *pnVal = p[2];
+    return p + 3;
+  }
+  if ((p = strataGetVarint32(p, pLimit, pShared)) == NULL) return NULL;
+  if ((p = strataGetVarint32(p, pLimit, pUnshared)) == NULL) return NULL;
+  return strataGetVarint32(p, pLimit, pnVal);
+}
+
+/* Decode the entry at iNext and make it current. Returns 1 if positioned;
+** 0 at the end of the entries (bValid = 0, rc unchanged) or on damage or
+** OOM (rc set). */
+static int parseNext(BlockIter *it) {
+  const u8 *p, *pLimit;
+  u32 shared, unshared, nVal;
+  size_t nKey;
+  if (it->iNext >= it->nLimit) {
+    it->base.bValid = 0;
+    return 0;
+  }
+  p = it->aData + it->iNext;
+  pLimit = it->aData + it->nLimit;
+  if ((p = entryHeader(p, pLimit, &shared, &unshared, &nVal)) == NULL) {
+    return blockCorrupt(it, "bad entry header", it->iNext);
+  }
+  if (shared > it->base.nKey) return blockCorrupt(it, "shared prefix too long", it->iNext);
+  if ((u64)unshared + nVal > (u64)(pLimit - p)) {
+    return blockCorrupt(it, "entry overruns the block", it->iNext);
+  }
+  nKey = (size_t)shared + unshared;
+  if (nKey < STRATA_TRAILER) return blockCorrupt(it, "key too short", it->iNext);
+  if (shared == 0) {
+    it->base.pKey = p; /* whole key in the block: use it in place */
+  } else {
+    if (UNLIKELY(nKey > it->nKeyAlloc)) {
+      size_t nNew = it->nKeyAlloc * 2;
+      u8 *aNew;
+      while (nNew < nKey) nNew *= 2;
+      aNew = strataMalloc(nNew);
+      if (!aNew) {
+        it->base.rc = strataErr(STRATA_NOMEM, "out of memory (%zu byte key)", nNew);
+        it->base.bValid = 0;
+        return 0;
+      }
+      memcpy(aNew, it->base.pKey, shared);
+      if (it->aKey != it->aKeyInline) strataFreeMem(it->aKey);
+      it->aKey = aNew;
+      it->nKeyAlloc = nNew;
+    } else if (it->base.pKey != it->aKey) {
+      memcpy(it->aKey, it->base.pKey, shared); /* the previous key was in place */
+    }
+    memcpy(it->aKey + shared, p, unshared);
+    it->base.pKey = it->aKey;
+  }
+  it->base.nKey = nKey;
+  it->base.pVal = p + unshared;
+  it->base.nVal = nVal;
+  it->iCur = it->iNext;
+  it->iNext = (u32)(p + unshared + nVal - it->aData);
+  while (it->iRestart + 1 < it->nRestart && restartAt(it, it->iRestart + 1) <= it->iCur) {
+    it->iRestart++;
+  }
+  it->base.bValid = 1;
+  return 1;
+}
+
+/* The key of restart entry i, in place. Returns 0 on damage (rc set). */
+static int restartKey(BlockIter *it, u32 i, const u8 **ppKey, size_t *pnKey) {
+  u32 off = restartAt(it, i), shared, unshared, nVal;
+  const u8 *pLimit = it->aData + it->nLimit, *p;
+  if (off >= it->nLimit) return blockCorrupt(it, "restart offset out of range", off);
+  p = entryHeader(it->aData + off, pLimit, &shared, &unshared, &nVal);
+  if (!p) return blockCorrupt(it, "bad entry header", off);
+  if (shared != 0) return blockCorrupt(it, "restart entry shares a prefix", off);
+  if ((u64)unshared + nVal > (u64)(pLimit - p)) return blockCorrupt(it, "entry overruns the block", off);
+  if (unshared < STRATA_TRAILER) return blockCorrupt(it, "key too short", off);
+  *ppKey = p;
+  *pnKey = unshared;
+  return 1;
+}
+
+void strataBlockIterSeekFirst(BlockIter *it) {
+  if (it->base.rc) return;
+  if (seekToRestart(it, 0)) parseNext(it);
+}
+
+void strataBlockIterSeekLast(BlockIter *it) {
+  if (it->base.rc) return;
+  if (!seekToRestart(it, it->nRestart - 1)) return;
+  if (!parseNext(it)) return;
+  while (it->iNext < it->nLimit) {
+    if (!parseNext(it)) return;
+  }
+}
+
+void strataBlockIterSeek(BlockIter *it, const u8 *pKey, size_t nKey) {
+  u32 lo = 0, hi = it->nRestart - 1;
+  int c = 0;
+  if (it->base.rc) return;
+  if (it->base.bValid) {
+    c = strataIkeyCompare(it->base.pKey, it->base.nKey, pKey, nKey);
+    if (c == 0) return;
+    if (c < 0) lo = it->iRestart; /* its restart key <= current < target */
+    else hi = it->iRestart;       /* the answer is at or before the current entry */
+  }
+  /* Find the last restart whose key is < target. */
+  while (lo < hi) {
+    u32 mid = lo + (hi - lo + 1) / 2;
+    const u8 *pMid;
+    size_t nMid;
+    if (!restartKey(it, mid, &pMid, &nMid)) return;
+    if (strataIkeyCompare(pMid, nMid, pKey, nKey) < 0) lo = mid;
+    else hi = mid - 1;
+  }
+  /* A forward seek within the current region goes on from where we are. */
+  if (!(it->base.bValid && c < 0 && lo == it->iRestart)) {
+    if (!seekToRestart(it, lo)) return;
+  }
+  while (parseNext(it)) {
+    if (strataIkeyCompare(it->base.pKey, it->base.nKey, pKey, nKey) >= 0) return;
+  }
+}
+
+void strataBlockIterNext(BlockIter *it) {
+  if (!it->base.bValid) return;
+  parseNext(it);
+}
+
+void strataBlockIterPrev(BlockIter *it) {
+  u32 orig = it->iCur, r = it->iRestart;
+  if (!it->base.bValid) return;
+  while (restartAt(it, r) >= orig) {
+    if (r == 0) {
+      it->base.bValid = 0; /* before the first entry */
+      return;
+    }
+    r--;
+  }
+  if (!seekToRestart(it, r)) return;
+  do {
+    if (!parseNext(it)) {
+      if (!it->base.rc) blockCorrupt(it, "restart points out of order", orig);
+      return;
+    }
+  } while (it->iNext < orig);
+  if (it->iNext != orig) blockCorrupt(it, "restart points out of order", orig);
+}
+
+/* The StrataIter face of a heap-allocated BlockIter. */
+static void biSeekFirst(StrataIter *p) { strataBlockIterSeekFirst((BlockIter *)p); }
+static void biSeekLast(StrataIter *p) { strataBlockIterSeekLast((BlockIter *)p); }
+static void biSeek(StrataIter *p, const u8 *k, size_t n) { strataBlockIterSeek((BlockIter *)p, k, n); }
+static void biNext(StrataIter *p) { strataBlockIterNext((BlockIter *)p); }
+static void biPrev(StrataIter *p) { strataBlockIterPrev((BlockIter *)p); }
+static void biClose(StrataIter *p) {
+  strataBlockIterRelease((BlockIter *)p);
+  strataFreeMem(p);
+}
+static const StrataIterMethods blockIterMethods = {biSeekFirst, biSeekLast, biSeek,
+                                                   biNext,      biPrev,     biClose};
+
+int strataBlockIterNew(const u8 *a, size_t n, StrataIter **ppIter) {
+  BlockIter *it = strataMallocZero(sizeof(*it));
+  *ppIter = NULL;
+  if (!it) return strataErr(STRATA_NOMEM, "out of memory");
+  strataBlockIterInit(it, a, n);
+  *ppIter = &it->base;
+  return STRATA_OK;
+}
+
+/* CHECK */
+
+int strataBlockCheck(const u8 *a, size_t n, u64 *pnEntries) {
+  BlockIter it;
+  StrataBuf prev = {0};
+  u64 nEntries = 0;
+  u32 j = 0, i;
+  int rc = STRATA_OK;
+  *pnEntries = 0;
+  it.aKey = NULL;
+  strataBlockIterInit(&it, a, n);
+  if (it.base.rc) return it.base.rc;
+  if (restartAt(&it, 0) != 0) {
+    blockCorrupt(&it, "first restart is not at 0", restartAt(&it, 0));
+    goto check_done;
+  }
+  for (i = 1; i < it.nRestart; i++) {
+    if (restartAt(&it, i) <= restartAt(&it, i - 1) || restartAt(&it, i) >= it.nLimit) {
+      blockCorrupt(&it, "restart offsets out of order", restartAt(&it, i));
+      goto check_done;
+    }
+  }
+  for (strataBlockIterSeekFirst(&it); it.base.bValid; strataBlockIterNext(&it)) {
+    if (j < it.nRestart && restartAt(&it, j) == it.iCur) {
+      const u8 *pK;
+      size_t nK;
+      if (!restartKey(&it, j, &pK, &nK)) goto check_done;
+      j++;
+    } else if (j < it.nRestart && restartAt(&it, j) < it.iCur) {
+      blockCorrupt(&it, "restart offset is not an entry", restartAt(&it, j));
+      goto check_done;
+    }
+    if (nEntries > 0 && strataIkeyCompare(prev.a, prev.n, it.base.pKey, it.base.nKey) >= 0) {
+      blockCorrupt(&it, "keys out of order", it.iCur);
+      goto check_done;
+    }
+    if ((rc = strataBufSet(&prev, it.base.pKey, it.base.nKey)) != STRATA_OK) goto check_done;
+    nEntries++;
+  }
+  if (it.base.rc == STRATA_OK && nEntries > 0 && j != it.nRestart) {
+    blockCorrupt(&it, "restart offset is not an entry", restartAt(&it, j));
+  }
+check_done:
+  if (rc == STRATA_OK) rc = it.base.rc;
+  strataBlockIterRelease(&it);
+  strataBufFree(&prev);
+  if (rc == STRATA_OK) *pnEntries = nEntries;
+  return rc;
+}

@@ -1,0 +1,94 @@
+/*
+** block.h -- the block encoding (block.c), shared by sstable.c only.
+**
+** A block is a run of prefix-compressed entries followed by an array of
+** restart offsets; see block.c and doc/FORMAT.md for the layout. Keys are
+** internal keys (at least 8 bytes, ordered by strataIkeyCompare): data
+** blocks map internal keys to values, index blocks map separator keys to
+** block handles.
+*/
+#ifndef STRATA_BLOCK_H
+#define STRATA_BLOCK_H
+
+#include "strataInt.h"
+
+/* A decoded block is never larger than this (a reader rejects claims above
+** it before allocating). The builder keeps to it: blocks are cut at
+** nBlockSize, at most SST_MAX_BLOCK_SIZE, before an entry of at most
+** 1 GiB + 64 KiB is added. */
+#define STRATA_BLOCK_MAX ((u64)0x80000000u)
+
+/* Bytes of key the iterator decodes without allocating. */
+#define BLOCK_INLINE_KEY 200
+
+/* BUILDER. Zero-initialize, then strataBlockBuilderInit. */
+typedef struct BlockBuilder {
+  StrataBuf buf;      /* entries; restarts are appended by Finish */
+  StrataBuf restarts; /* u32 offsets of restart entries */
+  StrataBuf lastKey;  /* the previous key, for prefix compression */
+  int restartInterval;
+  int nSinceRestart;  /* entries since the last restart point */
+  u64 nEntries;
+  int bFinished;
+} BlockBuilder;
+
+void strataBlockBuilderInit(BlockBuilder *b, int restartInterval);
+/* Forget the contents (keep the memory) to start the next block. */
+void strataBlockBuilderReset(BlockBuilder *b);
+void strataBlockBuilderFree(BlockBuilder *b);
+/* Append an entry. Keys must be added in increasing order (not checked
+** here). STRATA_OK or STRATA_NOMEM (the builder is then unusable). */
+int strataBlockBuilderAdd(BlockBuilder *b, const u8 *pKey, size_t nKey, const u8 *pVal, size_t nVal);
+/* Append the restart array; *ppOut, *pnOut is the finished block, valid
+** until the next Reset or Free. STRATA_OK or STRATA_NOMEM. */
+int strataBlockBuilderFinish(BlockBuilder *b, const u8 **ppOut, size_t *pnOut);
+/* Size of the block if finished now. */
+static inline size_t strataBlockBuilderSize(const BlockBuilder *b) {
+  return b->buf.n + b->restarts.n + 4;
+}
+static inline int strataBlockBuilderEmpty(const BlockBuilder *b) { return b->nEntries == 0; }
+
+/* ITERATOR. A BlockIter reads a block it does not own: the block bytes must
+** stay unchanged while the iterator uses them. It may live on the stack or
+** inside another object (no allocation unless a key is longer than
+** BLOCK_INLINE_KEY); strataBlockIterNew makes a standalone StrataIter.
+** Its base.pKey/pVal point into the block or into the iterator. Errors
+** (damaged block: STRATA_CORRUPT; STRATA_NOMEM) are in base.rc, with the
+** message set, and leave it invalid until the next strataBlockIterInit. */
+typedef struct BlockIter {
+  StrataIter base;
+  const u8 *aData;   /* the block */
+  const u8 *aRestart;
+  u32 nLimit;        /* end of the entries = start of the restart array */
+  u32 nRestart;
+  u32 iCur;          /* offset of the current entry */
+  u32 iNext;         /* offset of the entry after it */
+  u32 iRestart;      /* restart region that holds the current entry */
+  u8 *aKey;          /* decoded key buffer: aKeyInline or a heap buffer */
+  size_t nKeyAlloc;
+  u8 aKeyInline[BLOCK_INLINE_KEY];
+} BlockIter;
+
+/* Point it at block a/n (keeping any key buffer). Unpositioned afterwards;
+** a structurally impossible block (restart array) sets base.rc =
+** STRATA_CORRUPT. Call first with it zeroed or after strataBlockIterRelease. */
+void strataBlockIterInit(BlockIter *it, const u8 *a, size_t n);
+/* Free the key buffer (the iterator can be Init'ed again afterwards). */
+void strataBlockIterRelease(BlockIter *it);
+void strataBlockIterSeekFirst(BlockIter *it);
+void strataBlockIterSeekLast(BlockIter *it);
+void strataBlockIterSeek(BlockIter *it, const u8 *pKey, size_t nKey); /* first key >= */
+void strataBlockIterNext(BlockIter *it);
+void strataBlockIterPrev(BlockIter *it);
+
+/* A heap-allocated iterator over a/n (which must outlive it), closed with
+** strataIterClose. STRATA_OK or STRATA_NOMEM; a damaged block yields an
+** iterator whose rc is STRATA_CORRUPT. */
+int strataBlockIterNew(const u8 *a, size_t n, StrataIter **ppIter);
+
+/* Walk the whole block checking its structure: restart array, every entry
+** in bounds, restart entries unshared, first restart at 0, keys strictly
+** increasing. Sets *pnEntries. STRATA_OK or STRATA_CORRUPT (message set). */
+int strataBlockCheck(const u8 *a, size_t n, u64 *pnEntries);
+
+#endif /* STRATA_BLOCK_H */

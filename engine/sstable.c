@@ -1,2 +1,1158 @@
-/* sstable.c -- placeholder until the module lands. */
-#include "strataInt.h"
+/*
+** sstable.c -- immutable sorted tables: the builder, the reader, Get, the
+** two-level iterator and the verifier. Block encoding is in block.c, the
+** filter in bloom.c, compression in compress.c. doc/FORMAT.md is the
+** authoritative description of the file.
+**
+** FILE LAYOUT
+**
+**   data block 0 .. data block n-1     cut at nBlockSize (uncompressed)
+**   filter block                       absent when bloomBitsPerKey = 0
+**   properties block
+**   index block
+**   footer                             SST_FOOTER_SIZE (64) bytes
+**
+**   Every block is followed by a 5-byte trailer: the compression type (u8:
+**   0 none, 1 zstd) and the masked CRC-32C (u32) of the stored bytes and the
+**   type byte. A block handle is (offset, size) of the stored bytes, trailer
+**   excluded. A block is stored compressed only if that saves at least 1/8
+**   of its size; filter and properties blocks are never compressed.
+**
+**   The index block maps one separator key per data block to the block's
+**   handle (varint64 offset, varint64 size), with a restart at every entry
+**   so lookups binary-search it directly. The separator of block i is an
+**   internal key >= the last key of block i and < the first key of block
+**   i+1: when the user keys differ it is a short user key between them with
+**   the largest trailer (so it sorts before every real version of that user
+**   key), otherwise the last key itself. The last block's separator is a
+**   short user key above its last key.
+**
+** FOOTER (fixed size, at the end of the file)
+**
+**   0   u64 index offset     8  u64 index size
+**   16  u64 filter offset    24 u64 filter size (0: no filter)
+**   32  u64 props offset     40 u64 props size
+**   48  u32 format version   52 u32 masked CRC-32C of bytes 0..51
+**   56  8-byte magic "strataST"
+**
+** READING
+**
+**   strataSstOpen reads the footer, then the index, filter and properties
+**   blocks, checks their checksums and structure, and keeps them decoded in
+**   memory for the reader's lifetime. Data blocks are read on demand: through
+**   the block cache when there is one (key (id, block offset), value the
+**   decoded block, charge its allocation), else into a buffer of the
+**   iterator (or, for Get, a temporary one). Every read from disk is
+**   checksummed; a mismatch is STRATA_CORRUPT naming the file and offset, and
+**   the bytes are never used. Every handle and length read from the file is
+**   checked against the file before it is used.
+**
+**   A Get with a cache hit allocates nothing: the lookup key and both block
+**   iterators live on the stack (keys longer than the inline buffers are the
+**   exception), and the value is copied into the caller's reusable buffer.
+**
+** ITERATION
+**
+**   The iterator walks the index block and, inside the current data block, a
+**   block iterator; moving off either end of a data block moves the index
+**   and loads the neighbour. The current block stays pinned (a cache handle
+**   or the iterator's own buffer) until the iterator moves to another block
+**   or is closed. A scan that does not fill the cache (compaction) and keeps
+**   moving forward reads ahead: after two consecutive blocks it reads a
+**   window of several blocks at once, doubling up to SST_READAHEAD_MAX.
+**
+** THREADS
+**
+**   A reader is immutable after open: any number of threads may call Get and
+**   create iterators at once (pread is positional, the cache is
+**   thread-safe). An iterator belongs to one thread, and every iterator must
+**   be closed before its reader.
+*/
+#include "block.h"
+
+#include <stddef.h>
+#include <stdio.h>
+
+#define SST_MAGIC "strataST"
+#define SST_FOOTER_SIZE 64
+#define SST_FOOTER_INDEX 0
+#define SST_FOOTER_FILTER 16
+#define SST_FOOTER_PROPS 32
+#define SST_FOOTER_VERSION 48
+#define SST_FOOTER_CRC 52
+#define SST_FOOTER_MAGIC 56
+
+#define SST_TRAILER 5 /* type byte + masked CRC */
+#define SST_TYPE_NONE 0
+#define SST_TYPE_ZSTD 1
+
+#define SST_WRITE_BUFFER (256 * 1024)
+#define SST_MAX_BLOCK_SIZE (256u * 1024 * 1024) /* nBlockSize is clamped to this */
+#define SST_READAHEAD_MIN (16 * 1024)
+#define SST_READAHEAD_MAX (256 * 1024)
+#define SST_LOOKUP_STACK 512 /* lookup keys up to this size need no allocation */
+
+/* A decoded data block as held in the cache: one allocation. */
+typedef struct SstBlock {
+  size_t n;
+  u8 a[];
+} SstBlock;
+
+void strataSstPropsFree(SstProps *p) {
+  if (!p) return;
+  strataBufFree(&p->smallest);
+  strataBufFree(&p->largest);
+}
+
+/* ================================================================== */
+/* BUILDER */
+
+struct SstBuilder {
+  strata_env *env;
+  char *zPath;
+  StrataFile *pFile;
+  SstOptions opts;
+  int rc;             /* sticky: the first write or encoding error */
+  u64 offset;         /* bytes written, buffered included */
+  StrataBuf wbuf;     /* write buffer (SST_WRITE_BUFFER) */
+  BlockBuilder data;  /* the data block being filled */
+  BlockBuilder index;
+  StrataBuf lastKey;  /* the last internal key added */
+  int bPendingIndex;  /* a data block's index entry waits for the next key */
+  u64 pendingOff, pendingSize;
+  StrataBuf sep;      /* separator scratch */
+  StrataBuf cbuf;     /* compression output */
+  u32 *aHash;         /* one hash per distinct user key, for the filter */
+  size_t nHash, nHashAlloc;
+  SstProps props;
+};
+
+/* Append bytes to the file through the write buffer. Returns STRATA_OK or
+** the write error. */
+static int builderEmit(SstBuilder *b, const u8 *p, size_t n) {
+  int rc;
+  b->offset += n;
+  if (b->wbuf.n + n <= b->wbuf.nAlloc) {
+    memcpy(b->wbuf.a + b->wbuf.n, p, n);
+    b->wbuf.n += n;
+    return STRATA_OK;
+  }
+  if (b->wbuf.n) {
+    rc = strataFileAppend(b->pFile, b->wbuf.a, b->wbuf.n);
+    b->wbuf.n = 0;
+    if (rc) return rc;
+  }
+  if (n >= b->wbuf.nAlloc) return strataFileAppend(b->pFile, p, n); /* too big to buffer */
+  memcpy(b->wbuf.a, p, n);
+  b->wbuf.n = n;
+  return STRATA_OK;
+}
+
+/* Write one block with its trailer; compress it if allowed and worthwhile.
+** Sets *pOff and *pSize to its handle. Returns STRATA_OK or an error. */
+static int builderWriteBlock(SstBuilder *b, const u8 *p, size_t n, int bCompress, u64 *pOff,
+                             u64 *pSize) {
+  u8 aTrailer[SST_TRAILER];
+  const u8 *pOut = p;
+  size_t nOut = n;
+  int rc;
+  aTrailer[0] = SST_TYPE_NONE;
+  if (bCompress && b->opts.compression == STRATA_COMPRESSION_ZSTD && n >= 64) {
+    b->cbuf.n = 0;
+    rc = strataCompress(STRATA_COMPRESSION_ZSTD, b->opts.compressionLevel, p, n, &b->cbuf);
+    if (rc) return rc;
+    if (b->cbuf.n <= n - n / 8) {
+      aTrailer[0] = SST_TYPE_ZSTD;
+      pOut = b->cbuf.a;
+      nOut = b->cbuf.n;
+    }
+  }
+  strataPut32(aTrailer + 1, strataCrcMask(strataCrc32c(strataCrc32c(0, pOut, nOut), aTrailer, 1)));
+  *pOff = b->offset;
+  *pSize = nOut;
+  rc = builderEmit(b, pOut, nOut);
+  if (rc == STRATA_OK) rc = builderEmit(b, aTrailer, SST_TRAILER);
+  return rc;
+}
+
+/* Set pSep to a short internal key k with a <= k and, if b is given, k < b
+** (a < b). User keys are shortened only when that keeps both bounds; the
+** trailer of a shortened key is the largest possible, which is harmless as
+** its user key lies strictly between those of a and b. */
+static int sstSeparator(StrataBuf *pSep, const u8 *a, size_t na, const u8 *b, size_t nb) {
+  size_t nua = na - STRATA_TRAILER, i, j = (size_t)-1;
+  if (b) {
+    size_t nub = nb - STRATA_TRAILER, n = nua < nub ? nua : nub;
+    for (i = 0; i < n && a[i] == b[i]; i++) {
+    }
+    if (i < n) { /* the user keys differ at i, a[i] < b[i] */
+      if (a[i] + 1 < b[i]) {
+        j = i;
+      } else {
+        /* a[0..i] followed by any byte of a after i that can be raised still
+        ** sorts below b (it has a[i] < b[i]) and above a. */
+        for (j = i + 1; j < nua && a[j] == 0xff; j++) {
+        }
+        if (j >= nua) j = (size_t)-1;
+      }
+    }
+  } else {
+    for (j = 0; j < nua && a[j] == 0xff; j++) {
+    }
+    if (j >= nua) j = (size_t)-1;
+  }
+  if (j != (size_t)-1 && j + 1 < nua) {
+    int rc = strataIkeyBuild(pSep, a, j + 1, STRATA_MAX_SEQ, STRATA_TYPE_VALUE);
+    if (rc == STRATA_OK) pSep->a[j]++;
+    return rc;
+  }
+  return strataBufSet(pSep, a, na);
+}
+
+/* Add the index entry of the last data block, separating it from pNext
+** (NULL at the end of the table). */
+static int builderAddIndex(SstBuilder *b, const u8 *pNext, size_t nNext) {
+  u8 aHandle[20];
+  int n = 0, rc;
+  rc = sstSeparator(&b->sep, b->lastKey.a, b->lastKey.n, pNext, nNext);
+  if (rc) return rc;
+  n += strataPutVarint64(aHandle, b->pendingOff);
+  n += strataPutVarint64(aHandle + n, b->pendingSize);
+  b->bPendingIndex = 0;
+  return strataBlockBuilderAdd(&b->index, b->sep.a, b->sep.n, aHandle, (size_t)n);
+}
+
+static int builderFlushData(SstBuilder *b) {
+  const u8 *p;
+  size_t n;
+  int rc = strataBlockBuilderFinish(&b->data, &p, &n);
+  if (rc == STRATA_OK) rc = builderWriteBlock(b, p, n, 1, &b->pendingOff, &b->pendingSize);
+  if (rc) return rc;
+  strataBlockBuilderReset(&b->data);
+  b->bPendingIndex = 1;
+  b->props.nDataBlocks++;
+  return STRATA_OK;
+}
+
+/* Create zPath for writing. opts: nBlockSize 0 means 4096 (clamped to 256
+** MiB), restartInterval < 1 means 16; an unknown compression is
+** STRATA_ERROR. Returns STRATA_OK with *ppBuilder, or an error (open
+** failure, STRATA_NOMEM) with *ppBuilder NULL. */
+int strataSstBuilderNew(strata_env *env, const char *zPath, const SstOptions *opts,
+                        StrataIoStats *pStats, SstBuilder **ppBuilder) {
+  SstBuilder *b;
+  int rc;
+  *ppBuilder = NULL;
+  if (opts->compression != STRATA_COMPRESSION_NONE && opts->compression != STRATA_COMPRESSION_ZSTD) {
+    return strataErr(STRATA_ERROR, "unknown compression type %d", opts->compression);
+  }
+  b = strataMallocZero(sizeof(*b));
+  if (!b) return strataErr(STRATA_NOMEM, "out of memory");
+  b->env = env;
+  b->opts = *opts;
+  if (b->opts.nBlockSize == 0) b->opts.nBlockSize = 4096;
+  if (b->opts.nBlockSize > SST_MAX_BLOCK_SIZE) b->opts.nBlockSize = SST_MAX_BLOCK_SIZE;
+  if (b->opts.restartInterval < 1) b->opts.restartInterval = 16;
+  strataBlockBuilderInit(&b->data, b->opts.restartInterval);
+  strataBlockBuilderInit(&b->index, 1);
+  b->props.minSeq = STRATA_MAX_SEQ;
+  b->zPath = strataStrdup(zPath);
+  rc = b->zPath ? strataBufReserve(&b->wbuf, SST_WRITE_BUFFER) : strataErr(STRATA_NOMEM, "out of memory");
+  if (rc == STRATA_OK) rc = strataEnvOpen(env, zPath, STRATA_OPEN_WRITE, pStats, &b->pFile);
+  if (rc) {
+    strataFreeMem(b->zPath);
+    strataBufFree(&b->wbuf);
+    strataFreeMem(b);
+    return rc;
+  }
+  *ppBuilder = b;
+  return STRATA_OK;
+}
+
+/* Add an entry. Keys must be strictly increasing internal keys. Returns
+** STRATA_OK; STRATA_MISUSE (bad order or key shorter than a trailer) or
+** STRATA_TOOBIG (limits), which leave the builder unchanged; or a write /
+** memory error, after which every call fails with it. */
+int strataSstBuilderAdd(SstBuilder *b, const u8 *pIkey, size_t nIkey, const u8 *pVal, size_t nVal) {
+  u64 seq;
+  int rc;
+  if (b->rc) return b->rc;
+  if (nIkey < STRATA_TRAILER) return strataErr(STRATA_MISUSE, "internal key too short");
+  if (nIkey - STRATA_TRAILER > STRATA_MAX_KEY) {
+    return strataErr(STRATA_TOOBIG, "key of %zu bytes exceeds the limit", nIkey - STRATA_TRAILER);
+  }
+  if (nVal > STRATA_MAX_VALUE) return strataErr(STRATA_TOOBIG, "value of %zu bytes exceeds the limit", nVal);
+  if (b->props.nEntries > 0 && strataIkeyCompare(b->lastKey.a, b->lastKey.n, pIkey, nIkey) >= 0) {
+    return strataErr(STRATA_MISUSE, "%s: keys added out of order", b->zPath);
+  }
+  if (b->bPendingIndex && (rc = builderAddIndex(b, pIkey, nIkey)) != STRATA_OK) goto add_failed;
+  if (b->opts.bloomBitsPerKey > 0 &&
+      (b->props.nEntries == 0 ||
+       strataUkeyCompare(b->lastKey.a, b->lastKey.n - 8, pIkey, nIkey - 8) != 0)) {
+    if (b->nHash == b->nHashAlloc) {
+      size_t nNew = b->nHashAlloc ? b->nHashAlloc * 2 : 1024;
+      u32 *aNew = strataRealloc(b->aHash, nNew * sizeof(u32));
+      if (!aNew) {
+        rc = strataErr(STRATA_NOMEM, "out of memory");
+        goto add_failed;
+      }
+      b->aHash = aNew;
+      b->nHashAlloc = nNew;
+    }
+    b->aHash[b->nHash++] = strataBloomHash(pIkey, nIkey - STRATA_TRAILER);
+  }
+  if ((rc = strataBlockBuilderAdd(&b->data, pIkey, nIkey, pVal, nVal)) != STRATA_OK) goto add_failed;
+  if ((rc = strataBufSet(&b->lastKey, pIkey, nIkey)) != STRATA_OK) goto add_failed;
+  if (b->props.nEntries == 0 && (rc = strataBufSet(&b->props.smallest, pIkey, nIkey))) goto add_failed;
+  seq = strataIkeySeq(pIkey, nIkey);
+  if (seq < b->props.minSeq) b->props.minSeq = seq;
+  if (seq > b->props.maxSeq) b->props.maxSeq = seq;
+  if (strataIkeyType(pIkey, nIkey) == STRATA_TYPE_DELETE) b->props.nDeletes++;
+  b->props.nEntries++;
+  b->props.nRawKeyBytes += nIkey;
+  b->props.nRawValBytes += nVal;
+  if (strataBlockBuilderSize(&b->data) >= b->opts.nBlockSize && (rc = builderFlushData(b))) {
+    goto add_failed;
+  }
+  return STRATA_OK;
+add_failed:
+  b->rc = rc;
+  return rc;
+}
+
+u64 strataSstBuilderFileSize(const SstBuilder *b) {
+  return b->offset + (strataBlockBuilderEmpty(&b->data) ? 0 : strataBlockBuilderSize(&b->data));
+}
+
+u64 strataSstBuilderCount(const SstBuilder *b) { return b->props.nEntries; }
+
+static void builderFree(SstBuilder *b) {
+  strataFileClose(b->pFile);
+  strataFreeMem(b->zPath);
+  strataBufFree(&b->wbuf);
+  strataBlockBuilderFree(&b->data);
+  strataBlockBuilderFree(&b->index);
+  strataBufFree(&b->lastKey);
+  strataBufFree(&b->sep);
+  strataBufFree(&b->cbuf);
+  strataFreeMem(b->aHash);
+  strataSstPropsFree(&b->props);
+  strataFreeMem(b);
+}
+
+/* Encode the properties block (see FORMAT.md). */
+static int propsEncode(const SstProps *p, StrataBuf *pOut) {
+  u64 aV[8];
+  int i, rc = STRATA_OK;
+  aV[0] = STRATA_FORMAT_VERSION;
+  aV[1] = p->nEntries;
+  aV[2] = p->nDeletes;
+  aV[3] = p->nDataBlocks;
+  aV[4] = p->nRawKeyBytes;
+  aV[5] = p->nRawValBytes;
+  aV[6] = p->minSeq;
+  aV[7] = p->maxSeq;
+  pOut->n = 0;
+  for (i = 0; i < 8 && rc == STRATA_OK; i++) rc = strataBufAppendVarint(pOut, aV[i]);
+  if (rc == STRATA_OK) rc = strataBufAppendVarint(pOut, p->smallest.n);
+  if (rc == STRATA_OK) rc = strataBufAppend(pOut, p->smallest.a, p->smallest.n);
+  if (rc == STRATA_OK) rc = strataBufAppendVarint(pOut, p->largest.n);
+  if (rc == STRATA_OK) rc = strataBufAppend(pOut, p->largest.a, p->largest.n);
+  return rc;
+}
+
+/* Write the rest of the table and the footer, sync if opts->bSync, close
+** the file and free b. On success *pProps (overwritten: pass it zeroed or
+** freed) describes the table. On failure the partial file is deleted and
+** *pProps is zeroed. Either way b is gone. */
+int strataSstBuilderFinish(SstBuilder *b, SstProps *pProps) {
+  u64 hIndex[2] = {0, 0}, hFilter[2] = {0, 0}, hProps[2] = {0, 0};
+  u8 aFooter[SST_FOOTER_SIZE];
+  const u8 *p;
+  size_t n;
+  int rc = b->rc;
+  memset(pProps, 0, sizeof(*pProps));
+  if (rc == STRATA_OK && !strataBlockBuilderEmpty(&b->data)) rc = builderFlushData(b);
+  if (rc == STRATA_OK && b->bPendingIndex) rc = builderAddIndex(b, NULL, 0);
+  if (rc == STRATA_OK && b->opts.bloomBitsPerKey > 0) {
+    /* Built in cbuf: a block written uncompressed does not touch it. */
+    b->cbuf.n = 0;
+    rc = strataBloomBuild(b->aHash, b->nHash, b->opts.bloomBitsPerKey, &b->cbuf);
+    if (rc == STRATA_OK && b->cbuf.n) {
+      rc = builderWriteBlock(b, b->cbuf.a, b->cbuf.n, 0, &hFilter[0], &hFilter[1]);
+    }
+  }
+  if (rc == STRATA_OK) {
+    if (b->props.nEntries == 0) b->props.minSeq = 0;
+    rc = strataBufSet(&b->props.largest, b->lastKey.a, b->lastKey.n);
+  }
+  if (rc == STRATA_OK) rc = propsEncode(&b->props, &b->sep);
+  if (rc == STRATA_OK) rc = builderWriteBlock(b, b->sep.a, b->sep.n, 0, &hProps[0], &hProps[1]);
+  if (rc == STRATA_OK) rc = strataBlockBuilderFinish(&b->index, &p, &n);
+  if (rc == STRATA_OK) rc = builderWriteBlock(b, p, n, 1, &hIndex[0], &hIndex[1]);
+  if (rc == STRATA_OK) {
+    strataPut64(aFooter + SST_FOOTER_INDEX, hIndex[0]);
+    strataPut64(aFooter + SST_FOOTER_INDEX + 8, hIndex[1]);
+    strataPut64(aFooter + SST_FOOTER_FILTER, hFilter[0]);
+    strataPut64(aFooter + SST_FOOTER_FILTER + 8, hFilter[1]);
+    strataPut64(aFooter + SST_FOOTER_PROPS, hProps[0]);
+    strataPut64(aFooter + SST_FOOTER_PROPS + 8, hProps[1]);
+    strataPut32(aFooter + SST_FOOTER_VERSION, STRATA_FORMAT_VERSION);
+    strataPut32(aFooter + SST_FOOTER_CRC, strataCrcMask(strataCrc32c(0, aFooter, SST_FOOTER_CRC)));
+    memcpy(aFooter + SST_FOOTER_MAGIC, SST_MAGIC, 8);
+    rc = builderEmit(b, aFooter, SST_FOOTER_SIZE);
+  }
+  if (rc == STRATA_OK && b->wbuf.n) rc = strataFileAppend(b->pFile, b->wbuf.a, b->wbuf.n);
+  b->wbuf.n = 0;
+  if (rc == STRATA_OK && b->opts.bSync) rc = strataFileSync(b->pFile);
+  if (rc == STRATA_OK) {
+    *pProps = b->props;
+    pProps->fileSize = b->offset;
+    memset(&b->props, 0, sizeof(b->props));
+    builderFree(b);
+    return STRATA_OK;
+  }
+  strataSstBuilderAbandon(b);
+  return rc;
+}
+
+void strataSstBuilderAbandon(SstBuilder *b) {
+  if (!b) return;
+  strataFileClose(b->pFile);
+  b->pFile = NULL;
+  b->env->xDelete(b->env, b->zPath);
+  builderFree(b);
+}
+
+/* ================================================================== */
+/* READER */
+
+struct SstReader {
+  strata_env *env;
+  char *zPath;
+  StrataFile *pFile;
+  u64 id;
+  BlockCache *pCache;
+  u64 fileSize;
+  u64 nDataEnd;     /* data blocks lie in [0, nDataEnd) */
+  u64 indexOff;     /* offset of the index block (messages) */
+  SstProps props;
+  u8 *aIndex;       /* decoded index block */
+  size_t nIndex;
+  u8 *aFilter;      /* filter, NULL if none */
+  size_t nFilter;
+};
+
+/* Report corruption in r at offset off. Returns STRATA_CORRUPT. */
+static int sstCorrupt(const SstReader *r, u64 off, const char *zWhy) {
+  return strataErr(STRATA_CORRUPT, "sstable %s: %s (offset %llu)", r->zPath, zWhy,
+                   (unsigned long long)off);
+}
+
+/* Prefix the thread's current message with the file and block offset. */
+static int sstWrapErr(const SstReader *r, int rc, const char *zWhat, u64 off) {
+  char zMsg[400];
+  snprintf(zMsg, sizeof(zMsg), "%s", strataErrMsgGet());
+  return strataErr(rc, "sstable %s: %s at offset %llu: %s", r->zPath, zWhat,
+                   (unsigned long long)off, zMsg);
+}
+
+/* Check that (off, size) + trailer lies inside [0, nEnd). */
+static int sstHandleOk(u64 off, u64 size, u64 nEnd) {
+  return size <= nEnd && off <= nEnd - size && nEnd - size - off >= SST_TRAILER;
+}
+
+/* Read the stored block (off, size) and its trailer into aRaw (size + 5
+** bytes) and verify the checksum. Sets *pType. Returns STRATA_OK, an I/O
+** error, or STRATA_CORRUPT (short read, checksum, unknown type). */
+static int sstReadRaw(SstReader *r, u64 off, u64 size, u8 *aRaw, int *pType) {
+  size_t n = (size_t)size + SST_TRAILER, nRead = 0;
+  u32 crc;
+  int rc = strataFileRead(r->pFile, aRaw, n, off, &nRead);
+  if (rc) return rc;
+  if (nRead != n) return sstCorrupt(r, off, "block truncated");
+  crc = strataCrc32c(0, aRaw, (size_t)size + 1);
+  if (strataCrcMask(crc) != strataGet32(aRaw + size + 1)) return sstCorrupt(r, off, "block checksum mismatch");
+  *pType = aRaw[size];
+  if (*pType != SST_TYPE_NONE && *pType != SST_TYPE_ZSTD) {
+    return sstCorrupt(r, off, "unknown block compression type");
+  }
+  return STRATA_OK;
+}
+
+/* Decoded size of a verified stored block. */
+static int sstDecodedSize(SstReader *r, u64 off, int type, const u8 *a, size_t n, size_t *pn) {
+  int rc = strataDecompressedSize(type, a, n, pn);
+  if (rc) return sstWrapErr(r, rc, "block", off);
+  return STRATA_OK;
+}
+
+/* Read block (off, size) into one exact allocation of nHdr + decoded bytes.
+** *ppAlloc receives it (caller frees), *pn the decoded size; the block
+** starts at *ppAlloc + nHdr. Returns STRATA_OK or an error. */
+static int sstLoadOwned(SstReader *r, u64 off, u64 size, size_t nHdr, u8 **ppAlloc, size_t *pn) {
+  u8 *aRaw, *aOut = NULL;
+  size_t nRaw = (size_t)size + SST_TRAILER, nDec = 0;
+  int type = 0, rc;
+  *ppAlloc = NULL;
+  *pn = 0;
+  /* Read straight into an allocation that becomes the result if the block
+  ** is stored uncompressed. */
+  aRaw = strataMalloc(nHdr + nRaw);
+  if (!aRaw) return strataErr(STRATA_NOMEM, "out of memory (%zu byte block)", nRaw);
+  rc = sstReadRaw(r, off, size, aRaw + nHdr, &type);
+  if (rc == STRATA_OK && type == SST_TYPE_NONE) {
+    *ppAlloc = aRaw;
+    *pn = (size_t)size;
+    return STRATA_OK;
+  }
+  if (rc == STRATA_OK) rc = sstDecodedSize(r, off, type, aRaw + nHdr, (size_t)size, &nDec);
+  if (rc == STRATA_OK) {
+    aOut = strataMalloc(nHdr + nDec);
+    if (!aOut) rc = strataErr(STRATA_NOMEM, "out of memory (%zu byte block)", nDec);
+  }
+  if (rc == STRATA_OK) {
+    rc = strataDecompress(type, aRaw + nHdr, (size_t)size, aOut + nHdr, nDec);
+    if (rc) rc = sstWrapErr(r, rc, "block", off);
+  }
+  strataFreeMem(aRaw);
+  if (rc) {
+    strataFreeMem(aOut);
+    return rc;
+  }
+  *ppAlloc = aOut;
+  *pn = nDec;
+  return STRATA_OK;
+}
+
+/* Read and decode a metadata block into an owned buffer. */
+static int sstLoadMeta(SstReader *r, const u8 *pHandle, const char *zWhat, u8 **ppOut, size_t *pn) {
+  u64 off = strataGet64(pHandle), size = strataGet64(pHandle + 8);
+  if (!sstHandleOk(off, size, r->fileSize - SST_FOOTER_SIZE)) {
+    return strataErr(STRATA_CORRUPT, "sstable %s: %s block handle out of range", r->zPath, zWhat);
+  }
+  return sstLoadOwned(r, off, size, 0, ppOut, pn);
+}
+
+static int propsDecode(SstReader *r, const u8 *p, size_t n) {
+  const u8 *pEnd = p + n;
+  u64 aV[8], nKey;
+  SstProps *pr = &r->props;
+  int i;
+  for (i = 0; i < 8; i++) {
+    if ((p = strataGetVarint64(p, pEnd, &aV[i])) == NULL) goto props_corrupt;
+  }
+  if (aV[0] != STRATA_FORMAT_VERSION) {
+    return strataErr(STRATA_CORRUPT, "sstable %s: unsupported properties version %llu", r->zPath,
+                     (unsigned long long)aV[0]);
+  }
+  pr->nEntries = aV[1];
+  pr->nDeletes = aV[2];
+  pr->nDataBlocks = aV[3];
+  pr->nRawKeyBytes = aV[4];
+  pr->nRawValBytes = aV[5];
+  pr->minSeq = aV[6];
+  pr->maxSeq = aV[7];
+  if ((p = strataGetVarint64(p, pEnd, &nKey)) == NULL || nKey > (u64)(pEnd - p)) goto props_corrupt;
+  if (strataBufSet(&pr->smallest, p, (size_t)nKey)) return STRATA_NOMEM;
+  p += nKey;
+  if ((p = strataGetVarint64(p, pEnd, &nKey)) == NULL || nKey > (u64)(pEnd - p)) goto props_corrupt;
+  if (strataBufSet(&pr->largest, p, (size_t)nKey)) return STRATA_NOMEM;
+  /* Later versions may append fields: ignored. */
+  if (pr->nDeletes > pr->nEntries || pr->minSeq > pr->maxSeq) goto props_corrupt;
+  if (pr->nEntries > 0) {
+    if (pr->smallest.n < STRATA_TRAILER || pr->largest.n < STRATA_TRAILER ||
+        strataIkeyCompare(pr->smallest.a, pr->smallest.n, pr->largest.a, pr->largest.n) > 0) {
+      goto props_corrupt;
+    }
+  }
+  return STRATA_OK;
+props_corrupt:
+  return strataErr(STRATA_CORRUPT, "sstable %s: malformed properties block", r->zPath);
+}
+
+/* Open zPath. Returns STRATA_OK with *ppReader; STRATA_CANTOPEN or an I/O
+** error; STRATA_CORRUPT ("not an sstable" for a wrong magic number, or a
+** damaged footer, index, filter or properties block); STRATA_NOMEM. */
+int strataSstOpen(strata_env *env, const char *zPath, u64 id, BlockCache *pCache,
+                  StrataIoStats *pStats, SstReader **ppReader) {
+  SstReader *r;
+  u8 aFooter[SST_FOOTER_SIZE];
+  u64 nMin;
+  u64 nEntries = 0;
+  int rc;
+  *ppReader = NULL;
+  r = strataMallocZero(sizeof(*r));
+  if (!r) return strataErr(STRATA_NOMEM, "out of memory");
+  r->env = env;
+  r->id = id;
+  r->pCache = pCache;
+  r->zPath = strataStrdup(zPath);
+  if (!r->zPath) {
+    rc = strataErr(STRATA_NOMEM, "out of memory");
+    goto open_failed;
+  }
+  rc = strataEnvOpen(env, zPath, STRATA_OPEN_READ, pStats, &r->pFile);
+  if (rc == STRATA_OK) rc = strataFileSize(r->pFile, &r->fileSize);
+  if (rc) goto open_failed;
+  if (r->fileSize < SST_FOOTER_SIZE) {
+    rc = strataErr(STRATA_CORRUPT, "sstable %s: not an sstable (only %llu bytes)", zPath,
+                   (unsigned long long)r->fileSize);
+    goto open_failed;
+  }
+  rc = strataFileReadExact(r->pFile, aFooter, SST_FOOTER_SIZE, r->fileSize - SST_FOOTER_SIZE,
+                           zPath);
+  if (rc) goto open_failed;
+  if (memcmp(aFooter + SST_FOOTER_MAGIC, SST_MAGIC, 8) != 0) {
+    rc = strataErr(STRATA_CORRUPT, "sstable %s: not an sstable (bad magic number)", zPath);
+    goto open_failed;
+  }
+  if (strataCrcMask(strataCrc32c(0, aFooter, SST_FOOTER_CRC)) != strataGet32(aFooter + SST_FOOTER_CRC)) {
+    rc = sstCorrupt(r, r->fileSize - SST_FOOTER_SIZE, "footer checksum mismatch");
+    goto open_failed;
+  }
+  if (strataGet32(aFooter + SST_FOOTER_VERSION) != STRATA_FORMAT_VERSION) {
+    rc = strataErr(STRATA_CORRUPT, "sstable %s: unsupported format version %u", zPath,
+                   strataGet32(aFooter + SST_FOOTER_VERSION));
+    goto open_failed;
+  }
+
+  /* Properties first: the rest is checked against them. */
+  {
+    u8 *aProps = NULL;
+    size_t nProps = 0;
+    rc = sstLoadMeta(r, aFooter + SST_FOOTER_PROPS, "properties", &aProps, &nProps);
+    if (rc == STRATA_OK) rc = propsDecode(r, aProps, nProps);
+    strataFreeMem(aProps);
+    if (rc) goto open_failed;
+  }
+  rc = sstLoadMeta(r, aFooter + SST_FOOTER_INDEX, "index", &r->aIndex, &r->nIndex);
+  if (rc) goto open_failed;
+  rc = strataBlockCheck(r->aIndex, r->nIndex, &nEntries);
+  if (rc == STRATA_OK && nEntries != r->props.nDataBlocks) {
+    rc = strataErr(STRATA_CORRUPT, "index has %llu entries for %llu data blocks",
+                   (unsigned long long)nEntries, (unsigned long long)r->props.nDataBlocks);
+  }
+  if (rc) {
+    rc = sstWrapErr(r, rc, "index block", strataGet64(aFooter + SST_FOOTER_INDEX));
+    goto open_failed;
+  }
+  if (strataGet64(aFooter + SST_FOOTER_FILTER + 8) > 0) {
+    rc = sstLoadMeta(r, aFooter + SST_FOOTER_FILTER, "filter", &r->aFilter, &r->nFilter);
+    if (rc) goto open_failed;
+  }
+
+  /* Data blocks end where the first metadata block starts. */
+  nMin = strataGet64(aFooter + SST_FOOTER_PROPS);
+  if (strataGet64(aFooter + SST_FOOTER_INDEX) < nMin) nMin = strataGet64(aFooter + SST_FOOTER_INDEX);
+  if (r->aFilter && strataGet64(aFooter + SST_FOOTER_FILTER) < nMin) {
+    nMin = strataGet64(aFooter + SST_FOOTER_FILTER);
+  }
+  r->nDataEnd = nMin;
+  r->indexOff = strataGet64(aFooter + SST_FOOTER_INDEX);
+  r->props.fileSize = r->fileSize;
+  *ppReader = r;
+  return STRATA_OK;
+
+open_failed:
+  strataSstClose(r);
+  return rc;
+}
+
+void strataSstClose(SstReader *r) {
+  if (!r) return;
+  strataFileClose(r->pFile);
+  strataFreeMem(r->zPath);
+  strataFreeMem(r->aIndex);
+  strataFreeMem(r->aFilter);
+  strataSstPropsFree(&r->props);
+  strataFreeMem(r);
+}
+
+const SstProps *strataSstProps(const SstReader *r) { return &r->props; }
+
+size_t strataSstMemoryUsage(const SstReader *r) {
+  return sizeof(*r) + r->nIndex + r->nFilter + r->props.smallest.nAlloc + r->props.largest.nAlloc +
+         strlen(r->zPath) + 1;
+}
+
+/* Decode a block handle from an index value and check it against the data
+** area. Returns STRATA_OK or STRATA_CORRUPT. */
+static int sstHandleDecode(const SstReader *r, const u8 *p, size_t n, u64 *pOff, u64 *pSize) {
+  const u8 *pEnd = p + n;
+  if ((p = strataGetVarint64(p, pEnd, pOff)) == NULL ||
+      (p = strataGetVarint64(p, pEnd, pSize)) == NULL || !sstHandleOk(*pOff, *pSize, r->nDataEnd)) {
+    return strataErr(STRATA_CORRUPT, "sstable %s: bad data block handle in the index", r->zPath);
+  }
+  return STRATA_OK;
+}
+
+/* A data block pinned for use: in the cache (h) or owned (pOwned). */
+typedef struct BlockRef {
+  CacheHandle *h;
+  u8 *pOwned;
+  const u8 *a;
+  size_t n;
+} BlockRef;
+
+/* Pin data block (off, size) from the cache, or read it (and insert it
+** into the cache if bFill). Returns STRATA_OK or an error. */
+static int sstPinBlock(SstReader *r, u64 off, u64 size, int bFill, BlockRef *pRef) {
+  u8 *pAlloc;
+  size_t n;
+  int rc;
+  pRef->h = NULL;
+  pRef->pOwned = NULL;
+  if (r->pCache) {
+    CacheHandle *h = strataCacheLookup(r->pCache, r->id, off);
+    if (h) {
+      SstBlock *pBlk = strataCacheValue(h);
+      pRef->h = h;
+      pRef->a = pBlk->a;
+      pRef->n = pBlk->n;
+      return STRATA_OK;
+    }
+  }
+  rc = sstLoadOwned(r, off, size, offsetof(SstBlock, a), &pAlloc, &n);
+  if (rc) return rc;
+  ((SstBlock *)pAlloc)->n = n;
+  pRef->a = ((SstBlock *)pAlloc)->a;
+  pRef->n = n;
+  if (r->pCache && bFill) {
+    CacheHandle *h = strataCacheInsert(r->pCache, r->id, off, pAlloc, offsetof(SstBlock, a) + n,
+                                       strataFreeMem);
+    if (!h) return strataErr(STRATA_NOMEM, "out of memory");
+    pRef->h = h;
+  } else {
+    pRef->pOwned = pAlloc;
+  }
+  return STRATA_OK;
+}
+
+static void sstUnpinBlock(SstReader *r, BlockRef *pRef) {
+  if (pRef->h) strataCacheRelease(r->pCache, pRef->h);
+  strataFreeMem(pRef->pOwned);
+  pRef->h = NULL;
+  pRef->pOwned = NULL;
+}
+
+/* ================================================================== */
+/* GET */
+
+int strataSstGet(SstReader *r, const u8 *pUkey, size_t nUkey, u64 seq, StrataReadStats *pStats,
+                 int *pFound, int *pType, StrataBuf *pVal) {
+  const SstProps *pr = &r->props;
+  u8 aLookup[SST_LOOKUP_STACK], *pLookup = aLookup;
+  size_t nLookup = nUkey + STRATA_TRAILER;
+  BlockIter ix, dt;
+  BlockRef ref = {0};
+  int rc = STRATA_OK, bHaveBlock = 0;
+  *pFound = 0;
+  *pType = 0;
+  if (pr->nEntries == 0) return STRATA_OK;
+  /* Outside the table's key range: no need to ask the filter. */
+  if (strataUkeyCompare(pUkey, nUkey, pr->smallest.a, pr->smallest.n - 8) < 0 ||
+      strataUkeyCompare(pUkey, nUkey, pr->largest.a, pr->largest.n - 8) > 0) {
+    return STRATA_OK;
+  }
+  if (r->aFilter) {
+    if (pStats) pStats->nBloomCheck++;
+    if (!strataBloomMayContain(r->aFilter, r->nFilter, strataBloomHash(pUkey, nUkey))) {
+      if (pStats) pStats->nBloomUseful++;
+      return STRATA_OK;
+    }
+  }
+  if (nLookup > sizeof(aLookup)) {
+    pLookup = strataMalloc(nLookup);
+    if (!pLookup) return strataErr(STRATA_NOMEM, "out of memory");
+  }
+  memcpy(pLookup, pUkey, nUkey);
+  strataPut64(pLookup + nUkey, strataPackTrailer(seq > STRATA_MAX_SEQ ? STRATA_MAX_SEQ : seq,
+                                                 STRATA_TYPE_VALUE));
+  ix.aKey = NULL;
+  dt.aKey = NULL;
+  strataBlockIterInit(&ix, r->aIndex, r->nIndex);
+  strataBlockIterSeek(&ix, pLookup, nLookup);
+  /* Normally one block answers; if the key falls past the last entry of the
+  ** block its separator chose, the next block's first entry decides. */
+  while (ix.base.bValid) {
+    u64 off, size;
+    rc = sstHandleDecode(r, ix.base.pVal, ix.base.nVal, &off, &size);
+    if (rc == STRATA_OK) rc = sstPinBlock(r, off, size, 1, &ref);
+    if (rc) break;
+    bHaveBlock = 1;
+    strataBlockIterInit(&dt, ref.a, ref.n);
+    strataBlockIterSeek(&dt, pLookup, nLookup);
+    if (dt.base.bValid) {
+      const u8 *k = dt.base.pKey;
+      size_t nk = dt.base.nKey;
+      if (strataUkeyCompare(k, nk - 8, pUkey, nUkey) == 0) {
+        *pFound = 1;
+        *pType = strataIkeyType(k, nk);
+        if (*pType == STRATA_TYPE_VALUE) rc = strataBufSet(pVal, dt.base.pVal, dt.base.nVal);
+        else pVal->n = 0;
+      }
+      break;
+    }
+    if (dt.base.rc) {
+      rc = sstWrapErr(r, dt.base.rc, "data block", off);
+      break;
+    }
+    sstUnpinBlock(r, &ref);
+    bHaveBlock = 0;
+    strataBlockIterNext(&ix);
+  }
+  if (rc == STRATA_OK && ix.base.rc) rc = sstWrapErr(r, ix.base.rc, "index block", r->indexOff);
+  if (bHaveBlock) sstUnpinBlock(r, &ref);
+  strataBlockIterRelease(&ix);
+  strataBlockIterRelease(&dt);
+  if (pLookup != aLookup) strataFreeMem(pLookup);
+  if (rc) *pFound = 0;
+  return rc;
+}
+
+/* ================================================================== */
+/* ITERATOR */
+
+typedef struct SstIter {
+  StrataIter base;
+  SstReader *r;
+  int bFillCache;
+  BlockIter index;
+  BlockIter data;
+  int bBlock;        /* data is positioned over a loaded block */
+  u64 blockOff;      /* ...this one */
+  BlockRef ref;      /* what pins it (neither set: it is in raw/dec) */
+  StrataBuf raw;     /* stored bytes of a block read without the cache */
+  StrataBuf dec;     /* decoded bytes of a compressed one */
+  StrataBuf ra;      /* readahead window: file bytes [raOff, raOff + ra.n) */
+  u64 raOff;
+  int nForward;      /* consecutive forward block moves (drives readahead) */
+} SstIter;
+
+/* Make the iterator invalid with error rc (sticky). */
+static void sstIterFail(SstIter *it, int rc) {
+  it->base.rc = rc;
+  it->base.bValid = 0;
+}
+
+/* Read block (off, size) without the cache into the iterator's buffers,
+** through the readahead window when scanning forward. */
+static int sstIterReadBlock(SstIter *it, u64 off, u64 size, const u8 **pp, size_t *pn) {
+  SstReader *r = it->r;
+  size_t nRaw = (size_t)size + SST_TRAILER, nDec = 0;
+  const u8 *aRaw;
+  int type, rc;
+  u32 crc;
+  if (off >= it->raOff && off + nRaw <= it->raOff + it->ra.n) {
+    aRaw = it->ra.a + (off - it->raOff);
+  } else if (!it->bFillCache && it->nForward >= 2) {
+    /* Read a window of blocks starting here, growing as the scan goes on. */
+    u64 nWant = (u64)SST_READAHEAD_MIN << (it->nForward - 2 > 4 ? 4 : it->nForward - 2);
+    size_t nRead = 0;
+    if (nWant > SST_READAHEAD_MAX) nWant = SST_READAHEAD_MAX;
+    if (nWant < nRaw) nWant = nRaw;
+    if (nWant > r->nDataEnd - off) nWant = r->nDataEnd - off;
+    it->ra.n = 0;
+    if ((rc = strataBufReserve(&it->ra, (size_t)nWant)) != STRATA_OK) return rc;
+    if ((rc = strataFileRead(r->pFile, it->ra.a, (size_t)nWant, off, &nRead)) != STRATA_OK) return rc;
+    it->ra.n = nRead;
+    it->raOff = off;
+    if (nRead < nRaw) return sstCorrupt(r, off, "block truncated");
+    aRaw = it->ra.a;
+  } else {
+    it->raw.n = 0;
+    if ((rc = strataBufReserve(&it->raw, nRaw)) != STRATA_OK) return rc;
+    if ((rc = sstReadRaw(r, off, size, it->raw.a, &type)) != STRATA_OK) return rc;
+    aRaw = it->raw.a;
+    goto raw_verified;
+  }
+  /* From the window: verify as if just read. */
+  crc = strataCrc32c(0, aRaw, (size_t)size + 1);
+  if (strataCrcMask(crc) != strataGet32(aRaw + size + 1)) return sstCorrupt(r, off, "block checksum mismatch");
+  type = aRaw[size];
+  if (type != SST_TYPE_NONE && type != SST_TYPE_ZSTD) return sstCorrupt(r, off, "unknown block compression type");
+raw_verified:
+  if (type == SST_TYPE_NONE) {
+    *pp = aRaw;
+    *pn = (size_t)size;
+    return STRATA_OK;
+  }
+  if ((rc = sstDecodedSize(r, off, type, aRaw, (size_t)size, &nDec)) != STRATA_OK) return rc;
+  it->dec.n = 0;
+  if ((rc = strataBufReserve(&it->dec, nDec)) != STRATA_OK) return rc;
+  rc = strataDecompress(type, aRaw, (size_t)size, it->dec.a, nDec);
+  if (rc) return sstWrapErr(r, rc, "block", off);
+  *pp = it->dec.a;
+  *pn = nDec;
+  return STRATA_OK;
+}
+
+/* Load the data block the index iterator points at into it->data
+** (unpositioned). Returns 0 on success, else the iterator has failed. */
+static int sstIterLoad(SstIter *it) {
+  SstReader *r = it->r;
+  u64 off, size;
+  const u8 *a = NULL;
+  size_t n = 0;
+  int rc = sstHandleDecode(r, it->index.base.pVal, it->index.base.nVal, &off, &size);
+  if (rc) goto load_failed;
+  /* Already loaded: keep it, and the data iterator's position, which a
+  ** Seek uses as a search hint. */
+  if (it->bBlock && off == it->blockOff) return 0;
+  sstUnpinBlock(r, &it->ref);
+  it->bBlock = 0;
+  if (r->pCache && it->bFillCache) {
+    rc = sstPinBlock(r, off, size, 1, &it->ref); /* from the cache, or read and inserted */
+    a = it->ref.a;
+    n = it->ref.n;
+  } else if (r->pCache) {
+    CacheHandle *h = strataCacheLookup(r->pCache, r->id, off); /* use, never insert */
+    if (h) {
+      SstBlock *pBlk = strataCacheValue(h);
+      it->ref.h = h;
+      a = pBlk->a;
+      n = pBlk->n;
+    }
+  }
+  if (rc == STRATA_OK && !a) rc = sstIterReadBlock(it, off, size, &a, &n);
+  if (rc) goto load_failed;
+  strataBlockIterInit(&it->data, a, n);
+  if (it->data.base.rc) {
+    rc = sstWrapErr(r, it->data.base.rc, "data block", off);
+    goto load_failed;
+  }
+  it->bBlock = 1;
+  it->blockOff = off;
+  return 0;
+load_failed:
+  sstIterFail(it, rc);
+  return 1;
+}
+
+/* Publish the data iterator's entry, or fail with an error it reports. */
+static void sstIterPublish(SstIter *it) {
+  if (it->data.base.rc) {
+    sstIterFail(it, sstWrapErr(it->r, it->data.base.rc, "data block", it->blockOff));
+    return;
+  }
+  it->base.bValid = it->data.base.bValid;
+  it->base.pKey = it->data.base.pKey;
+  it->base.nKey = it->data.base.nKey;
+  it->base.pVal = it->data.base.pVal;
+  it->base.nVal = it->data.base.nVal;
+}
+
+/* The index iterator moved (or failed to). Returns 1 if it is positioned. */
+static int sstIterIndexOk(SstIter *it) {
+  if (it->index.base.bValid) return 1;
+  /* Off either end: nothing to keep pinned. The data iterator is not used
+  ** again before a Seek* loads a block. */
+  sstUnpinBlock(it->r, &it->ref);
+  it->bBlock = 0;
+  it->data.base.bValid = 0;
+  if (it->index.base.rc) sstIterFail(it, sstWrapErr(it->r, it->index.base.rc, "index block", it->r->indexOff));
+  else it->base.bValid = 0;
+  return 0;
+}
+
+/* While the data iterator is exhausted, move to the next block's first entry. */
+static void sstIterSkipForward(SstIter *it) {
+  while (!it->data.base.bValid && !it->data.base.rc) {
+    strataBlockIterNext(&it->index);
+    if (!sstIterIndexOk(it)) return;
+    it->nForward++;
+    if (sstIterLoad(it)) return;
+    strataBlockIterSeekFirst(&it->data);
+  }
+  sstIterPublish(it);
+}
+
+static void sstIterSkipBackward(SstIter *it) {
+  while (!it->data.base.bValid && !it->data.base.rc) {
+    strataBlockIterPrev(&it->index);
+    if (!sstIterIndexOk(it)) return;
+    it->nForward = 0;
+    if (sstIterLoad(it)) return;
+    strataBlockIterSeekLast(&it->data);
+  }
+  sstIterPublish(it);
+}
+
+static void sstIterSeekFirst(StrataIter *p) {
+  SstIter *it = (SstIter *)p;
+  if (it->base.rc) return;
+  it->nForward = 0;
+  strataBlockIterSeekFirst(&it->index);
+  if (!sstIterIndexOk(it) || sstIterLoad(it)) return;
+  strataBlockIterSeekFirst(&it->data);
+  sstIterSkipForward(it);
+}
+
+static void sstIterSeekLast(StrataIter *p) {
+  SstIter *it = (SstIter *)p;
+  if (it->base.rc) return;
+  it->nForward = 0;
+  strataBlockIterSeekLast(&it->index);
+  if (!sstIterIndexOk(it) || sstIterLoad(it)) return;
+  strataBlockIterSeekLast(&it->data);
+  sstIterSkipBackward(it);
+}
+
+static void sstIterSeek(StrataIter *p, const u8 *pKey, size_t nKey) {
+  SstIter *it = (SstIter *)p;
+  if (it->base.rc) return;
+  it->nForward = 0;
+  strataBlockIterSeek(&it->index, pKey, nKey);
+  if (!sstIterIndexOk(it)) return;
+  if (sstIterLoad(it)) return;
+  strataBlockIterSeek(&it->data, pKey, nKey);
+  sstIterSkipForward(it);
+}
+
+static void sstIterNext(StrataIter *p) {
+  SstIter *it = (SstIter *)p;
+  if (!it->base.bValid) return;
+  strataBlockIterNext(&it->data);
+  if (LIKELY(it->data.base.bValid)) {
+    it->base.pKey = it->data.base.pKey;
+    it->base.nKey = it->data.base.nKey;
+    it->base.pVal = it->data.base.pVal;
+    it->base.nVal = it->data.base.nVal;
+    return;
+  }
+  sstIterSkipForward(it);
+}
+
+static void sstIterPrev(StrataIter *p) {
+  SstIter *it = (SstIter *)p;
+  if (!it->base.bValid) return;
+  strataBlockIterPrev(&it->data);
+  sstIterSkipBackward(it);
+}
+
+static void sstIterClose(StrataIter *p) {
+  SstIter *it = (SstIter *)p;
+  sstUnpinBlock(it->r, &it->ref);
+  strataBlockIterRelease(&it->index);
+  strataBlockIterRelease(&it->data);
+  strataBufFree(&it->raw);
+  strataBufFree(&it->dec);
+  strataBufFree(&it->ra);
+  strataFreeMem(it);
+}
+
+static const StrataIterMethods sstIterMethods = {sstIterSeekFirst, sstIterSeekLast, sstIterSeek,
+                                                 sstIterNext,      sstIterPrev,     sstIterClose};
+
+int strataSstIterNew(SstReader *r, int bFillCache, StrataIter **ppIter) {
+  SstIter *it = strataMallocZero(sizeof(*it));
+  *ppIter = NULL;
+  if (!it) return strataErr(STRATA_NOMEM, "out of memory");
+  it->base.pMethods = &sstIterMethods;
+  it->r = r;
+  it->bFillCache = bFillCache;
+  strataBlockIterInit(&it->index, r->aIndex, r->nIndex); /* checked at open */
+  *ppIter = &it->base;
+  return STRATA_OK;
+}
+
+/* ================================================================== */
+/* VERIFY */
+
+/* Read every data block from disk (not from the cache) and check its
+** checksum and structure, that the blocks tile the data area, that keys
+** increase across the table and sit between the index separators, that the
+** filter admits every key, and that the properties match the contents.
+** Returns STRATA_OK, STRATA_CORRUPT (message says what and where), an I/O
+** error or STRATA_NOMEM. */
+int strataSstVerify(SstReader *r) {
+  const SstProps *pr = &r->props;
+  BlockIter ix, dt;
+  StrataBuf prevKey = {0}, prevSep = {0};
+  u64 expectOff = 0, nEntries = 0, nBlocks = 0, nDeletes = 0, nRawKey = 0, nRawVal = 0;
+  u64 minSeq = STRATA_MAX_SEQ, maxSeq = 0, off = 0, size = 0;
+  u8 *pAlloc = NULL;
+  const char *zWhy = NULL;
+  int rc = STRATA_OK;
+  ix.aKey = NULL;
+  dt.aKey = NULL;
+  strataBlockIterInit(&ix, r->aIndex, r->nIndex);
+  for (strataBlockIterSeekFirst(&ix); ix.base.bValid; strataBlockIterNext(&ix)) {
+    size_t n;
+    u64 nInBlock;
+    int bFirst = 1;
+    if ((rc = sstHandleDecode(r, ix.base.pVal, ix.base.nVal, &off, &size)) != STRATA_OK) break;
+    if (off != expectOff) {
+      zWhy = "data blocks do not follow each other";
+      break;
+    }
+    expectOff = off + size + SST_TRAILER;
+    strataFreeMem(pAlloc);
+    if ((rc = sstLoadOwned(r, off, size, 0, &pAlloc, &n)) != STRATA_OK) break;
+    if ((rc = strataBlockCheck(pAlloc, n, &nInBlock)) != STRATA_OK) {
+      rc = sstWrapErr(r, rc, "data block", off);
+      break;
+    }
+    if (nInBlock == 0) {
+      zWhy = "empty data block";
+      break;
+    }
+    strataBlockIterInit(&dt, pAlloc, n);
+    for (strataBlockIterSeekFirst(&dt); dt.base.bValid; strataBlockIterNext(&dt)) {
+      const u8 *k = dt.base.pKey;
+      size_t nk = dt.base.nKey;
+      u64 seq = strataIkeySeq(k, nk);
+      if (nEntries > 0 && strataIkeyCompare(prevKey.a, prevKey.n, k, nk) >= 0) {
+        zWhy = "keys out of order between blocks";
+      } else if (strataIkeyCompare(k, nk, ix.base.pKey, ix.base.nKey) > 0) {
+        zWhy = "key above its index separator";
+      } else if (bFirst && nBlocks > 0 && strataIkeyCompare(k, nk, prevSep.a, prevSep.n) <= 0) {
+        zWhy = "key not above the previous index separator";
+      } else if (r->aFilter && !strataBloomMayContain(r->aFilter, r->nFilter,
+                                                      strataBloomHash(k, nk - STRATA_TRAILER))) {
+        zWhy = "filter does not admit a key of the table";
+      }
+      if (zWhy) break;
+      if (nEntries == 0 && (pr->smallest.n != nk || memcmp(pr->smallest.a, k, nk) != 0)) {
+        zWhy = "first key differs from the smallest key in the properties";
+        break;
+      }
+      if ((rc = strataBufSet(&prevKey, k, nk)) != STRATA_OK) break;
+      if (seq < minSeq) minSeq = seq;
+      if (seq > maxSeq) maxSeq = seq;
+      if (strataIkeyType(k, nk) == STRATA_TYPE_DELETE) nDeletes++;
+      nRawKey += nk;
+      nRawVal += dt.base.nVal;
+      nEntries++;
+      bFirst = 0;
+    }
+    if (rc == STRATA_OK && !zWhy && dt.base.rc) rc = sstWrapErr(r, dt.base.rc, "data block", off);
+    if (rc || zWhy) break;
+    if ((rc = strataBufSet(&prevSep, ix.base.pKey, ix.base.nKey)) != STRATA_OK) break;
+    nBlocks++;
+  }
+  if (rc == STRATA_OK && !zWhy && ix.base.rc) rc = sstWrapErr(r, ix.base.rc, "index block", r->indexOff);
+  if (rc == STRATA_OK && !zWhy) {
+    off = expectOff;
+    if (nEntries == 0) minSeq = 0;
+    if (expectOff != r->nDataEnd) zWhy = "data blocks do not end where the metadata starts";
+    else if (nEntries != pr->nEntries) zWhy = "entry count differs from the properties";
+    else if (nBlocks != pr->nDataBlocks) zWhy = "block count differs from the properties";
+    else if (nDeletes != pr->nDeletes) zWhy = "deletion count differs from the properties";
+    else if (nRawKey != pr->nRawKeyBytes || nRawVal != pr->nRawValBytes) {
+      zWhy = "raw sizes differ from the properties";
+    } else if (minSeq != pr->minSeq || maxSeq != pr->maxSeq) {
+      zWhy = "sequence range differs from the properties";
+    } else if (prevKey.n != pr->largest.n || (prevKey.n && memcmp(prevKey.a, pr->largest.a, prevKey.n))) {
+      zWhy = "last key differs from the largest key in the properties";
+    }
+  }
+  if (zWhy) rc = sstCorrupt(r, off, zWhy);
+  strataFreeMem(pAlloc);
+  strataBlockIterRelease(&ix);
+  strataBlockIterRelease(&dt);
+  strataBufFree(&prevKey);
+  strataBufFree(&prevSep);
+  return rc;
+}

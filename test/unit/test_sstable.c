@@ -1,3 +1,1068 @@
-/* placeholder until the module lands */
-#include <stdio.h>
-int main(void) { printf("0 passed, 1 failed\n"); return 1; }
+/*
+** test_sstable.c -- sstable build, read, iteration, cache use, corruption
+** and I/O faults (sstable.c with block.c, bloom.c, compress.c, cache.c).
+**
+** Tables are built from a sorted in-memory model (several versions per user
+** key, deletions, empty and long values) and read back every way:
+** - Get of every user key at the latest sequence and at random older ones,
+**   and of absent keys between, before and after the present ones;
+** - full iteration forward and backward, SeekLast then Prev to the start,
+**   Seek to random keys followed by a few steps either way;
+** - properties and strataSstVerify;
+** over 1..200k entries, both compressions, block sizes from 64 bytes to
+** 64 KiB, restart intervals 1 and 16, with and without a block cache.
+** Corruption: a byte flipped in a data block, the index, the filter, the
+** properties or the footer, and truncated files, give STRATA_CORRUPT (at
+** open or read) and never wrong data. Faults: read errors reach Get and the
+** iterator's rc as STRATA_IOERR; write errors fail the build and remove
+** the file. The cache test checks hits, bFillCache = 0, that a cached block
+** is used in place of the disk, and that a steady-state Get or scan does not
+** allocate. Informational '#' lines give build and Get speed for 1M entries.
+*/
+#include "strataInt.h"
+#include "testutil.h"
+
+static int bValgrind; /* scale the big tests down */
+static char zDir[4096];
+
+/* ------------------------------------------------------------------ */
+/* MODEL */
+
+typedef struct Ent {
+  u8 *k; /* internal key */
+  size_t nk;
+  u8 *v;
+  size_t nv;
+} Ent;
+
+typedef struct Model {
+  Ent *a;
+  int n;
+} Model;
+
+static int entCmp(const void *a, const void *b) {
+  const Ent *x = a, *y = b;
+  return strataIkeyCompare(x->k, x->nk, y->k, y->nk);
+}
+
+/* User key number i: even numbers are present, odd ones absent. */
+static size_t userKey(u8 *u, u64 i, int bLong) {
+  size_t n = (size_t)snprintf((char *)u, 40, "key%09llu", (unsigned long long)i);
+  if (bLong && i % 7 == 0) { /* a longer key sharing the prefix */
+    memcpy(u + n, "/suffix-of-some-length", 22);
+    n += 22;
+  }
+  return n;
+}
+
+/* nUser user keys (numbers 0, 2, 4, ...), each with 1..maxVer versions of
+** distinct sequences, about 1 in 6 a deletion. */
+static void modelMake(Model *m, int nUser, int maxVer, int nMaxVal, TestRng *rng) {
+  int i, j, cap = nUser * maxVer + 1;
+  m->a = calloc((size_t)cap, sizeof(Ent));
+  m->n = 0;
+  for (i = 0; i < nUser; i++) {
+    u8 u[64];
+    size_t nu = userKey(u, (u64)i * 2, 1);
+    int nVer = 1 + (int)test_randn(rng, (u64)maxVer);
+    u64 seq = 1 + test_randn(rng, 1000);
+    for (j = 0; j < nVer; j++) {
+      Ent *e = &m->a[m->n++];
+      int type = test_randn(rng, 6) == 0 ? STRATA_TYPE_DELETE : STRATA_TYPE_VALUE;
+      size_t q;
+      seq += 1 + test_randn(rng, 5);
+      e->nk = nu + 8;
+      e->k = malloc(e->nk);
+      memcpy(e->k, u, nu);
+      strataPut64(e->k + nu, strataPackTrailer(seq, type));
+      e->nv = type == STRATA_TYPE_DELETE ? 0 : test_randn(rng, 5) == 0 ? 0 : test_randn(rng, (u64)nMaxVal + 1);
+      e->v = malloc(e->nv + 1);
+      for (q = 0; q < e->nv; q++) e->v[q] = (u8)(q % 3 ? (u64)('a' + (i + j) % 26) : test_rand(rng));
+    }
+  }
+  qsort(m->a, (size_t)m->n, sizeof(Ent), entCmp);
+}
+
+static void modelFree(Model *m) {
+  int i;
+  for (i = 0; i < m->n; i++) {
+    free(m->a[i].k);
+    free(m->a[i].v);
+  }
+  free(m->a);
+  m->a = NULL;
+  m->n = 0;
+}
+
+static int modelLowerBound(const Model *m, const u8 *k, size_t nk) {
+  int lo = 0, hi = m->n;
+  while (lo < hi) {
+    int mid = (lo + hi) / 2;
+    if (strataIkeyCompare(m->a[mid].k, m->a[mid].nk, k, nk) < 0) lo = mid + 1;
+    else hi = mid;
+  }
+  return lo;
+}
+
+/* The entry Get(u, seq) must return: index into m, or -1. */
+static int modelGet(const Model *m, const u8 *u, size_t nu, u64 seq) {
+  u8 k[128];
+  int i;
+  memcpy(k, u, nu);
+  strataPut64(k + nu, strataPackTrailer(seq, STRATA_TYPE_VALUE));
+  i = modelLowerBound(m, k, nu + 8);
+  if (i < m->n && strataUkeyCompare(m->a[i].k, m->a[i].nk - 8, u, nu) == 0) return i;
+  return -1;
+}
+
+static int buildTable(const char *zPath, const Model *m, const SstOptions *o, strata_env *env,
+                      SstProps *pProps) {
+  SstBuilder *b = NULL;
+  int rc = strataSstBuilderNew(env ? env : strataEnvDefault(), zPath, o, NULL, &b);
+  int i;
+  memset(pProps, 0, sizeof(*pProps));
+  if (rc) return rc;
+  for (i = 0; i < m->n && rc == STRATA_OK; i++) {
+    rc = strataSstBuilderAdd(b, m->a[i].k, m->a[i].nk, m->a[i].v, m->a[i].nv);
+  }
+  CHECK_EQ(strataSstBuilderCount(b), i);
+  if (rc) {
+    strataSstBuilderAbandon(b);
+    return rc;
+  }
+  return strataSstBuilderFinish(b, pProps);
+}
+
+static SstOptions defaultOpts(void) {
+  SstOptions o;
+  memset(&o, 0, sizeof(o));
+  o.nBlockSize = 4096;
+  o.compression = STRATA_COMPRESSION_ZSTD;
+  o.compressionLevel = 1;
+  o.bloomBitsPerKey = 10;
+  o.restartInterval = 16;
+  return o;
+}
+
+static const char *tablePath(const char *zName) {
+  static char z[4200];
+  snprintf(z, sizeof(z), "%s/%s", zDir, zName);
+  return z;
+}
+
+static u64 fileSizeOf(const char *zPath) {
+  struct stat st;
+  return stat(zPath, &st) == 0 ? (u64)st.st_size : 0;
+}
+
+static int entMatches(const StrataIter *it, const Ent *e) {
+  return it->bValid && it->nKey == e->nk && memcmp(it->pKey, e->k, e->nk) == 0 &&
+         it->nVal == e->nv && (e->nv == 0 || memcmp(it->pVal, e->v, e->nv) == 0);
+}
+
+/* ------------------------------------------------------------------ */
+/* THE FULL CHECK OF ONE TABLE */
+
+static void checkProps(const SstProps *p, const Model *m, const char *zPath) {
+  u64 nDel = 0, nRawK = 0, nRawV = 0, minSeq = m->n ? STRATA_MAX_SEQ : 0, maxSeq = 0;
+  int i;
+  for (i = 0; i < m->n; i++) {
+    u64 s = strataIkeySeq(m->a[i].k, m->a[i].nk);
+    nDel += strataIkeyType(m->a[i].k, m->a[i].nk) == STRATA_TYPE_DELETE;
+    nRawK += m->a[i].nk;
+    nRawV += m->a[i].nv;
+    if (s < minSeq) minSeq = s;
+    if (s > maxSeq) maxSeq = s;
+  }
+  CHECK_EQ(p->nEntries, m->n);
+  CHECK_EQ(p->nDeletes, nDel);
+  CHECK_EQ(p->nRawKeyBytes, nRawK);
+  CHECK_EQ(p->nRawValBytes, nRawV);
+  CHECK_EQ(p->minSeq, minSeq);
+  CHECK_EQ(p->maxSeq, maxSeq);
+  CHECK_EQ(p->fileSize, fileSizeOf(zPath));
+  CHECK(m->n == 0 || p->nDataBlocks >= 1);
+  if (m->n) {
+    CHECK(p->smallest.n == m->a[0].nk && memcmp(p->smallest.a, m->a[0].k, p->smallest.n) == 0);
+    CHECK(p->largest.n == m->a[m->n - 1].nk &&
+          memcmp(p->largest.a, m->a[m->n - 1].k, p->largest.n) == 0);
+  } else {
+    CHECK_EQ(p->smallest.n, 0);
+    CHECK_EQ(p->largest.n, 0);
+  }
+}
+
+static void checkGets(SstReader *r, const Model *m, int nUser, TestRng *rng) {
+  StrataBuf val = {0};
+  StrataReadStats rs = {0, 0};
+  int i, nBad = 0, nAbsent = 0;
+  for (i = 0; i < nUser; i++) {
+    u8 u[64];
+    size_t nu = userKey(u, (u64)i * 2, 1);
+    int found = -1, type = -1, rc, want;
+    u64 seq;
+    /* Latest, then an older snapshot, then one below every version. */
+    for (int pass = 0; pass < 3; pass++) {
+      if (pass == 0) seq = STRATA_MAX_SEQ;
+      else if (pass == 1) seq = test_randn(rng, 1100);
+      else seq = 0;
+      want = modelGet(m, u, nu, seq);
+      rc = strataSstGet(r, u, nu, seq, &rs, &found, &type, &val);
+      if (rc != STRATA_OK) nBad++;
+      else if (want < 0) nBad += found != 0;
+      else if (!found || type != strataIkeyType(m->a[want].k, m->a[want].nk)) nBad++;
+      else if (type == STRATA_TYPE_VALUE &&
+               (val.n != m->a[want].nv || (val.n && memcmp(val.a, m->a[want].v, val.n) != 0))) {
+        nBad++;
+      }
+    }
+    /* Absent: the odd number after it. */
+    nu = userKey(u, (u64)i * 2 + 1, 0);
+    rc = strataSstGet(r, u, nu, STRATA_MAX_SEQ, &rs, &found, &type, &val);
+    if (rc != STRATA_OK || found) nBad++;
+    nAbsent++;
+  }
+  /* Outside the key range on both sides. */
+  {
+    int found = 1, type;
+    CHECK_EQ(strataSstGet(r, (const u8 *)"a", 1, STRATA_MAX_SEQ, &rs, &found, &type, &val), STRATA_OK);
+    CHECK_EQ(found, 0);
+    CHECK_EQ(strataSstGet(r, (const u8 *)"zzz", 3, STRATA_MAX_SEQ, &rs, &found, &type, &val), STRATA_OK);
+    CHECK_EQ(found, 0);
+    CHECK_EQ(strataSstGet(r, (const u8 *)"", 0, STRATA_MAX_SEQ, &rs, &found, &type, &val), STRATA_OK);
+    CHECK_EQ(found, 0);
+  }
+  CHECK_EQ(nBad, 0);
+  CHECK(rs.nBloomUseful <= rs.nBloomCheck);
+  strataBufFree(&val);
+}
+
+static void checkIteration(SstReader *r, const Model *m, int bFill, int nSeek, TestRng *rng) {
+  StrataIter *it = NULL;
+  int i, nBad = 0, step;
+  CHECK_EQ(strataSstIterNew(r, bFill, &it), STRATA_OK);
+  if (!it) return;
+  CHECK(!it->bValid);
+  /* Forward. */
+  it->pMethods->xSeekFirst(it);
+  for (i = 0; i < m->n; i++) {
+    if (!entMatches(it, &m->a[i])) nBad++;
+    if (it->bValid) it->pMethods->xNext(it);
+  }
+  CHECK(!it->bValid);
+  CHECK_EQ(it->rc, STRATA_OK);
+  CHECK_EQ(nBad, 0);
+  /* Backward from the last entry to the first. */
+  it->pMethods->xSeekLast(it);
+  for (i = m->n - 1; i >= 0; i--) {
+    if (!entMatches(it, &m->a[i])) nBad++;
+    if (it->bValid) it->pMethods->xPrev(it);
+  }
+  CHECK(!it->bValid);
+  CHECK_EQ(it->rc, STRATA_OK);
+  CHECK_EQ(nBad, 0);
+  /* Seek to random keys (present internal keys, user keys with random
+  ** sequences, keys between), then wander a few steps. */
+  for (step = 0; step < nSeek; step++) {
+    static u8 k[STRATA_MAX_KEY + 64];
+    size_t nk;
+    int want, q;
+    if (m->n && step % 3 == 0) {
+      const Ent *e = &m->a[test_randn(rng, (u64)m->n)];
+      memcpy(k, e->k, e->nk);
+      nk = e->nk;
+    } else {
+      nk = userKey(k, test_randn(rng, (u64)(m->n ? m->n * 2 + 4 : 4)), (int)test_randn(rng, 2));
+      if (step % 3 == 2 && nk > 4) nk -= 1 + test_randn(rng, 3); /* a prefix: between keys */
+      strataPut64(k + nk, strataPackTrailer(test_randn(rng, 1200), (int)test_randn(rng, 2)));
+      nk += 8;
+    }
+    want = modelLowerBound(m, k, nk);
+    it->pMethods->xSeek(it, k, nk);
+    if (want >= m->n ? it->bValid : !entMatches(it, &m->a[want])) nBad++;
+    if (!it->bValid) continue;
+    if (step % 2) {
+      for (q = 1; q <= 20 && want + q <= m->n; q++) {
+        it->pMethods->xNext(it);
+        if (want + q == m->n ? it->bValid : !entMatches(it, &m->a[want + q])) nBad++;
+      }
+    } else {
+      for (q = 1; q <= 20 && want - q >= -1; q++) {
+        it->pMethods->xPrev(it);
+        if (want - q < 0 ? it->bValid : !entMatches(it, &m->a[want - q])) nBad++;
+      }
+    }
+  }
+  CHECK_EQ(it->rc, STRATA_OK);
+  CHECK_EQ(nBad, 0);
+  strataIterClose(it);
+}
+
+static BlockCache *gCache; /* shared by the tests that use a cache */
+
+static void checkTable(const char *zPath, const Model *m, int nUser, int bCache, TestRng *rng) {
+  SstReader *r = NULL;
+  BlockCache *c = bCache ? gCache : NULL;
+  int rc = strataSstOpen(strataEnvDefault(), zPath, c ? strataCacheNewId(c) : 1, c, NULL, &r);
+  CHECK_EQ(rc, STRATA_OK);
+  if (rc) {
+    printf("  open: %s\n", strataErrMsgGet());
+    return;
+  }
+  checkProps(strataSstProps(r), m, zPath);
+  CHECK(strataSstMemoryUsage(r) > 0);
+  rc = strataSstVerify(r);
+  CHECK_EQ(rc, STRATA_OK);
+  if (rc) printf("  verify: %s\n", strataErrMsgGet());
+  checkGets(r, m, nUser, rng);
+  checkIteration(r, m, (int)test_randn(rng, 2), 300 + m->n / 50, rng);
+  strataSstClose(r);
+}
+
+/* ------------------------------------------------------------------ */
+/* TESTS */
+
+static void test_sst_matrix(void) {
+  static const int aUser[] = {1, 2, 17, 500, 5000};
+  static const size_t aBlock[] = {64, 1024, 4096, 65536};
+  TestRng rng;
+  int iu, ib, comp, nTables = 0;
+  test_srand(&rng, test_seed("sst_matrix"));
+  for (iu = 0; iu < (int)(sizeof(aUser) / sizeof(aUser[0])); iu++) {
+    Model m;
+    modelMake(&m, aUser[iu], 3, 120, &rng);
+    for (ib = 0; ib < (int)(sizeof(aBlock) / sizeof(aBlock[0])); ib++) {
+      for (comp = 0; comp <= 1; comp++) {
+        SstOptions o = defaultOpts();
+        SstProps props;
+        const char *zPath = tablePath("matrix.sst");
+        o.nBlockSize = aBlock[ib];
+        o.compression = comp;
+        o.restartInterval = (ib + comp) % 2 ? 1 : 16;
+        o.bloomBitsPerKey = ib == 3 ? 0 : 10;
+        CHECK_EQ(buildTable(zPath, &m, &o, NULL, &props), STRATA_OK);
+        checkProps(&props, &m, zPath);
+        if (aBlock[ib] == 64) CHECK(props.nDataBlocks >= (u64)m.n / 2);
+        strataSstPropsFree(&props);
+        checkTable(zPath, &m, aUser[iu], (ib + iu) % 2, &rng);
+        nTables++;
+      }
+    }
+    modelFree(&m);
+  }
+  CHECK_EQ(nTables, 40);
+}
+
+static void test_sst_large_tables(void) {
+  TestRng rng;
+  Model m;
+  int comp, nUser = bValgrind ? 20000 : 100000;
+  test_srand(&rng, test_seed("sst_large_tables"));
+  modelMake(&m, nUser, 3, 60, &rng); /* ~200k entries */
+  printf("# %d entries\n", m.n);
+  for (comp = 0; comp <= 1; comp++) {
+    SstOptions o = defaultOpts();
+    SstProps props;
+    const char *zPath = tablePath("large.sst");
+    o.compression = comp;
+    CHECK_EQ(buildTable(zPath, &m, &o, NULL, &props), STRATA_OK);
+    checkProps(&props, &m, zPath);
+    if (comp == 1) printf("# zstd table: %llu bytes for %llu raw\n", (unsigned long long)props.fileSize,
+                          (unsigned long long)(props.nRawKeyBytes + props.nRawValBytes));
+    strataSstPropsFree(&props);
+    checkTable(zPath, &m, nUser, comp, &rng);
+  }
+  modelFree(&m);
+}
+
+static void test_sst_empty_table(void) {
+  Model m = {NULL, 0};
+  SstOptions o = defaultOpts();
+  SstProps props;
+  SstReader *r = NULL;
+  StrataIter *it = NULL;
+  StrataBuf val = {0};
+  const char *zPath = tablePath("empty.sst");
+  int found = 1, type;
+  TestRng rng;
+  test_srand(&rng, 3);
+  CHECK_EQ(buildTable(zPath, &m, &o, NULL, &props), STRATA_OK);
+  CHECK_EQ(props.nEntries, 0);
+  CHECK_EQ(props.nDataBlocks, 0);
+  strataSstPropsFree(&props);
+  CHECK_EQ(strataSstOpen(strataEnvDefault(), zPath, 1, NULL, NULL, &r), STRATA_OK);
+  if (!r) return;
+  CHECK_EQ(strataSstVerify(r), STRATA_OK);
+  CHECK_EQ(strataSstGet(r, (const u8 *)"x", 1, STRATA_MAX_SEQ, NULL, &found, &type, &val), STRATA_OK);
+  CHECK_EQ(found, 0);
+  CHECK_EQ(strataSstIterNew(r, 1, &it), STRATA_OK);
+  it->pMethods->xSeekFirst(it);
+  CHECK(!it->bValid);
+  it->pMethods->xSeekLast(it);
+  CHECK(!it->bValid);
+  {
+    u8 k[9] = {'x', 0, 0, 0, 0, 0, 0, 0, 0};
+    it->pMethods->xSeek(it, k, 9);
+    CHECK(!it->bValid);
+  }
+  CHECK_EQ(it->rc, STRATA_OK);
+  strataIterClose(it);
+  strataSstClose(r);
+  checkTable(zPath, &m, 0, 0, &rng);
+  strataBufFree(&val);
+}
+
+/* One user key with thousands of versions over many small blocks: index
+** separators cannot shorten, and Get must find the right version whichever
+** block holds it. */
+static void test_sst_many_versions(void) {
+  Model m;
+  SstOptions o = defaultOpts();
+  SstProps props;
+  SstReader *r = NULL;
+  StrataBuf val = {0};
+  const char *zPath = tablePath("versions.sst");
+  TestRng rng;
+  int i, n = 3000, nBad = 0;
+  test_srand(&rng, 11);
+  m.a = calloc((size_t)n, sizeof(Ent));
+  m.n = n;
+  for (i = 0; i < n; i++) { /* sequences 3n+1 down to 4, step 3 */
+    Ent *e = &m.a[i];
+    e->nk = 4 + 8;
+    e->k = malloc(e->nk);
+    memcpy(e->k, "same", 4);
+    strataPut64(e->k + 4, strataPackTrailer((u64)(n - i) * 3 + 1, i % 5 == 0 ? 0 : 1));
+    e->nv = i % 5 == 0 ? 0 : 8;
+    e->v = malloc(12);
+    snprintf((char *)e->v, 12, "%08u", (unsigned)i % 100000000u);
+  }
+  o.nBlockSize = 128;
+  CHECK_EQ(buildTable(zPath, &m, &o, NULL, &props), STRATA_OK);
+  CHECK(props.nDataBlocks > 100);
+  strataSstPropsFree(&props);
+  CHECK_EQ(strataSstOpen(strataEnvDefault(), zPath, 1, NULL, NULL, &r), STRATA_OK);
+  if (!r) return;
+  for (u64 seq = 0; seq <= (u64)n * 3 + 5; seq++) {
+    int found = -1, type = -1, want = modelGet(&m, (const u8 *)"same", 4, seq);
+    int rc = strataSstGet(r, (const u8 *)"same", 4, seq, NULL, &found, &type, &val);
+    if (rc || (want < 0) != (found == 0)) {
+      nBad++;
+    } else if (want >= 0) {
+      if (type != (want % 5 == 0 ? 0 : 1)) nBad++;
+      else if (type == 1 && (val.n != 8 || memcmp(val.a, m.a[want].v, 8) != 0)) nBad++;
+    }
+  }
+  CHECK_EQ(nBad, 0);
+  strataSstClose(r);
+  checkTable(zPath, &m, 0, 1, &rng);
+  modelFree(&m);
+  strataBufFree(&val);
+}
+
+/* Maximum-size keys, keys longer than the lookup buffer, a huge value. */
+static void test_sst_big_keys_and_values(void) {
+  size_t nBig = bValgrind ? 3 * 1024 * 1024 : 12 * 1024 * 1024;
+  TestRng rng;
+  Model m;
+  int i, comp;
+  test_srand(&rng, 21);
+  m.n = 12;
+  m.a = calloc((size_t)m.n, sizeof(Ent));
+  for (i = 0; i < m.n; i++) {
+    Ent *e = &m.a[i];
+    size_t nu = i < 4 ? STRATA_MAX_KEY : i < 8 ? 600 + (size_t)i : 10, q;
+    e->nk = nu + 8;
+    e->k = malloc(e->nk);
+    memset(e->k, 'a' + i, nu);
+    strataPut64(e->k + nu, strataPackTrailer(100 + (u64)i, 1));
+    e->nv = i == 9 ? nBig : 50;
+    e->v = malloc(e->nv);
+    for (q = 0; q < e->nv; q++) e->v[q] = (u8)(q % 1000 == 0 ? test_rand(&rng) : q / 1000);
+  }
+  for (comp = 0; comp <= 1; comp++) {
+    SstOptions o = defaultOpts();
+    SstProps props;
+    SstReader *r = NULL;
+    StrataBuf val = {0};
+    const char *zPath = tablePath("big.sst");
+    o.compression = comp;
+    CHECK_EQ(buildTable(zPath, &m, &o, NULL, &props), STRATA_OK);
+    strataSstPropsFree(&props);
+    CHECK_EQ(strataSstOpen(strataEnvDefault(), zPath, 1, comp ? gCache : NULL, NULL, &r), STRATA_OK);
+    if (!r) continue;
+    CHECK_EQ(strataSstVerify(r), STRATA_OK);
+    for (i = 0; i < m.n; i++) {
+      int found = 0, type = 0;
+      CHECK_EQ(strataSstGet(r, m.a[i].k, m.a[i].nk - 8, STRATA_MAX_SEQ, NULL, &found, &type, &val),
+               STRATA_OK);
+      CHECK(found && type == 1 && val.n == m.a[i].nv && memcmp(val.a, m.a[i].v, val.n) == 0);
+    }
+    checkIteration(r, &m, comp, 40, &rng);
+    strataSstClose(r);
+    strataBufFree(&val);
+  }
+  modelFree(&m);
+}
+
+static void test_sst_builder_misuse(void) {
+  SstOptions o = defaultOpts();
+  SstBuilder *b = NULL;
+  SstProps props;
+  StrataBuf k = {0};
+  const char *zPath = tablePath("misuse.sst");
+  CHECK_EQ(strataSstBuilderNew(strataEnvDefault(), zPath, &o, NULL, &b), STRATA_OK);
+  strataIkeyBuild(&k, (const u8 *)"m", 1, 5, 1);
+  CHECK_EQ(strataSstBuilderAdd(b, k.a, k.n, (const u8 *)"v", 1), STRATA_OK);
+  /* Same key again, an older-ordered key, a too-short key: refused, and the
+  ** builder carries on. */
+  CHECK_EQ(strataSstBuilderAdd(b, k.a, k.n, (const u8 *)"v", 1), STRATA_MISUSE);
+  strataIkeyBuild(&k, (const u8 *)"a", 1, 5, 1);
+  CHECK_EQ(strataSstBuilderAdd(b, k.a, k.n, (const u8 *)"v", 1), STRATA_MISUSE);
+  strataIkeyBuild(&k, (const u8 *)"m", 1, 6, 1); /* newer sorts first: out of order */
+  CHECK_EQ(strataSstBuilderAdd(b, k.a, k.n, (const u8 *)"v", 1), STRATA_MISUSE);
+  CHECK_EQ(strataSstBuilderAdd(b, (const u8 *)"abc", 3, (const u8 *)"v", 1), STRATA_MISUSE);
+  {
+    u8 *big = calloc(STRATA_MAX_KEY + 9, 1);
+    memset(big, 'z', STRATA_MAX_KEY + 1);
+    CHECK_EQ(strataSstBuilderAdd(b, big, STRATA_MAX_KEY + 9, (const u8 *)"v", 1), STRATA_TOOBIG);
+    free(big);
+  }
+  strataIkeyBuild(&k, (const u8 *)"m", 1, 4, 0); /* an older version of m: fine */
+  CHECK_EQ(strataSstBuilderAdd(b, k.a, k.n, NULL, 0), STRATA_OK);
+  CHECK_EQ(strataSstBuilderCount(b), 2);
+  CHECK(strataSstBuilderFileSize(b) > 0);
+  CHECK_EQ(strataSstBuilderFinish(b, &props), STRATA_OK);
+  CHECK_EQ(props.nEntries, 2);
+  CHECK_EQ(props.nDeletes, 1);
+  strataSstPropsFree(&props);
+  /* Unknown compression. */
+  o.compression = 7;
+  b = (SstBuilder *)1;
+  CHECK_EQ(strataSstBuilderNew(strataEnvDefault(), zPath, &o, NULL, &b), STRATA_ERROR);
+  CHECK(b == NULL);
+  /* Abandon removes the file. */
+  o = defaultOpts();
+  CHECK_EQ(strataSstBuilderNew(strataEnvDefault(), zPath, &o, NULL, &b), STRATA_OK);
+  strataSstBuilderAbandon(b);
+  CHECK(!strataEnvDefault()->xExists(strataEnvDefault(), zPath));
+  strataSstBuilderAbandon(NULL);
+  strataBufFree(&k);
+}
+
+/* ------------------------------------------------------------------ */
+/* CORRUPTION */
+
+static void copyFile(const char *zFrom, const char *zTo, u64 nKeep) {
+  FILE *in = fopen(zFrom, "rb"), *out = fopen(zTo, "wb");
+  char buf[65536];
+  u64 nDone = 0;
+  size_t n;
+  while (in && out && nDone < nKeep && (n = fread(buf, 1, sizeof(buf), in)) > 0) {
+    if (n > nKeep - nDone) n = (size_t)(nKeep - nDone);
+    if (fwrite(buf, 1, n, out) != n) break;
+    nDone += n;
+  }
+  if (in) fclose(in);
+  if (out) fclose(out);
+}
+
+static void flipByte(const char *zPath, u64 off, u8 mask) {
+  FILE *f = fopen(zPath, "r+b");
+  int c;
+  if (!f) return;
+  fseek(f, (long)off, SEEK_SET);
+  c = fgetc(f);
+  fseek(f, (long)off, SEEK_SET);
+  fputc(c ^ mask, f);
+  fclose(f);
+}
+
+typedef struct Layout {
+  u64 size;
+  u64 aOff[3], aSize[3]; /* index, filter, props (from the footer) */
+  u64 dataEnd;
+} Layout;
+
+static void readLayout(const char *zPath, Layout *l) {
+  FILE *f = fopen(zPath, "rb");
+  u8 foot[64];
+  int i;
+  memset(l, 0, sizeof(*l));
+  l->size = fileSizeOf(zPath);
+  if (!f) return;
+  fseek(f, (long)(l->size - 64), SEEK_SET);
+  if (fread(foot, 1, 64, f) != 64) memset(foot, 0, 64);
+  fclose(f);
+  l->dataEnd = l->size;
+  for (i = 0; i < 3; i++) {
+    l->aOff[i] = strataGet64(foot + 16 * i);
+    l->aSize[i] = strataGet64(foot + 16 * i + 8);
+    if (l->aSize[i] && l->aOff[i] < l->dataEnd) l->dataEnd = l->aOff[i];
+  }
+}
+
+/* Read everything from a damaged table: no result may differ from the
+** model; returns the number of STRATA_CORRUPT results seen (open failing
+** counts as one and ends it). */
+static int readDamaged(const char *zPath, const Model *m, int nUser, BlockCache *c, int *pnWrong) {
+  SstReader *r = NULL;
+  StrataIter *it = NULL;
+  StrataBuf val = {0};
+  int nCorrupt = 0, i, rc;
+  rc = strataSstOpen(strataEnvDefault(), zPath, c ? strataCacheNewId(c) : 7, c, NULL, &r);
+  if (rc) {
+    CHECK_EQ(rc, STRATA_CORRUPT);
+    CHECK(strstr(strataErrMsgGet(), zPath) != NULL);
+    return 1;
+  }
+  for (i = 0; i < nUser; i++) {
+    u8 u[64];
+    size_t nu = userKey(u, (u64)i * 2, 1);
+    int found = 0, type = 0, want = modelGet(m, u, nu, STRATA_MAX_SEQ);
+    rc = strataSstGet(r, u, nu, STRATA_MAX_SEQ, NULL, &found, &type, &val);
+    if (rc == STRATA_CORRUPT) {
+      nCorrupt++;
+      CHECK(strstr(strataErrMsgGet(), zPath) != NULL);
+      continue;
+    }
+    CHECK_EQ(rc, STRATA_OK);
+    if (want < 0 ? found : (!found || type != strataIkeyType(m->a[want].k, m->a[want].nk) ||
+                            (type == 1 && (val.n != m->a[want].nv ||
+                                           memcmp(val.a, m->a[want].v, val.n) != 0)))) {
+      (*pnWrong)++;
+    }
+  }
+  CHECK_EQ(strataSstIterNew(r, 1, &it), STRATA_OK);
+  i = 0;
+  for (it->pMethods->xSeekFirst(it); it->bValid; it->pMethods->xNext(it)) {
+    if (i >= m->n || !entMatches(it, &m->a[i])) (*pnWrong)++;
+    i++;
+  }
+  if (it->rc == STRATA_CORRUPT) nCorrupt++;
+  else CHECK(it->rc == STRATA_OK && i == m->n);
+  /* Sticky: the iterator stays failed. */
+  if (it->rc) {
+    it->pMethods->xSeekFirst(it);
+    CHECK(!it->bValid && it->rc == STRATA_CORRUPT);
+  }
+  strataIterClose(it);
+  rc = strataSstVerify(r);
+  if (rc == STRATA_CORRUPT) nCorrupt++;
+  else CHECK_EQ(rc, STRATA_OK);
+  strataSstClose(r);
+  strataBufFree(&val);
+  return nCorrupt;
+}
+
+static void test_sst_corruption(void) {
+  TestRng rng;
+  Model m;
+  SstOptions o = defaultOpts();
+  SstProps props;
+  Layout l;
+  char zOrig[4200], zBad[4200];
+  int nUser = 600, region, k, nWrong = 0;
+  test_srand(&rng, test_seed("sst_corruption"));
+  modelMake(&m, nUser, 2, 80, &rng);
+  snprintf(zOrig, sizeof(zOrig), "%s", tablePath("orig.sst"));
+  snprintf(zBad, sizeof(zBad), "%s", tablePath("bad.sst"));
+  o.nBlockSize = 1024;
+  CHECK_EQ(buildTable(zOrig, &m, &o, NULL, &props), STRATA_OK);
+  strataSstPropsFree(&props);
+  readLayout(zOrig, &l);
+  CHECK(l.dataEnd > 1000);
+  CHECK(l.aSize[1] > 0); /* there is a filter */
+
+  /* The intact copy reads back cleanly. */
+  copyFile(zOrig, zBad, l.size);
+  CHECK_EQ(readDamaged(zBad, &m, nUser, NULL, &nWrong), 0);
+
+  /* region 0: data blocks, 1: index, 2: filter, 3: properties, 4: footer */
+  for (region = 0; region < 5; region++) {
+    for (k = 0; k < 12; k++) {
+      u64 lo, n, off;
+      int nCorrupt;
+      switch (region) {
+        case 0: lo = 0; n = l.dataEnd; break;
+        case 4: lo = l.size - 64; n = 64; break;
+        default: lo = l.aOff[region == 1 ? 0 : region == 2 ? 1 : 2];
+                 n = l.aSize[region == 1 ? 0 : region == 2 ? 1 : 2] + 5; break;
+      }
+      off = lo + (k == 0 ? 0 : k == 1 ? n - 1 : test_randn(&rng, n));
+      copyFile(zOrig, zBad, l.size);
+      flipByte(zBad, off, (u8)(1u << test_randn(&rng, 8)));
+      nCorrupt = readDamaged(zBad, &m, nUser, (k % 2) ? gCache : NULL, &nWrong);
+      if (region == 0) {
+        CHECK(nCorrupt >= 3); /* some Get, the scan and the verify */
+      } else {
+        CHECK_EQ(nCorrupt, 1); /* refused at open */
+      }
+    }
+  }
+  CHECK_EQ(nWrong, 0);
+
+  /* Truncations: the footer moves, so open refuses. */
+  {
+    u64 aLen[] = {0, 1, 63, 64, 65, l.size / 2, l.dataEnd, l.size - 65, l.size - 64, l.size - 1};
+    size_t i;
+    for (i = 0; i < sizeof(aLen) / sizeof(aLen[0]); i++) {
+      SstReader *r = NULL;
+      copyFile(zOrig, zBad, aLen[i]);
+      CHECK_EQ(fileSizeOf(zBad), aLen[i]);
+      CHECK_EQ(strataSstOpen(strataEnvDefault(), zBad, 1, NULL, NULL, &r), STRATA_CORRUPT);
+      CHECK(r == NULL);
+    }
+  }
+
+  /* Not an sstable at all. */
+  {
+    SstReader *r = NULL;
+    FILE *f = fopen(zBad, "wb");
+    int i;
+    for (i = 0; i < 1000; i++) fputs("this is not a table. ", f);
+    fclose(f);
+    CHECK_EQ(strataSstOpen(strataEnvDefault(), zBad, 1, NULL, NULL, &r), STRATA_CORRUPT);
+    CHECK(strstr(strataErrMsgGet(), "not an sstable") != NULL);
+    CHECK_EQ(strataSstOpen(strataEnvDefault(), tablePath("missing.sst"), 1, NULL, NULL, &r),
+             STRATA_CANTOPEN);
+  }
+  modelFree(&m);
+}
+
+/* ------------------------------------------------------------------ */
+/* FAULTS */
+
+static void test_sst_read_faults(void) {
+  TestRng rng;
+  Model m;
+  SstOptions o = defaultOpts();
+  SstProps props;
+  SstReader *r = NULL;
+  StrataIter *it = NULL;
+  StrataBuf val = {0};
+  strata_env *env = strataFaultEnvNew(NULL);
+  const char *zPath;
+  int n, found, type, rc, nUser = 2000, nOpenFaults = 0;
+  test_srand(&rng, 5);
+  modelMake(&m, nUser, 1, 50, &rng);
+  zPath = tablePath("fault.sst");
+  CHECK_EQ(buildTable(zPath, &m, &o, NULL, &props), STRATA_OK);
+  strataSstPropsFree(&props);
+
+  /* Each read of open failing in turn. */
+  for (n = 1; n < 20; n++) {
+    strataFaultEnvArm(env, STRATA_FAULT_EIO, STRATA_FAULTOP_READ, n);
+    rc = strataSstOpen(env, zPath, 1, NULL, NULL, &r);
+    if (!strataFaultEnvFired(env)) {
+      CHECK_EQ(rc, STRATA_OK);
+      break;
+    }
+    CHECK_EQ(rc, STRATA_IOERR);
+    CHECK(r == NULL);
+    nOpenFaults++;
+  }
+  CHECK(nOpenFaults >= 4); /* open file, footer, properties, index, filter */
+  strataFaultEnvDisarm(env);
+  if (!r) CHECK_EQ(strataSstOpen(env, zPath, 1, NULL, NULL, &r), STRATA_OK);
+  if (!r) return;
+
+  /* Get: the data block read fails. */
+  strataFaultEnvArm(env, STRATA_FAULT_EIO, STRATA_FAULTOP_READ, 1);
+  rc = strataSstGet(r, m.a[10].k, m.a[10].nk - 8, STRATA_MAX_SEQ, NULL, &found, &type, &val);
+  CHECK_EQ(rc, STRATA_IOERR);
+  CHECK_EQ(found, 0);
+  strataFaultEnvDisarm(env);
+  rc = strataSstGet(r, m.a[10].k, m.a[10].nk - 8, STRATA_MAX_SEQ, NULL, &found, &type, &val);
+  CHECK_EQ(rc, STRATA_OK);
+  CHECK_EQ(found, 1);
+
+  /* Iterators without cache, filling or not (readahead): the nth read fails. */
+  for (int bFill = 0; bFill <= 1; bFill++) {
+    static int anReads[2];
+    int nReads, nSeen;
+    /* Count the reads of a full scan, then fail each in turn. */
+    CHECK_EQ(strataSstIterNew(r, bFill, &it), STRATA_OK);
+    strataFaultEnvArm(env, STRATA_FAULT_EIO, STRATA_FAULTOP_READ, 1000000);
+    for (it->pMethods->xSeekFirst(it); it->bValid; it->pMethods->xNext(it)) {
+    }
+    nReads = strataFaultEnvCount(env);
+    strataIterClose(it);
+    anReads[bFill] = nReads;
+    if (bFill == 1) CHECK(anReads[0] * 2 < anReads[1]); /* the scan that does not fill reads ahead */
+    for (n = 1; n <= nReads; n += 1 + nReads / 8) {
+      CHECK_EQ(strataSstIterNew(r, bFill, &it), STRATA_OK);
+      strataFaultEnvArm(env, STRATA_FAULT_EIO, STRATA_FAULTOP_READ, n);
+      nSeen = 0;
+      for (it->pMethods->xSeekFirst(it); it->bValid; it->pMethods->xNext(it)) {
+        if (!entMatches(it, &m.a[nSeen])) nSeen = -1000000;
+        nSeen++;
+      }
+      CHECK(strataFaultEnvFired(env));
+      CHECK_EQ(it->rc, STRATA_IOERR);
+      CHECK(nSeen >= 0 && nSeen < m.n);
+      strataFaultEnvDisarm(env);
+      it->pMethods->xSeekFirst(it); /* sticky */
+      CHECK(!it->bValid);
+      CHECK_EQ(it->rc, STRATA_IOERR);
+      strataIterClose(it);
+    }
+  }
+  /* Backward and Seek too. */
+  CHECK_EQ(strataSstIterNew(r, 1, &it), STRATA_OK);
+  strataFaultEnvArm(env, STRATA_FAULT_EIO, STRATA_FAULTOP_READ, 1);
+  it->pMethods->xSeek(it, m.a[m.n / 2].k, m.a[m.n / 2].nk);
+  CHECK(!it->bValid);
+  CHECK_EQ(it->rc, STRATA_IOERR);
+  strataIterClose(it);
+  CHECK_EQ(strataSstIterNew(r, 0, &it), STRATA_OK);
+  strataFaultEnvArm(env, STRATA_FAULT_EIO, STRATA_FAULTOP_READ, 3);
+  for (n = 0, it->pMethods->xSeekLast(it); it->bValid && n < 2 * m.n; it->pMethods->xPrev(it)) n++;
+  CHECK_EQ(it->rc, STRATA_IOERR);
+  strataIterClose(it);
+  strataFaultEnvDisarm(env);
+  CHECK_EQ(strataSstVerify(r), STRATA_OK);
+  strataSstClose(r);
+  strataBufFree(&val);
+  strataFaultEnvFree(env);
+  modelFree(&m);
+}
+
+static void test_sst_write_faults(void) {
+  TestRng rng;
+  Model m;
+  strata_env *env = strataFaultEnvNew(NULL);
+  const char *zPath = tablePath("wfault.sst");
+  int n, nFired = 0;
+  test_srand(&rng, 6);
+  modelMake(&m, 20000, 1, 40, &rng); /* > 256 KiB of blocks: several writes */
+  for (n = 1; n < 40; n++) {
+    SstOptions o = defaultOpts();
+    SstProps props;
+    int kind = n % 3 == 0 ? STRATA_FAULT_ENOSPC : n % 3 == 1 ? STRATA_FAULT_EIO : STRATA_FAULT_SHORT;
+    int rc;
+    o.compression = STRATA_COMPRESSION_NONE;
+    strataFaultEnvArm(env, kind, STRATA_FAULTOP_WRITE, n);
+    rc = buildTable(zPath, &m, &o, env, &props);
+    if (!strataFaultEnvFired(env)) {
+      CHECK_EQ(rc, STRATA_OK);
+      strataSstPropsFree(&props);
+      break;
+    }
+    nFired++;
+    CHECK_EQ(rc, kind == STRATA_FAULT_ENOSPC ? STRATA_FULL : STRATA_IOERR);
+    CHECK(!strataEnvDefault()->xExists(strataEnvDefault(), zPath)); /* removed */
+    CHECK_EQ(props.nEntries, 0);
+  }
+  CHECK(nFired >= 3);
+  /* A failed fsync fails Finish when bSync is set. */
+  {
+    SstOptions o = defaultOpts();
+    SstProps props;
+    o.bSync = 1;
+    strataFaultEnvArm(env, STRATA_FAULT_SYNC, STRATA_FAULTOP_SYNC, 1);
+    CHECK_EQ(buildTable(zPath, &m, &o, env, &props), STRATA_IOERR);
+    CHECK(strataFaultEnvFired(env));
+    CHECK(!strataEnvDefault()->xExists(strataEnvDefault(), zPath));
+    strataFaultEnvDisarm(env);
+    CHECK_EQ(buildTable(zPath, &m, &o, env, &props), STRATA_OK);
+    strataSstPropsFree(&props);
+  }
+  strataFaultEnvFree(env);
+  modelFree(&m);
+}
+
+/* ------------------------------------------------------------------ */
+/* CACHE */
+
+static void test_sst_cache(void) {
+  TestRng rng;
+  Model m;
+  SstOptions o = defaultOpts();
+  SstProps props;
+  SstReader *r = NULL;
+  StrataIter *it = NULL;
+  StrataBuf val = {0};
+  BlockCache *c = NULL;
+  const char *zPath = tablePath("cache.sst");
+  u64 id, nHit0, nMiss0, nHit1, nMiss1, nBlocks;
+  int i, nUser = 3000, nBad = 0, found, type, n;
+  test_srand(&rng, 8);
+  modelMake(&m, nUser, 2, 60, &rng);
+  CHECK_EQ(buildTable(zPath, &m, &o, NULL, &props), STRATA_OK);
+  nBlocks = props.nDataBlocks;
+  strataSstPropsFree(&props);
+  CHECK_EQ(strataCacheNew(64 * 1024 * 1024, &c), STRATA_OK);
+  id = strataCacheNewId(c);
+  CHECK_EQ(strataSstOpen(strataEnvDefault(), zPath, id, c, NULL, &r), STRATA_OK);
+  if (!r) return;
+
+  /* A scan that does not fill leaves the cache empty. */
+  CHECK_EQ(strataSstIterNew(r, 0, &it), STRATA_OK);
+  for (n = 0, it->pMethods->xSeekFirst(it); it->bValid; it->pMethods->xNext(it)) n++;
+  CHECK_EQ(n, m.n);
+  strataIterClose(it);
+  CHECK_EQ(strataCacheCount(c), 0);
+  /* A filling scan caches every block; charge covers the decoded blocks. */
+  CHECK_EQ(strataSstIterNew(r, 1, &it), STRATA_OK);
+  for (n = 0, it->pMethods->xSeekFirst(it); it->bValid; it->pMethods->xNext(it)) n++;
+  CHECK_EQ(n, m.n);
+  strataIterClose(it);
+  CHECK_EQ(strataCacheCount(c), nBlocks);
+  CHECK(strataCacheUsage(c) >= nBlocks * 1000);
+
+  /* Gets now hit. */
+  strataCacheCounters(c, &nHit0, &nMiss0);
+  for (i = 0; i < nUser; i++) {
+    u8 u[64];
+    size_t nu = userKey(u, (u64)i * 2, 1);
+    int want = modelGet(&m, u, nu, STRATA_MAX_SEQ);
+    if (strataSstGet(r, u, nu, STRATA_MAX_SEQ, NULL, &found, &type, &val) != STRATA_OK ||
+        found != 1 || (type == 1 && (val.n != m.a[want].nv || memcmp(val.a, m.a[want].v, val.n)))) {
+      nBad++;
+    }
+  }
+  strataCacheCounters(c, &nHit1, &nMiss1);
+  CHECK_EQ(nBad, 0);
+  CHECK_EQ(nMiss1, nMiss0);
+  CHECK(nHit1 - nHit0 >= (u64)nUser);
+
+  /* Steady state: Gets on cached blocks, and a scan over them, allocate
+  ** nothing (every allocation from now on would fail). */
+  CHECK_EQ(strataBufReserve(&val, 4096), STRATA_OK);
+  CHECK_EQ(strataSstIterNew(r, 1, &it), STRATA_OK);
+  strataTestFailMalloc(1, 1);
+  for (i = 0; i < nUser; i++) {
+    u8 u[64];
+    size_t nu = userKey(u, (u64)i * 2 + (u64)(i % 2), 1);
+    if (strataSstGet(r, u, nu, STRATA_MAX_SEQ, NULL, &found, &type, &val) != STRATA_OK) nBad++;
+  }
+  for (n = 0, it->pMethods->xSeekFirst(it); it->bValid && n < 3 * m.n; it->pMethods->xNext(it)) n++;
+  for (it->pMethods->xSeekLast(it); it->bValid && n < 3 * m.n; it->pMethods->xPrev(it)) n++;
+  strataTestFailMalloc(0, 0);
+  CHECK_EQ(nBad, 0);
+  CHECK_EQ(it->rc, STRATA_OK);
+  CHECK_EQ(n, 2 * m.n);
+  strataIterClose(it);
+
+  /* Damage the file under the open reader: cached blocks still serve, even
+  ** to a scan that does not fill; once evicted, the damage is reported. */
+  flipByte(zPath, 10, 0x40);
+  CHECK_EQ(strataSstIterNew(r, 0, &it), STRATA_OK);
+  for (n = 0, it->pMethods->xSeekFirst(it); it->bValid; it->pMethods->xNext(it)) n++;
+  CHECK_EQ(n, m.n);
+  CHECK_EQ(it->rc, STRATA_OK);
+  strataIterClose(it);
+  strataCacheEraseId(c, id);
+  CHECK_EQ(strataCacheCount(c), 0);
+  CHECK_EQ(strataSstIterNew(r, 0, &it), STRATA_OK);
+  it->pMethods->xSeekFirst(it);
+  CHECK(!it->bValid);
+  CHECK_EQ(it->rc, STRATA_CORRUPT);
+  strataIterClose(it);
+  CHECK_EQ(strataSstGet(r, m.a[0].k, m.a[0].nk - 8, STRATA_MAX_SEQ, NULL, &found, &type, &val),
+           STRATA_CORRUPT);
+  CHECK_EQ(strataCacheCount(c), 0); /* a damaged block is never cached */
+  strataSstClose(r);
+
+  /* A cache far smaller than the table: blocks come and go, results stay right. */
+  strataCacheFree(c);
+  flipByte(zPath, 10, 0x40); /* repair */
+  CHECK_EQ(strataCacheNew(16 * 1024, &c), STRATA_OK);
+  CHECK_EQ(strataSstOpen(strataEnvDefault(), zPath, strataCacheNewId(c), c, NULL, &r), STRATA_OK);
+  if (r) {
+    checkIteration(r, &m, 1, 300, &rng);
+    CHECK(strataCacheUsage(c) <= 64 * 1024);
+    strataSstClose(r);
+  }
+  strataCacheFree(c);
+  strataBufFree(&val);
+  modelFree(&m);
+}
+
+/* ------------------------------------------------------------------ */
+/* SPEED (informational) */
+
+static void test_sst_speed(void) {
+  int nEnt = bValgrind ? 50000 : 1000000, nGet = nEnt / 4, i, nFound = 0;
+  SstOptions o = defaultOpts();
+  SstBuilder *b = NULL;
+  SstProps props;
+  SstReader *r = NULL;
+  BlockCache *c = NULL;
+  StrataBuf val = {0};
+  TestRng rng;
+  u8 k[32], v[100];
+  const char *zPath = tablePath("speed.sst");
+  u64 t0, t1, nRaw = 0;
+  test_srand(&rng, 1);
+  for (i = 0; i < (int)sizeof(v); i++) v[i] = (u8)(i < 50 ? test_rand(&rng) : 'x');
+  CHECK_EQ(strataSstBuilderNew(strataEnvDefault(), zPath, &o, NULL, &b), STRATA_OK);
+  if (!b) return;
+  t0 = strataNowMicros();
+  for (i = 0; i < nEnt; i++) {
+    int nk = snprintf((char *)k, sizeof(k), "%016d", i);
+    strataPut64(k + nk, strataPackTrailer((u64)i + 1, 1));
+    v[0] = (u8)i;
+    if (strataSstBuilderAdd(b, k, (size_t)nk + 8, v, sizeof(v))) break;
+    nRaw += (size_t)nk + 8 + sizeof(v);
+  }
+  CHECK_EQ(strataSstBuilderFinish(b, &props), STRATA_OK);
+  t1 = strataNowMicros();
+  printf("# build: %d entries, %.1f MB raw -> %.1f MB, %.0f MB/s\n", nEnt, nRaw / 1e6,
+         props.fileSize / 1e6, nRaw / (double)(t1 - t0 + 1));
+  strataSstPropsFree(&props);
+  CHECK_EQ(strataCacheNew(512 * 1024 * 1024, &c), STRATA_OK);
+  CHECK_EQ(strataSstOpen(strataEnvDefault(), zPath, strataCacheNewId(c), c, NULL, &r), STRATA_OK);
+  if (r) {
+    int pass, found, type;
+    for (pass = 0; pass < 2; pass++) {
+      t0 = strataNowMicros();
+      for (i = 0; i < nGet; i++) {
+        int nk = snprintf((char *)k, sizeof(k), "%016d", (int)test_randn(&rng, (u64)nEnt));
+        if (strataSstGet(r, k, (size_t)nk, STRATA_MAX_SEQ, NULL, &found, &type, &val) == STRATA_OK) {
+          nFound += found;
+        }
+      }
+      t1 = strataNowMicros();
+      printf("# get (%s cache): %.0f Get/s\n", pass ? "warm" : "cold", nGet / ((t1 - t0 + 1) / 1e6));
+    }
+    CHECK_EQ(nFound, 2 * nGet);
+    {
+      StrataIter *it = NULL;
+      int n = 0;
+      CHECK_EQ(strataSstIterNew(r, 0, &it), STRATA_OK);
+      t0 = strataNowMicros();
+      for (it->pMethods->xSeekFirst(it); it->bValid; it->pMethods->xNext(it)) n++;
+      t1 = strataNowMicros();
+      CHECK_EQ(n, nEnt);
+      printf("# scan: %.0f entries/s\n", n / ((t1 - t0 + 1) / 1e6));
+      strataIterClose(it);
+    }
+    strataSstClose(r);
+  }
+  strataCacheFree(c);
+  strataBufFree(&val);
+}
+
+int main(void) {
+  const char *zPre = getenv("LD_PRELOAD");
+  bValgrind = zPre && strstr(zPre, "vgpreload") != NULL;
+  snprintf(zDir, sizeof(zDir), "%s", test_dir("sstable"));
+  mkdir(zDir, 0755);
+  if (strataCacheNew(8 * 1024 * 1024, &gCache) != STRATA_OK) return 1;
+  RUN(test_sst_matrix);
+  RUN(test_sst_large_tables);
+  RUN(test_sst_empty_table);
+  RUN(test_sst_many_versions);
+  RUN(test_sst_big_keys_and_values);
+  RUN(test_sst_builder_misuse);
+  RUN(test_sst_corruption);
+  RUN(test_sst_read_faults);
+  RUN(test_sst_write_faults);
+  RUN(test_sst_cache);
+  RUN(test_sst_speed);
+  strataCacheFree(gCache);
+  test_rmdir(zDir);
+  return TEST_SUMMARY();
+}
