@@ -9,8 +9,8 @@
 ** memtables so background flushes happen in the middle):
 **   A: open (create), puts, batches, a get, strata_flush, more puts,
 **      a full scan, close;
-**   B: open (recovery), gets, batches, puts, deletes, strata_flush, a scan,
-**      close.
+**   B: open (recovery), gets, batches, puts, deletes, strata_flush,
+**      strata_compact_range over everything, a scan, close.
 ** Each write is logged as a commit with its outcome: ACKED (returned OK),
 ** REJECTED (returned READONLY: refused before anything was written) or
 ** UNCERTAIN (failed with IOERR/FULL/NOMEM: it may or may not have reached
@@ -414,6 +414,13 @@ static void do_flush(Run *r, strata *db) {
   check_rc(r, strata_flush(db), bFired, "flush");
 }
 
+/* Compact everything into one level: compaction's reads, table writes,
+** manifest edit and deletions get their turn to fail. */
+static void do_compact(Run *r, strata *db) {
+  int bFired = r->pFault ? strataFaultEnvFired(r->pFault) : 0;
+  check_rc(r, strata_compact_range(db, NULL, 0, NULL, 0), bFired, "compact_range");
+}
+
 static void do_read_check(Run *r, strata *db, int bGet) {
   int bFired = r->pFault ? strataFaultEnvFired(r->pFault) : 0;
   int rc = check_state(r, db, bGet, 0);
@@ -446,6 +453,7 @@ static void workload(Run *r, strata_env *env, strata_batch *b) {
     for (i = 0; i < 2; i++) do_commit(r, db, b, 6, i * 11 + 4, 5, 1);
     for (i = 0; i < 8; i++) do_commit(r, db, b, 1, i * 9 + 1, 1, i % 3 == 2);
     do_flush(r, db);
+    do_compact(r, db);
     do_commit(r, db, b, 4, 30, 2, 0);
     do_read_check(r, db, 0);
     do_close(r, db);
