@@ -93,6 +93,7 @@ typedef struct Compaction {
   FileMeta **apIn[2];
   StrataBuf lo, hi; /* user key range of all inputs */
   u64 nBytesIn;
+  int bMoved;       /* done by a trivial move */
 } Compaction;
 
 static void compactionFree(Compaction *c) {
@@ -385,6 +386,27 @@ static int compactMerge(strata *db, Compaction *c, Version *v, u64 oldestSnap, V
   return rc;
 }
 
+static int cmpFileSmallest(const void *a, const void *b) {
+  const FileMeta *x = *(FileMeta *const *)a, *y = *(FileMeta *const *)b;
+  return strataIkeyCompare(x->smallest.a, x->smallest.n, y->smallest.a, y->smallest.n);
+}
+
+/* 1 if no two inputs of the upper level share a user key. */
+static int inputsDisjoint(Compaction *c) {
+  FileMeta **a;
+  int i, bOk = 1;
+  if (c->nIn[0] <= 1) return 1;
+  a = strataMalloc(sizeof(FileMeta *) * (size_t)c->nIn[0]);
+  if (!a) return 0;
+  memcpy(a, c->apIn[0], sizeof(FileMeta *) * (size_t)c->nIn[0]);
+  qsort(a, (size_t)c->nIn[0], sizeof(FileMeta *), cmpFileSmallest);
+  for (i = 1; i < c->nIn[0] && bOk; i++) {
+    if (ukeyCmp(&a[i - 1]->largest, &a[i]->smallest) >= 0) bOk = 0;
+  }
+  strataFreeMem(a);
+  return bOk;
+}
+
 /* Run compaction c. db->mu held on entry and exit; released while merging. */
 static int runCompaction(strata *db, Compaction *c) {
   VersionEdit e;
@@ -396,10 +418,13 @@ static int runCompaction(strata *db, Compaction *c) {
   for (j = 0; j < 2; j++) {
     for (i = 0; i < c->nIn[j] && rc == STRATA_OK; i++) rc = strataEditDelFile(&e, c->level + j, c->apIn[j][i]->number);
   }
-  if (rc == STRATA_OK && c->nIn[0] == 1 && c->nIn[1] == 0 &&
-      (c->level > 0 || v->nFile[0] == 1)) {
-    /* Trivial move: nothing to merge with below. */
-    rc = strataEditAddFile(&e, c->level + 1, c->apIn[0][0]);
+  if (rc == STRATA_OK && c->nIn[1] == 0 && inputsDisjoint(c)) {
+    /* Trivial move: nothing below to merge with, and (for L0) no two inputs
+    ** share a user key, as after sequential writes. */
+    for (i = 0; i < c->nIn[0] && rc == STRATA_OK; i++) {
+      rc = strataEditAddFile(&e, c->level + 1, c->apIn[0][i]);
+    }
+    c->bMoved = 1;
   } else if (rc == STRATA_OK) {
     u64 oldest = strataDbOldestSnapshot(db);
     strataVersionRef(v);
@@ -417,8 +442,7 @@ static int runCompaction(strata *db, Compaction *c) {
       strataBufSet(&db->aCompactPointer[c->level], last->largest.a, last->largest.n);
     }
     if (rc) {
-      for (i = 0; i < e.nAdd; i++) {
-        if (e.aAdd[i].pMeta->number == c->apIn[0][0]->number) continue; /* a moved file */
+      for (i = 0; i < e.nAdd && !c->bMoved; i++) {
         {
           char *z = strataFileName(db->zDir, STRATA_FILE_SST, e.aAdd[i].pMeta->number);
           e.aAdd[i].pMeta->xObsolete = NULL;

@@ -57,7 +57,7 @@ void strata_options_init(strata_options *o) {
   o->l0_stop_trigger = 20;
   o->target_file_size = 8u << 20;
   o->level_multiplier = 10;
-  o->background_threads = 1;
+  o->background_threads = 2; /* a flush need not wait for a compaction */
   o->busy_timeout_ms = 5000;
 }
 

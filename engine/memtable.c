@@ -198,27 +198,14 @@ static inline const u8 *nodeKey(const MemNode *x) {
   return (const u8 *)(x + 1);
 }
 
-static inline u64 loadBe64(const u8 *a) {
-  return __builtin_bswap64(strataGet64(a));
-}
-
 /* Compare node x's internal key with the internal key (pUkey/nUkey, trailer):
 ** negative if x sorts first, 0 if equal, positive if x sorts after. */
 static inline int nodeCompare(const MemNode *x, const u8 *pUkey, size_t nUkey, u64 trailer) {
   const u8 *a = nodeKey(x);
   size_t na = x->nKey - STRATA_TRAILER;
-  size_t n = na < nUkey ? na : nUkey;
   u64 ta;
-  int c;
-  if (LIKELY(n >= 8)) {
-    u64 va = loadBe64(a), vb = loadBe64(pUkey);
-    if (va != vb) return va < vb ? -1 : 1;
-    c = memcmp(a + 8, pUkey + 8, n - 8);
-  } else {
-    c = n ? memcmp(a, pUkey, n) : 0;
-  }
+  int c = strataUkeyCompare(a, na, pUkey, nUkey);
   if (c) return c;
-  if (na != nUkey) return na < nUkey ? -1 : 1;
   ta = strataGet64(a + na);
   return ta > trailer ? -1 : (ta < trailer ? 1 : 0);
 }

@@ -99,7 +99,7 @@ typedef struct strata_options {
   size_t target_file_size;   /* sstable size that compaction aims at (default 8 MiB) */
   size_t level_base_size;    /* target size of L1 (default 0: 4 x memtable_size) */
   int level_multiplier;      /* growth factor between levels (default 10) */
-  int background_threads;    /* flush/compaction threads (default 1) */
+  int background_threads;    /* flush/compaction threads (default 2) */
   int disable_compaction;    /* 1: never compact automatically (tests, tools) */
   int busy_timeout_ms;       /* how long strata_txn_begin waits for the write lock */
   strata_env *env;           /* NULL: the operating system; tests inject faults here */
