@@ -375,6 +375,9 @@ static int hasDigit(const u8 *z, size_t n) {
   return 0;
 }
 
+/* Integers a REAL column stores as integers (others become doubles). */
+#define REAL_EXACT_INT ((i64)1 << 47)
+
 /* Apply affinity cAff to v as SQLite does when storing into a column (bStore)
 ** or when comparing a column with v (!bStore: no real-to-integer step, which
 ** does not change the key encoding anyway). The result goes to *pOut; if a
@@ -399,10 +402,16 @@ static int applyAffinity(sqlite3_value *v, char cAff, int bStore, KcValue *pOut,
     valueToKc(v, pOut);
     if (bStore && pOut->eType == SQLITE_FLOAT) {
       i64 ix;
-      if (realToInt(pOut->r, &ix)) {
+      if (realToInt(pOut->r, &ix) &&
+          (cAff != AFF_REAL || (ix >= -REAL_EXACT_INT && ix < REAL_EXACT_INT))) {
         pOut->eType = SQLITE_INTEGER;
         pOut->i = ix;
       }
+    } else if (bStore && cAff == AFF_REAL && pOut->eType == SQLITE_INTEGER &&
+               (pOut->i < -REAL_EXACT_INT || pOut->i >= REAL_EXACT_INT)) {
+      /* As SQLite: a REAL column keeps an integer exactly only up to 2^47. */
+      pOut->eType = SQLITE_FLOAT;
+      pOut->r = (double)pOut->i;
     }
     return SQLITE_OK;
   }
