@@ -79,7 +79,8 @@ static size_t commonPrefix(const u8 *a, size_t na, const u8 *b, size_t nb) {
   return i;
 }
 
-int strataBlockBuilderAdd(BlockBuilder *b, const u8 *pKey, size_t nKey, const u8 *pVal, size_t nVal) {
+int strataBlockBuilderAdd(BlockBuilder *b, const u8 *pKey, size_t nKey, const u8 *pVal,
+                          size_t nVal) {
   size_t shared = 0, nUnshared;
   u8 *p;
   int rc;
@@ -280,7 +281,8 @@ static int restartKey(BlockIter *it, u32 i, const u8 **ppKey, size_t *pnKey) {
   p = entryHeader(it->aData + off, pLimit, &shared, &unshared, &nVal);
   if (!p) return blockCorrupt(it, "bad entry header", off);
   if (shared != 0) return blockCorrupt(it, "restart entry shares a prefix", off);
-  if ((u64)unshared + nVal > (u64)(pLimit - p)) return blockCorrupt(it, "entry overruns the block", off);
+  if ((u64)unshared + nVal > (u64)(pLimit - p))
+    return blockCorrupt(it, "entry overruns the block", off);
   if (unshared < STRATA_TRAILER) return blockCorrupt(it, "key too short", off);
   *ppKey = p;
   *pnKey = unshared;
@@ -308,8 +310,10 @@ void strataBlockIterSeek(BlockIter *it, const u8 *pKey, size_t nKey) {
   if (it->base.bValid) {
     c = strataIkeyCompare(it->base.pKey, it->base.nKey, pKey, nKey);
     if (c == 0) return;
-    if (c < 0) lo = it->iRestart; /* its restart key <= current < target */
-    else hi = it->iRestart;       /* the answer is at or before the current entry */
+    if (c < 0)
+      lo = it->iRestart; /* its restart key <= current < target */
+    else
+      hi = it->iRestart; /* the answer is at or before the current entry */
   }
   /* Find the last restart whose key is < target. */
   while (lo < hi) {
@@ -317,8 +321,10 @@ void strataBlockIterSeek(BlockIter *it, const u8 *pKey, size_t nKey) {
     const u8 *pMid;
     size_t nMid;
     if (!restartKey(it, mid, &pMid, &nMid)) return;
-    if (strataIkeyCompare(pMid, nMid, pKey, nKey) < 0) lo = mid;
-    else hi = mid - 1;
+    if (strataIkeyCompare(pMid, nMid, pKey, nKey) < 0)
+      lo = mid;
+    else
+      hi = mid - 1;
   }
   /* A forward seek within the current region goes on from where we are. */
   if (!(it->base.bValid && c < 0 && lo == it->iRestart)) {
@@ -355,11 +361,21 @@ void strataBlockIterPrev(BlockIter *it) {
 }
 
 /* The StrataIter face of a heap-allocated BlockIter. */
-static void biSeekFirst(StrataIter *p) { strataBlockIterSeekFirst((BlockIter *)p); }
-static void biSeekLast(StrataIter *p) { strataBlockIterSeekLast((BlockIter *)p); }
-static void biSeek(StrataIter *p, const u8 *k, size_t n) { strataBlockIterSeek((BlockIter *)p, k, n); }
-static void biNext(StrataIter *p) { strataBlockIterNext((BlockIter *)p); }
-static void biPrev(StrataIter *p) { strataBlockIterPrev((BlockIter *)p); }
+static void biSeekFirst(StrataIter *p) {
+  strataBlockIterSeekFirst((BlockIter *)p);
+}
+static void biSeekLast(StrataIter *p) {
+  strataBlockIterSeekLast((BlockIter *)p);
+}
+static void biSeek(StrataIter *p, const u8 *k, size_t n) {
+  strataBlockIterSeek((BlockIter *)p, k, n);
+}
+static void biNext(StrataIter *p) {
+  strataBlockIterNext((BlockIter *)p);
+}
+static void biPrev(StrataIter *p) {
+  strataBlockIterPrev((BlockIter *)p);
+}
 static void biClose(StrataIter *p) {
   strataBlockIterRelease((BlockIter *)p);
   strataFreeMem(p);

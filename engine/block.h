@@ -27,7 +27,7 @@ typedef struct BlockBuilder {
   StrataBuf restarts; /* u32 offsets of restart entries */
   StrataBuf lastKey;  /* the previous key, for prefix compression */
   int restartInterval;
-  int nSinceRestart;  /* entries since the last restart point */
+  int nSinceRestart; /* entries since the last restart point */
   u64 nEntries;
   int bFinished;
 } BlockBuilder;
@@ -38,7 +38,8 @@ void strataBlockBuilderReset(BlockBuilder *b);
 void strataBlockBuilderFree(BlockBuilder *b);
 /* Append an entry. Keys must be added in increasing order (not checked
 ** here). STRATA_OK or STRATA_NOMEM (the builder is then unusable). */
-int strataBlockBuilderAdd(BlockBuilder *b, const u8 *pKey, size_t nKey, const u8 *pVal, size_t nVal);
+int strataBlockBuilderAdd(BlockBuilder *b, const u8 *pKey, size_t nKey, const u8 *pVal,
+                          size_t nVal);
 /* Append the restart array; *ppOut, *pnOut is the finished block, valid
 ** until the next Reset or Free. STRATA_OK or STRATA_NOMEM. */
 int strataBlockBuilderFinish(BlockBuilder *b, const u8 **ppOut, size_t *pnOut);
@@ -46,7 +47,9 @@ int strataBlockBuilderFinish(BlockBuilder *b, const u8 **ppOut, size_t *pnOut);
 static inline size_t strataBlockBuilderSize(const BlockBuilder *b) {
   return b->buf.n + b->restarts.n + 4;
 }
-static inline int strataBlockBuilderEmpty(const BlockBuilder *b) { return b->nEntries == 0; }
+static inline int strataBlockBuilderEmpty(const BlockBuilder *b) {
+  return b->nEntries == 0;
+}
 
 /* ITERATOR. A BlockIter reads a block it does not own: the block bytes must
 ** stay unchanged while the iterator uses them. It may live on the stack or
@@ -57,14 +60,14 @@ static inline int strataBlockBuilderEmpty(const BlockBuilder *b) { return b->nEn
 ** message set, and leave it invalid until the next strataBlockIterInit. */
 typedef struct BlockIter {
   StrataIter base;
-  const u8 *aData;   /* the block */
+  const u8 *aData; /* the block */
   const u8 *aRestart;
-  u32 nLimit;        /* end of the entries = start of the restart array */
+  u32 nLimit; /* end of the entries = start of the restart array */
   u32 nRestart;
-  u32 iCur;          /* offset of the current entry */
-  u32 iNext;         /* offset of the entry after it */
-  u32 iRestart;      /* restart region that holds the current entry */
-  u8 *aKey;          /* decoded key buffer: aKeyInline or a heap buffer */
+  u32 iCur;     /* offset of the current entry */
+  u32 iNext;    /* offset of the entry after it */
+  u32 iRestart; /* restart region that holds the current entry */
+  u8 *aKey;     /* decoded key buffer: aKeyInline or a heap buffer */
   size_t nKeyAlloc;
   u8 aKeyInline[BLOCK_INLINE_KEY];
 } BlockIter;

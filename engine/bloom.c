@@ -43,8 +43,12 @@
 #define BH_K2 0xC2B2AE3D27D4EB4Full
 #define BH_K3 0x165667B19E3779F9ull
 
-static inline u64 rotl64(u64 x, int r) { return (x << r) | (x >> (64 - r)); }
-static inline u32 rotl32(u32 x, int r) { return (x << r) | (x >> (32 - r)); }
+static inline u64 rotl64(u64 x, int r) {
+  return (x << r) | (x >> (64 - r));
+}
+static inline u32 rotl32(u32 x, int r) {
+  return (x << r) | (x >> (32 - r));
+}
 
 static inline u64 hashRound(u64 h, u64 k) {
   k *= BH_K2;
@@ -85,7 +89,9 @@ static int bloomProbes(int bitsPerKey) {
   return k;
 }
 
-static inline u32 bloomLine(u32 h, u32 nLines) { return (u32)(((u64)h * nLines) >> 32); }
+static inline u32 bloomLine(u32 h, u32 nLines) {
+  return (u32)(((u64)h * nLines) >> 32);
+}
 
 /* Append a filter for the nKey hashes aHash (duplicates are harmless) to
 ** pOut, sized for bitsPerKey bits per key. bitsPerKey <= 0 appends nothing

@@ -54,7 +54,9 @@ static void ctxFree(void *p) {
   strataFreeMem(ctx);
 }
 
-static void ctxKeyInit(void) { bCtxKeyOk = pthread_key_create(&ctxKey, ctxFree) == 0; }
+static void ctxKeyInit(void) {
+  bCtxKeyOk = pthread_key_create(&ctxKey, ctxFree) == 0;
+}
 
 /* The calling thread's context holder, or NULL (message set) on OOM. */
 static ZstdCtx *ctxGet(void) {

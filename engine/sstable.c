@@ -39,13 +39,14 @@
 **
 **   strataSstOpen reads the footer, then the index, filter and properties
 **   blocks, checks their checksums and structure, and keeps them decoded in
-**   memory for the reader's lifetime. Data blocks are read on demand: through
-**   the block cache when there is one (key (id, block offset), value the
-**   decoded block, charge its allocation), else into a buffer of the
-**   iterator (or, for Get, a temporary one). Every read from disk is
-**   checksummed; a mismatch is STRATA_CORRUPT naming the file and offset, and
-**   the bytes are never used. Every handle and length read from the file is
-**   checked against the file before it is used.
+**   memory for the reader's lifetime (charged to the block cache, if any, as
+**   one pinned entry: see CHARGING THE CACHE). Data blocks are read on
+**   demand: through the block cache when there is one (key (id, block
+**   offset), value the decoded block, charge its allocation), else into a
+**   buffer of the iterator (or, for Get, a temporary one). Every read from
+**   disk is checksummed; a mismatch is STRATA_CORRUPT naming the file and
+**   offset, and the bytes are never used. Every handle and length read from
+**   the file is checked against the file before it is used.
 **
 **   A Get with a cache hit allocates nothing: the lookup key and both block
 **   iterators live on the stack (keys longer than the inline buffers are the
@@ -112,17 +113,17 @@ struct SstBuilder {
   char *zPath;
   StrataFile *pFile;
   SstOptions opts;
-  int rc;             /* sticky: the first write or encoding error */
-  u64 offset;         /* bytes written, buffered included */
-  StrataBuf wbuf;     /* write buffer (SST_WRITE_BUFFER) */
-  BlockBuilder data;  /* the data block being filled */
+  int rc;            /* sticky: the first write or encoding error */
+  u64 offset;        /* bytes written, buffered included */
+  StrataBuf wbuf;    /* write buffer (SST_WRITE_BUFFER) */
+  BlockBuilder data; /* the data block being filled */
   BlockBuilder index;
-  StrataBuf lastKey;  /* the last internal key added */
-  int bPendingIndex;  /* a data block's index entry waits for the next key */
+  StrataBuf lastKey; /* the last internal key added */
+  int bPendingIndex; /* a data block's index entry waits for the next key */
   u64 pendingOff, pendingSize;
-  StrataBuf sep;      /* separator scratch */
-  StrataBuf cbuf;     /* compression output */
-  u32 *aHash;         /* one hash per distinct user key, for the filter */
+  StrataBuf sep;  /* separator scratch */
+  StrataBuf cbuf; /* compression output */
+  u32 *aHash;     /* one hash per distinct user key, for the filter */
   size_t nHash, nHashAlloc;
   SstProps props;
 };
@@ -243,7 +244,8 @@ int strataSstBuilderNew(strata_env *env, const char *zPath, const SstOptions *op
   SstBuilder *b;
   int rc;
   *ppBuilder = NULL;
-  if (opts->compression != STRATA_COMPRESSION_NONE && opts->compression != STRATA_COMPRESSION_ZSTD) {
+  if (opts->compression != STRATA_COMPRESSION_NONE &&
+      opts->compression != STRATA_COMPRESSION_ZSTD) {
     return strataErr(STRATA_ERROR, "unknown compression type %d", opts->compression);
   }
   b = strataMallocZero(sizeof(*b));
@@ -257,7 +259,8 @@ int strataSstBuilderNew(strata_env *env, const char *zPath, const SstOptions *op
   strataBlockBuilderInit(&b->index, 1);
   b->props.minSeq = STRATA_MAX_SEQ;
   b->zPath = strataStrdup(zPath);
-  rc = b->zPath ? strataBufReserve(&b->wbuf, SST_WRITE_BUFFER) : strataErr(STRATA_NOMEM, "out of memory");
+  rc = b->zPath ? strataBufReserve(&b->wbuf, SST_WRITE_BUFFER)
+                : strataErr(STRATA_NOMEM, "out of memory");
   if (rc == STRATA_OK) rc = strataEnvOpen(env, zPath, STRATA_OPEN_WRITE, pStats, &b->pFile);
   if (rc) {
     strataFreeMem(b->zPath);
@@ -281,7 +284,8 @@ int strataSstBuilderAdd(SstBuilder *b, const u8 *pIkey, size_t nIkey, const u8 *
   if (nIkey - STRATA_TRAILER > STRATA_MAX_KEY) {
     return strataErr(STRATA_TOOBIG, "key of %zu bytes exceeds the limit", nIkey - STRATA_TRAILER);
   }
-  if (nVal > STRATA_MAX_VALUE) return strataErr(STRATA_TOOBIG, "value of %zu bytes exceeds the limit", nVal);
+  if (nVal > STRATA_MAX_VALUE)
+    return strataErr(STRATA_TOOBIG, "value of %zu bytes exceeds the limit", nVal);
   if (b->props.nEntries > 0 && strataIkeyCompare(b->lastKey.a, b->lastKey.n, pIkey, nIkey) >= 0) {
     return strataErr(STRATA_MISUSE, "%s: keys added out of order", b->zPath);
   }
@@ -301,9 +305,11 @@ int strataSstBuilderAdd(SstBuilder *b, const u8 *pIkey, size_t nIkey, const u8 *
     }
     b->aHash[b->nHash++] = strataBloomHash(pIkey, nIkey - STRATA_TRAILER);
   }
-  if ((rc = strataBlockBuilderAdd(&b->data, pIkey, nIkey, pVal, nVal)) != STRATA_OK) goto add_failed;
+  if ((rc = strataBlockBuilderAdd(&b->data, pIkey, nIkey, pVal, nVal)) != STRATA_OK)
+    goto add_failed;
   if ((rc = strataBufSet(&b->lastKey, pIkey, nIkey)) != STRATA_OK) goto add_failed;
-  if (b->props.nEntries == 0 && (rc = strataBufSet(&b->props.smallest, pIkey, nIkey))) goto add_failed;
+  if (b->props.nEntries == 0 && (rc = strataBufSet(&b->props.smallest, pIkey, nIkey)))
+    goto add_failed;
   seq = strataIkeySeq(pIkey, nIkey);
   if (seq < b->props.minSeq) b->props.minSeq = seq;
   if (seq > b->props.maxSeq) b->props.maxSeq = seq;
@@ -324,7 +330,9 @@ u64 strataSstBuilderFileSize(const SstBuilder *b) {
   return b->offset + (strataBlockBuilderEmpty(&b->data) ? 0 : strataBlockBuilderSize(&b->data));
 }
 
-u64 strataSstBuilderCount(const SstBuilder *b) { return b->props.nEntries; }
+u64 strataSstBuilderCount(const SstBuilder *b) {
+  return b->props.nEntries;
+}
 
 static void builderFree(SstBuilder *b) {
   strataFileClose(b->pFile);
@@ -434,14 +442,35 @@ struct SstReader {
   u64 id;
   BlockCache *pCache;
   u64 fileSize;
-  u64 nDataEnd;     /* data blocks lie in [0, nDataEnd) */
-  u64 indexOff;     /* offset of the index block (messages) */
+  u64 nDataEnd; /* data blocks lie in [0, nDataEnd) */
+  u64 indexOff; /* offset of the index block (messages) */
   SstProps props;
-  u8 *aIndex;       /* decoded index block */
+  u8 *aIndex; /* decoded index block */
   size_t nIndex;
-  u8 *aFilter;      /* filter, NULL if none */
+  u8 *aFilter; /* filter, NULL if none */
   size_t nFilter;
+  CacheHandle *hMeta; /* pins aIndex and aFilter in pCache, if there is one */
 };
+
+/* CHARGING THE CACHE
+** With a block cache, the index and filter blocks are inserted into it as
+** one entry under (id, SST_META_OFF), which no data block can have, and
+** stay pinned while the reader is open: the cache's usage then counts them
+** against its budget, and they are freed when the reader closes. Without a
+** cache the reader simply owns them. */
+#define SST_META_OFF UINT64_MAX
+
+typedef struct SstMeta {
+  u8 *aIndex;
+  u8 *aFilter;
+} SstMeta;
+
+static void sstMetaFree(void *p) {
+  SstMeta *m = p;
+  strataFreeMem(m->aIndex);
+  strataFreeMem(m->aFilter);
+  strataFreeMem(m);
+}
 
 /* Report corruption in r at offset off. Returns STRATA_CORRUPT. */
 static int sstCorrupt(const SstReader *r, u64 off, const char *zWhy) {
@@ -457,9 +486,11 @@ static int sstWrapErr(const SstReader *r, int rc, const char *zWhat, u64 off) {
                    (unsigned long long)off, zMsg);
 }
 
-/* Check that (off, size) + trailer lies inside [0, nEnd). */
+/* Check that (off, size) + trailer lies inside [0, nEnd), and that size is
+** possible for a stored block (so damage never makes us allocate more). */
 static int sstHandleOk(u64 off, u64 size, u64 nEnd) {
-  return size <= nEnd && off <= nEnd - size && nEnd - size - off >= SST_TRAILER;
+  return size < STRATA_BLOCK_MAX && size <= nEnd && off <= nEnd - size &&
+         nEnd - size - off >= SST_TRAILER;
 }
 
 /* Read the stored block (off, size) and its trailer into aRaw (size + 5
@@ -472,7 +503,8 @@ static int sstReadRaw(SstReader *r, u64 off, u64 size, u8 *aRaw, int *pType) {
   if (rc) return rc;
   if (nRead != n) return sstCorrupt(r, off, "block truncated");
   crc = strataCrc32c(0, aRaw, (size_t)size + 1);
-  if (strataCrcMask(crc) != strataGet32(aRaw + size + 1)) return sstCorrupt(r, off, "block checksum mismatch");
+  if (strataCrcMask(crc) != strataGet32(aRaw + size + 1))
+    return sstCorrupt(r, off, "block checksum mismatch");
   *pType = aRaw[size];
   if (*pType != SST_TYPE_NONE && *pType != SST_TYPE_ZSTD) {
     return sstCorrupt(r, off, "unknown block compression type");
@@ -571,7 +603,8 @@ props_corrupt:
   return strataErr(STRATA_CORRUPT, "sstable %s: malformed properties block", r->zPath);
 }
 
-/* Open zPath. Returns STRATA_OK with *ppReader; STRATA_CANTOPEN or an I/O
+/* Open zPath. With pCache, the index and filter are charged to it (see
+** CHARGING THE CACHE). Returns STRATA_OK with *ppReader; STRATA_CANTOPEN or an I/O
 ** error; STRATA_CORRUPT ("not an sstable" for a wrong magic number, or a
 ** damaged footer, index, filter or properties block); STRATA_NOMEM. */
 int strataSstOpen(strata_env *env, const char *zPath, u64 id, BlockCache *pCache,
@@ -600,14 +633,15 @@ int strataSstOpen(strata_env *env, const char *zPath, u64 id, BlockCache *pCache
                    (unsigned long long)r->fileSize);
     goto open_failed;
   }
-  rc = strataFileReadExact(r->pFile, aFooter, SST_FOOTER_SIZE, r->fileSize - SST_FOOTER_SIZE,
-                           zPath);
+  rc =
+      strataFileReadExact(r->pFile, aFooter, SST_FOOTER_SIZE, r->fileSize - SST_FOOTER_SIZE, zPath);
   if (rc) goto open_failed;
   if (memcmp(aFooter + SST_FOOTER_MAGIC, SST_MAGIC, 8) != 0) {
     rc = strataErr(STRATA_CORRUPT, "sstable %s: not an sstable (bad magic number)", zPath);
     goto open_failed;
   }
-  if (strataCrcMask(strataCrc32c(0, aFooter, SST_FOOTER_CRC)) != strataGet32(aFooter + SST_FOOTER_CRC)) {
+  if (strataCrcMask(strataCrc32c(0, aFooter, SST_FOOTER_CRC)) !=
+      strataGet32(aFooter + SST_FOOTER_CRC)) {
     rc = sstCorrupt(r, r->fileSize - SST_FOOTER_SIZE, "footer checksum mismatch");
     goto open_failed;
   }
@@ -644,13 +678,29 @@ int strataSstOpen(strata_env *env, const char *zPath, u64 id, BlockCache *pCache
 
   /* Data blocks end where the first metadata block starts. */
   nMin = strataGet64(aFooter + SST_FOOTER_PROPS);
-  if (strataGet64(aFooter + SST_FOOTER_INDEX) < nMin) nMin = strataGet64(aFooter + SST_FOOTER_INDEX);
+  if (strataGet64(aFooter + SST_FOOTER_INDEX) < nMin)
+    nMin = strataGet64(aFooter + SST_FOOTER_INDEX);
   if (r->aFilter && strataGet64(aFooter + SST_FOOTER_FILTER) < nMin) {
     nMin = strataGet64(aFooter + SST_FOOTER_FILTER);
   }
   r->nDataEnd = nMin;
   r->indexOff = strataGet64(aFooter + SST_FOOTER_INDEX);
   r->props.fileSize = r->fileSize;
+  if (pCache) {
+    SstMeta *m = strataMalloc(sizeof(*m));
+    if (!m) {
+      rc = strataErr(STRATA_NOMEM, "out of memory");
+      goto open_failed;
+    }
+    m->aIndex = r->aIndex;
+    m->aFilter = r->aFilter;
+    r->hMeta = strataCacheInsert(pCache, id, SST_META_OFF, m, strataSstMemoryUsage(r), sstMetaFree);
+    if (!r->hMeta) { /* sstMetaFree has run */
+      r->aIndex = r->aFilter = NULL;
+      rc = strataErr(STRATA_NOMEM, "out of memory");
+      goto open_failed;
+    }
+  }
   *ppReader = r;
   return STRATA_OK;
 
@@ -663,13 +713,20 @@ void strataSstClose(SstReader *r) {
   if (!r) return;
   strataFileClose(r->pFile);
   strataFreeMem(r->zPath);
-  strataFreeMem(r->aIndex);
-  strataFreeMem(r->aFilter);
+  if (r->hMeta) {
+    strataCacheErase(r->pCache, r->id, SST_META_OFF);
+    strataCacheRelease(r->pCache, r->hMeta); /* frees the index and filter */
+  } else {
+    strataFreeMem(r->aIndex);
+    strataFreeMem(r->aFilter);
+  }
   strataSstPropsFree(&r->props);
   strataFreeMem(r);
 }
 
-const SstProps *strataSstProps(const SstReader *r) { return &r->props; }
+const SstProps *strataSstProps(const SstReader *r) {
+  return &r->props;
+}
 
 size_t strataSstMemoryUsage(const SstReader *r) {
   return sizeof(*r) + r->nIndex + r->nFilter + r->props.smallest.nAlloc + r->props.largest.nAlloc +
@@ -719,8 +776,8 @@ static int sstPinBlock(SstReader *r, u64 off, u64 size, int bFill, BlockRef *pRe
   pRef->a = ((SstBlock *)pAlloc)->a;
   pRef->n = n;
   if (r->pCache && bFill) {
-    CacheHandle *h = strataCacheInsert(r->pCache, r->id, off, pAlloc, offsetof(SstBlock, a) + n,
-                                       strataFreeMem);
+    CacheHandle *h =
+        strataCacheInsert(r->pCache, r->id, off, pAlloc, offsetof(SstBlock, a) + n, strataFreeMem);
     if (!h) return strataErr(STRATA_NOMEM, "out of memory");
     pRef->h = h;
   } else {
@@ -767,8 +824,8 @@ int strataSstGet(SstReader *r, const u8 *pUkey, size_t nUkey, u64 seq, StrataRea
     if (!pLookup) return strataErr(STRATA_NOMEM, "out of memory");
   }
   memcpy(pLookup, pUkey, nUkey);
-  strataPut64(pLookup + nUkey, strataPackTrailer(seq > STRATA_MAX_SEQ ? STRATA_MAX_SEQ : seq,
-                                                 STRATA_TYPE_VALUE));
+  strataPut64(pLookup + nUkey,
+              strataPackTrailer(seq > STRATA_MAX_SEQ ? STRATA_MAX_SEQ : seq, STRATA_TYPE_VALUE));
   ix.aKey = NULL;
   dt.aKey = NULL;
   strataBlockIterInit(&ix, r->aIndex, r->nIndex);
@@ -789,8 +846,10 @@ int strataSstGet(SstReader *r, const u8 *pUkey, size_t nUkey, u64 seq, StrataRea
       if (strataUkeyCompare(k, nk - 8, pUkey, nUkey) == 0) {
         *pFound = 1;
         *pType = strataIkeyType(k, nk);
-        if (*pType == STRATA_TYPE_VALUE) rc = strataBufSet(pVal, dt.base.pVal, dt.base.nVal);
-        else pVal->n = 0;
+        if (*pType == STRATA_TYPE_VALUE)
+          rc = strataBufSet(pVal, dt.base.pVal, dt.base.nVal);
+        else
+          pVal->n = 0;
       }
       break;
     }
@@ -820,14 +879,14 @@ typedef struct SstIter {
   int bFillCache;
   BlockIter index;
   BlockIter data;
-  int bBlock;        /* data is positioned over a loaded block */
-  u64 blockOff;      /* ...this one */
-  BlockRef ref;      /* what pins it (neither set: it is in raw/dec) */
-  StrataBuf raw;     /* stored bytes of a block read without the cache */
-  StrataBuf dec;     /* decoded bytes of a compressed one */
-  StrataBuf ra;      /* readahead window: file bytes [raOff, raOff + ra.n) */
+  int bBlock;    /* data is positioned over a loaded block */
+  u64 blockOff;  /* ...this one */
+  BlockRef ref;  /* what pins it (neither set: it is in raw/dec) */
+  StrataBuf raw; /* stored bytes of a block read without the cache */
+  StrataBuf dec; /* decoded bytes of a compressed one */
+  StrataBuf ra;  /* readahead window: file bytes [raOff, raOff + ra.n) */
   u64 raOff;
-  int nForward;      /* consecutive forward block moves (drives readahead) */
+  int nForward; /* consecutive forward block moves (drives readahead) */
 } SstIter;
 
 /* Make the iterator invalid with error rc (sticky). */
@@ -855,7 +914,8 @@ static int sstIterReadBlock(SstIter *it, u64 off, u64 size, const u8 **pp, size_
     if (nWant > r->nDataEnd - off) nWant = r->nDataEnd - off;
     it->ra.n = 0;
     if ((rc = strataBufReserve(&it->ra, (size_t)nWant)) != STRATA_OK) return rc;
-    if ((rc = strataFileRead(r->pFile, it->ra.a, (size_t)nWant, off, &nRead)) != STRATA_OK) return rc;
+    if ((rc = strataFileRead(r->pFile, it->ra.a, (size_t)nWant, off, &nRead)) != STRATA_OK)
+      return rc;
     it->ra.n = nRead;
     it->raOff = off;
     if (nRead < nRaw) return sstCorrupt(r, off, "block truncated");
@@ -869,9 +929,11 @@ static int sstIterReadBlock(SstIter *it, u64 off, u64 size, const u8 **pp, size_
   }
   /* From the window: verify as if just read. */
   crc = strataCrc32c(0, aRaw, (size_t)size + 1);
-  if (strataCrcMask(crc) != strataGet32(aRaw + size + 1)) return sstCorrupt(r, off, "block checksum mismatch");
+  if (strataCrcMask(crc) != strataGet32(aRaw + size + 1))
+    return sstCorrupt(r, off, "block checksum mismatch");
   type = aRaw[size];
-  if (type != SST_TYPE_NONE && type != SST_TYPE_ZSTD) return sstCorrupt(r, off, "unknown block compression type");
+  if (type != SST_TYPE_NONE && type != SST_TYPE_ZSTD)
+    return sstCorrupt(r, off, "unknown block compression type");
 raw_verified:
   if (type == SST_TYPE_NONE) {
     *pp = aRaw;
@@ -951,8 +1013,10 @@ static int sstIterIndexOk(SstIter *it) {
   sstUnpinBlock(it->r, &it->ref);
   it->bBlock = 0;
   it->data.base.bValid = 0;
-  if (it->index.base.rc) sstIterFail(it, sstWrapErr(it->r, it->index.base.rc, "index block", it->r->indexOff));
-  else it->base.bValid = 0;
+  if (it->index.base.rc)
+    sstIterFail(it, sstWrapErr(it->r, it->index.base.rc, "index block", it->r->indexOff));
+  else
+    it->base.bValid = 0;
   return 0;
 }
 
@@ -1132,19 +1196,25 @@ int strataSstVerify(SstReader *r) {
     if ((rc = strataBufSet(&prevSep, ix.base.pKey, ix.base.nKey)) != STRATA_OK) break;
     nBlocks++;
   }
-  if (rc == STRATA_OK && !zWhy && ix.base.rc) rc = sstWrapErr(r, ix.base.rc, "index block", r->indexOff);
+  if (rc == STRATA_OK && !zWhy && ix.base.rc)
+    rc = sstWrapErr(r, ix.base.rc, "index block", r->indexOff);
   if (rc == STRATA_OK && !zWhy) {
     off = expectOff;
     if (nEntries == 0) minSeq = 0;
-    if (expectOff != r->nDataEnd) zWhy = "data blocks do not end where the metadata starts";
-    else if (nEntries != pr->nEntries) zWhy = "entry count differs from the properties";
-    else if (nBlocks != pr->nDataBlocks) zWhy = "block count differs from the properties";
-    else if (nDeletes != pr->nDeletes) zWhy = "deletion count differs from the properties";
+    if (expectOff != r->nDataEnd)
+      zWhy = "data blocks do not end where the metadata starts";
+    else if (nEntries != pr->nEntries)
+      zWhy = "entry count differs from the properties";
+    else if (nBlocks != pr->nDataBlocks)
+      zWhy = "block count differs from the properties";
+    else if (nDeletes != pr->nDeletes)
+      zWhy = "deletion count differs from the properties";
     else if (nRawKey != pr->nRawKeyBytes || nRawVal != pr->nRawValBytes) {
       zWhy = "raw sizes differ from the properties";
     } else if (minSeq != pr->minSeq || maxSeq != pr->maxSeq) {
       zWhy = "sequence range differs from the properties";
-    } else if (prevKey.n != pr->largest.n || (prevKey.n && memcmp(prevKey.a, pr->largest.a, prevKey.n))) {
+    } else if (prevKey.n != pr->largest.n ||
+               (prevKey.n && memcmp(prevKey.a, pr->largest.a, prevKey.n))) {
       zWhy = "last key differs from the largest key in the properties";
     }
   }

@@ -98,8 +98,10 @@ static int refLowerBound(const Ref *r, const u8 *k, size_t nk) {
   int lo = 0, hi = r->n;
   while (lo < hi) {
     int mid = (lo + hi) / 2;
-    if (strataIkeyCompare(r->a[mid].k, r->a[mid].nk, k, nk) < 0) lo = mid + 1;
-    else hi = mid;
+    if (strataIkeyCompare(r->a[mid].k, r->a[mid].nk, k, nk) < 0)
+      lo = mid + 1;
+    else
+      hi = mid;
   }
   return lo;
 }
@@ -189,9 +191,16 @@ static void checkBlock(const Ref *r, int restartInterval, TestRng *rng) {
       size_t nu = r->a[j].nk - 8;
       memcpy(k, r->a[j].k, nu);
       switch (step % 4) {
-        case 0: nk = nu; break;                              /* same user key */
-        case 1: k[nu] = (u8)test_rand(rng); nk = nu + 1; break; /* longer */
-        default: nk = nu ? nu - 1 : 0; break;               /* shorter */
+        case 0:
+          nk = nu;
+          break; /* same user key */
+        case 1:
+          k[nu] = (u8)test_rand(rng);
+          nk = nu + 1;
+          break; /* longer */
+        default:
+          nk = nu ? nu - 1 : 0;
+          break; /* shorter */
       }
       strataPut64(k + nk, strataPackTrailer(test_randn(rng, 1100000), (int)test_randn(rng, 2)));
       nk += 8;
@@ -365,8 +374,10 @@ static void test_block_builder_reset(void) {
       CHECK_EQ(strataBlockBuilderAdd(&b, k, (size_t)nk + 8, (const u8 *)"val", 3), STRATA_OK);
     }
     CHECK_EQ(strataBlockBuilderFinish(&b, &p, &n), STRATA_OK);
-    if (round == 0) strataBufSet(&first, p, n);
-    else CHECK(n == first.n && memcmp(p, first.a, n) == 0);
+    if (round == 0)
+      strataBufSet(&first, p, n);
+    else
+      CHECK(n == first.n && memcmp(p, first.a, n) == 0);
     strataBlockBuilderReset(&b);
     CHECK(strataBlockBuilderEmpty(&b));
   }
@@ -386,7 +397,8 @@ static int scanDamaged(const u8 *a, size_t n, const Ref *r) {
   u8 *copy = malloc(n ? n : 1);
   memcpy(copy, a, n);
   CHECK_EQ(strataBlockIterNew(copy, n, &it), STRATA_OK);
-  for (it->pMethods->xSeekFirst(it); it->bValid && nSteps < 100000; it->pMethods->xNext(it)) nSteps++;
+  for (it->pMethods->xSeekFirst(it); it->bValid && nSteps < 100000; it->pMethods->xNext(it))
+    nSteps++;
   rc = it->rc;
   it->pMethods->xSeekLast(it);
   for (; it->bValid && nSteps < 200000; it->pMethods->xPrev(it)) nSteps++;

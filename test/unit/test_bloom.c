@@ -126,13 +126,27 @@ static void test_malformed(void) {
     int j, nAll = 1;
     memcpy(a, f.a, f.n);
     switch (i) {
-      case 0: n = f.n - 1; break;
-      case 1: a[f.n - 6] = 9; break;
-      case 2: a[f.n - 5] = 0; break;
-      case 3: a[f.n - 5] = 200; break;
-      case 4: strataPut32(a + f.n - 4, strataGet32(a + f.n - 4) + 1); break;
-      case 5: strataPut32(a + f.n - 4, 0); break;
-      case 6: n = 5; break;
+      case 0:
+        n = f.n - 1;
+        break;
+      case 1:
+        a[f.n - 6] = 9;
+        break;
+      case 2:
+        a[f.n - 5] = 0;
+        break;
+      case 3:
+        a[f.n - 5] = 200;
+        break;
+      case 4:
+        strataPut32(a + f.n - 4, strataGet32(a + f.n - 4) + 1);
+        break;
+      case 5:
+        strataPut32(a + f.n - 4, 0);
+        break;
+      case 6:
+        n = 5;
+        break;
     }
     for (j = 0; j < 1000; j++) {
       if (!strataBloomMayContain(a, n, (u32)(j + 1) * 0x85EBCA77u)) nAll = 0;
@@ -149,7 +163,8 @@ static void test_hash_spread(void) {
   u32 aSeen[400];
   int nSeen = 0, i, j, nDup = 0;
   memset(k, 0, sizeof(k));
-  for (i = 0; i < 40; i++) aSeen[nSeen++] = strataBloomHash(k, (size_t)i); /* zeros, lengths 0..39 */
+  for (i = 0; i < 40; i++)
+    aSeen[nSeen++] = strataBloomHash(k, (size_t)i); /* zeros, lengths 0..39 */
   for (i = 0; i < 40 * 8 && nSeen < 400; i += 1) {
     memset(k, 0, sizeof(k));
     k[i / 8] = (u8)(1u << (i % 8));
@@ -169,9 +184,15 @@ static void fillInput(u8 *a, size_t n, int kind, TestRng *rng) {
   size_t i;
   for (i = 0; i < n; i++) {
     switch (kind) {
-      case 0: a[i] = 0; break;
-      case 1: a[i] = (u8)test_rand(rng); break;
-      default: a[i] = (u8)("the quick brown fox "[i % 20] + (i % 997 == 0)); break;
+      case 0:
+        a[i] = 0;
+        break;
+      case 1:
+        a[i] = (u8)test_rand(rng);
+        break;
+      default:
+        a[i] = (u8)("the quick brown fox "[i % 20] + (i % 997 == 0));
+        break;
     }
   }
 }
@@ -220,7 +241,8 @@ static void test_compress_levels_and_append(void) {
     n0 = c.n;
     CHECK_EQ(strataCompress(STRATA_COMPRESSION_ZSTD, level, a, sizeof(a), &c), STRATA_OK);
     CHECK(memcmp(c.a, "HDR", 3) == 0);
-    CHECK_EQ(strataDecompress(STRATA_COMPRESSION_ZSTD, c.a + n0, c.n - n0, b, sizeof(b)), STRATA_OK);
+    CHECK_EQ(strataDecompress(STRATA_COMPRESSION_ZSTD, c.a + n0, c.n - n0, b, sizeof(b)),
+             STRATA_OK);
     CHECK(memcmp(a, b, sizeof(a)) == 0);
   }
   CHECK_EQ(strataCompress(9, 1, a, 10, &c), STRATA_ERROR);

@@ -75,9 +75,12 @@ static void modelMake(Model *m, int nUser, int maxVer, int nMaxVal, TestRng *rng
       e->k = malloc(e->nk);
       memcpy(e->k, u, nu);
       strataPut64(e->k + nu, strataPackTrailer(seq, type));
-      e->nv = type == STRATA_TYPE_DELETE ? 0 : test_randn(rng, 5) == 0 ? 0 : test_randn(rng, (u64)nMaxVal + 1);
+      e->nv = type == STRATA_TYPE_DELETE ? 0
+              : test_randn(rng, 5) == 0  ? 0
+                                         : test_randn(rng, (u64)nMaxVal + 1);
       e->v = malloc(e->nv + 1);
-      for (q = 0; q < e->nv; q++) e->v[q] = (u8)(q % 3 ? (u64)('a' + (i + j) % 26) : test_rand(rng));
+      for (q = 0; q < e->nv; q++)
+        e->v[q] = (u8)(q % 3 ? (u64)('a' + (i + j) % 26) : test_rand(rng));
     }
   }
   qsort(m->a, (size_t)m->n, sizeof(Ent), entCmp);
@@ -98,8 +101,10 @@ static int modelLowerBound(const Model *m, const u8 *k, size_t nk) {
   int lo = 0, hi = m->n;
   while (lo < hi) {
     int mid = (lo + hi) / 2;
-    if (strataIkeyCompare(m->a[mid].k, m->a[mid].nk, k, nk) < 0) lo = mid + 1;
-    else hi = mid;
+    if (strataIkeyCompare(m->a[mid].k, m->a[mid].nk, k, nk) < 0)
+      lo = mid + 1;
+    else
+      hi = mid;
   }
   return lo;
 }
@@ -203,14 +208,20 @@ static void checkGets(SstReader *r, const Model *m, int nUser, TestRng *rng) {
     u64 seq;
     /* Latest, then an older snapshot, then one below every version. */
     for (int pass = 0; pass < 3; pass++) {
-      if (pass == 0) seq = STRATA_MAX_SEQ;
-      else if (pass == 1) seq = test_randn(rng, 1100);
-      else seq = 0;
+      if (pass == 0)
+        seq = STRATA_MAX_SEQ;
+      else if (pass == 1)
+        seq = test_randn(rng, 1100);
+      else
+        seq = 0;
       want = modelGet(m, u, nu, seq);
       rc = strataSstGet(r, u, nu, seq, &rs, &found, &type, &val);
-      if (rc != STRATA_OK) nBad++;
-      else if (want < 0) nBad += found != 0;
-      else if (!found || type != strataIkeyType(m->a[want].k, m->a[want].nk)) nBad++;
+      if (rc != STRATA_OK)
+        nBad++;
+      else if (want < 0)
+        nBad += found != 0;
+      else if (!found || type != strataIkeyType(m->a[want].k, m->a[want].nk))
+        nBad++;
       else if (type == STRATA_TYPE_VALUE &&
                (val.n != m->a[want].nv || (val.n && memcmp(val.a, m->a[want].v, val.n) != 0))) {
         nBad++;
@@ -225,11 +236,14 @@ static void checkGets(SstReader *r, const Model *m, int nUser, TestRng *rng) {
   /* Outside the key range on both sides. */
   {
     int found = 1, type;
-    CHECK_EQ(strataSstGet(r, (const u8 *)"a", 1, STRATA_MAX_SEQ, &rs, &found, &type, &val), STRATA_OK);
+    CHECK_EQ(strataSstGet(r, (const u8 *)"a", 1, STRATA_MAX_SEQ, &rs, &found, &type, &val),
+             STRATA_OK);
     CHECK_EQ(found, 0);
-    CHECK_EQ(strataSstGet(r, (const u8 *)"zzz", 3, STRATA_MAX_SEQ, &rs, &found, &type, &val), STRATA_OK);
+    CHECK_EQ(strataSstGet(r, (const u8 *)"zzz", 3, STRATA_MAX_SEQ, &rs, &found, &type, &val),
+             STRATA_OK);
     CHECK_EQ(found, 0);
-    CHECK_EQ(strataSstGet(r, (const u8 *)"", 0, STRATA_MAX_SEQ, &rs, &found, &type, &val), STRATA_OK);
+    CHECK_EQ(strataSstGet(r, (const u8 *)"", 0, STRATA_MAX_SEQ, &rs, &found, &type, &val),
+             STRATA_OK);
     CHECK_EQ(found, 0);
   }
   CHECK_EQ(nBad, 0);
@@ -367,8 +381,9 @@ static void test_sst_large_tables(void) {
     o.compression = comp;
     CHECK_EQ(buildTable(zPath, &m, &o, NULL, &props), STRATA_OK);
     checkProps(&props, &m, zPath);
-    if (comp == 1) printf("# zstd table: %llu bytes for %llu raw\n", (unsigned long long)props.fileSize,
-                          (unsigned long long)(props.nRawKeyBytes + props.nRawValBytes));
+    if (comp == 1)
+      printf("# zstd table: %llu bytes for %llu raw\n", (unsigned long long)props.fileSize,
+             (unsigned long long)(props.nRawKeyBytes + props.nRawValBytes));
     strataSstPropsFree(&props);
     checkTable(zPath, &m, nUser, comp, &rng);
   }
@@ -393,7 +408,8 @@ static void test_sst_empty_table(void) {
   CHECK_EQ(strataSstOpen(strataEnvDefault(), zPath, 1, NULL, NULL, &r), STRATA_OK);
   if (!r) return;
   CHECK_EQ(strataSstVerify(r), STRATA_OK);
-  CHECK_EQ(strataSstGet(r, (const u8 *)"x", 1, STRATA_MAX_SEQ, NULL, &found, &type, &val), STRATA_OK);
+  CHECK_EQ(strataSstGet(r, (const u8 *)"x", 1, STRATA_MAX_SEQ, NULL, &found, &type, &val),
+           STRATA_OK);
   CHECK_EQ(found, 0);
   CHECK_EQ(strataSstIterNew(r, 1, &it), STRATA_OK);
   it->pMethods->xSeekFirst(it);
@@ -449,8 +465,10 @@ static void test_sst_many_versions(void) {
     if (rc || (want < 0) != (found == 0)) {
       nBad++;
     } else if (want >= 0) {
-      if (type != (want % 5 == 0 ? 0 : 1)) nBad++;
-      else if (type == 1 && (val.n != 8 || memcmp(val.a, m.a[want].v, 8) != 0)) nBad++;
+      if (type != (want % 5 == 0 ? 0 : 1))
+        nBad++;
+      else if (type == 1 && (val.n != 8 || memcmp(val.a, m.a[want].v, 8) != 0))
+        nBad++;
     }
   }
   CHECK_EQ(nBad, 0);
@@ -489,7 +507,8 @@ static void test_sst_big_keys_and_values(void) {
     o.compression = comp;
     CHECK_EQ(buildTable(zPath, &m, &o, NULL, &props), STRATA_OK);
     strataSstPropsFree(&props);
-    CHECK_EQ(strataSstOpen(strataEnvDefault(), zPath, 1, comp ? gCache : NULL, NULL, &r), STRATA_OK);
+    CHECK_EQ(strataSstOpen(strataEnvDefault(), zPath, 1, comp ? gCache : NULL, NULL, &r),
+             STRATA_OK);
     if (!r) continue;
     CHECK_EQ(strataSstVerify(r), STRATA_OK);
     for (i = 0; i < m.n; i++) {
@@ -627,9 +646,10 @@ static int readDamaged(const char *zPath, const Model *m, int nUser, BlockCache 
       continue;
     }
     CHECK_EQ(rc, STRATA_OK);
-    if (want < 0 ? found : (!found || type != strataIkeyType(m->a[want].k, m->a[want].nk) ||
-                            (type == 1 && (val.n != m->a[want].nv ||
-                                           memcmp(val.a, m->a[want].v, val.n) != 0)))) {
+    if (want < 0 ? found
+                 : (!found || type != strataIkeyType(m->a[want].k, m->a[want].nk) ||
+                    (type == 1 &&
+                     (val.n != m->a[want].nv || (val.n && memcmp(val.a, m->a[want].v, val.n)))))) {
       (*pnWrong)++;
     }
   }
@@ -639,8 +659,10 @@ static int readDamaged(const char *zPath, const Model *m, int nUser, BlockCache 
     if (i >= m->n || !entMatches(it, &m->a[i])) (*pnWrong)++;
     i++;
   }
-  if (it->rc == STRATA_CORRUPT) nCorrupt++;
-  else CHECK(it->rc == STRATA_OK && i == m->n);
+  if (it->rc == STRATA_CORRUPT)
+    nCorrupt++;
+  else
+    CHECK(it->rc == STRATA_OK && i == m->n);
   /* Sticky: the iterator stays failed. */
   if (it->rc) {
     it->pMethods->xSeekFirst(it);
@@ -648,8 +670,10 @@ static int readDamaged(const char *zPath, const Model *m, int nUser, BlockCache 
   }
   strataIterClose(it);
   rc = strataSstVerify(r);
-  if (rc == STRATA_CORRUPT) nCorrupt++;
-  else CHECK_EQ(rc, STRATA_OK);
+  if (rc == STRATA_CORRUPT)
+    nCorrupt++;
+  else
+    CHECK_EQ(rc, STRATA_OK);
   strataSstClose(r);
   strataBufFree(&val);
   return nCorrupt;
@@ -684,10 +708,18 @@ static void test_sst_corruption(void) {
       u64 lo, n, off;
       int nCorrupt;
       switch (region) {
-        case 0: lo = 0; n = l.dataEnd; break;
-        case 4: lo = l.size - 64; n = 64; break;
-        default: lo = l.aOff[region == 1 ? 0 : region == 2 ? 1 : 2];
-                 n = l.aSize[region == 1 ? 0 : region == 2 ? 1 : 2] + 5; break;
+        case 0:
+          lo = 0;
+          n = l.dataEnd;
+          break;
+        case 4:
+          lo = l.size - 64;
+          n = 64;
+          break;
+        default:
+          lo = l.aOff[region == 1 ? 0 : region == 2 ? 1 : 2];
+          n = l.aSize[region == 1 ? 0 : region == 2 ? 1 : 2] + 5;
+          break;
       }
       off = lo + (k == 0 ? 0 : k == 1 ? n - 1 : test_randn(&rng, n));
       copyFile(zOrig, zBad, l.size);
@@ -789,7 +821,8 @@ static void test_sst_read_faults(void) {
     nReads = strataFaultEnvCount(env);
     strataIterClose(it);
     anReads[bFill] = nReads;
-    if (bFill == 1) CHECK(anReads[0] * 2 < anReads[1]); /* the scan that does not fill reads ahead */
+    if (bFill == 1)
+      CHECK(anReads[0] * 2 < anReads[1]); /* the scan that does not fill reads ahead */
     for (n = 1; n <= nReads; n += 1 + nReads / 8) {
       CHECK_EQ(strataSstIterNew(r, bFill, &it), STRATA_OK);
       strataFaultEnvArm(env, STRATA_FAULT_EIO, STRATA_FAULTOP_READ, n);
@@ -839,7 +872,9 @@ static void test_sst_write_faults(void) {
   for (n = 1; n < 40; n++) {
     SstOptions o = defaultOpts();
     SstProps props;
-    int kind = n % 3 == 0 ? STRATA_FAULT_ENOSPC : n % 3 == 1 ? STRATA_FAULT_EIO : STRATA_FAULT_SHORT;
+    int kind = n % 3 == 0   ? STRATA_FAULT_ENOSPC
+               : n % 3 == 1 ? STRATA_FAULT_EIO
+                            : STRATA_FAULT_SHORT;
     int rc;
     o.compression = STRATA_COMPRESSION_NONE;
     strataFaultEnvArm(env, kind, STRATA_FAULTOP_WRITE, n);
@@ -896,20 +931,24 @@ static void test_sst_cache(void) {
   id = strataCacheNewId(c);
   CHECK_EQ(strataSstOpen(strataEnvDefault(), zPath, id, c, NULL, &r), STRATA_OK);
   if (!r) return;
+  /* The index and filter are charged to the cache as one entry. */
+  CHECK_EQ(strataCacheCount(c), 1);
+  CHECK_EQ(strataCacheUsage(c), strataSstMemoryUsage(r));
+  CHECK(strataSstMemoryUsage(r) > 1000);
 
-  /* A scan that does not fill leaves the cache empty. */
+  /* A scan that does not fill leaves the cache as it was. */
   CHECK_EQ(strataSstIterNew(r, 0, &it), STRATA_OK);
   for (n = 0, it->pMethods->xSeekFirst(it); it->bValid; it->pMethods->xNext(it)) n++;
   CHECK_EQ(n, m.n);
   strataIterClose(it);
-  CHECK_EQ(strataCacheCount(c), 0);
+  CHECK_EQ(strataCacheCount(c), 1);
   /* A filling scan caches every block; charge covers the decoded blocks. */
   CHECK_EQ(strataSstIterNew(r, 1, &it), STRATA_OK);
   for (n = 0, it->pMethods->xSeekFirst(it); it->bValid; it->pMethods->xNext(it)) n++;
   CHECK_EQ(n, m.n);
   strataIterClose(it);
-  CHECK_EQ(strataCacheCount(c), nBlocks);
-  CHECK(strataCacheUsage(c) >= nBlocks * 1000);
+  CHECK_EQ(strataCacheCount(c), nBlocks + 1);
+  CHECK(strataCacheUsage(c) >= nBlocks * 1000 + strataSstMemoryUsage(r));
 
   /* Gets now hit. */
   strataCacheCounters(c, &nHit0, &nMiss0);
@@ -918,7 +957,8 @@ static void test_sst_cache(void) {
     size_t nu = userKey(u, (u64)i * 2, 1);
     int want = modelGet(&m, u, nu, STRATA_MAX_SEQ);
     if (strataSstGet(r, u, nu, STRATA_MAX_SEQ, NULL, &found, &type, &val) != STRATA_OK ||
-        found != 1 || (type == 1 && (val.n != m.a[want].nv || memcmp(val.a, m.a[want].v, val.n)))) {
+        found != 1 ||
+        (type == 1 && (val.n != m.a[want].nv || (val.n && memcmp(val.a, m.a[want].v, val.n))))) {
       nBad++;
     }
   }
@@ -963,7 +1003,9 @@ static void test_sst_cache(void) {
   CHECK_EQ(strataSstGet(r, m.a[0].k, m.a[0].nk - 8, STRATA_MAX_SEQ, NULL, &found, &type, &val),
            STRATA_CORRUPT);
   CHECK_EQ(strataCacheCount(c), 0); /* a damaged block is never cached */
+  CHECK(strataCacheUsage(c) > 0);   /* the index and filter, pinned */
   strataSstClose(r);
+  CHECK_EQ(strataCacheUsage(c), 0); /* ...and freed by close */
 
   /* A cache far smaller than the table: blocks come and go, results stay right. */
   strataCacheFree(c);
@@ -1020,12 +1062,14 @@ static void test_sst_speed(void) {
       t0 = strataNowMicros();
       for (i = 0; i < nGet; i++) {
         int nk = snprintf((char *)k, sizeof(k), "%016d", (int)test_randn(&rng, (u64)nEnt));
-        if (strataSstGet(r, k, (size_t)nk, STRATA_MAX_SEQ, NULL, &found, &type, &val) == STRATA_OK) {
+        if (strataSstGet(r, k, (size_t)nk, STRATA_MAX_SEQ, NULL, &found, &type, &val) ==
+            STRATA_OK) {
           nFound += found;
         }
       }
       t1 = strataNowMicros();
-      printf("# get (%s cache): %.0f Get/s\n", pass ? "warm" : "cold", nGet / ((t1 - t0 + 1) / 1e6));
+      printf("# get (%s cache): %.0f Get/s\n", pass ? "warm" : "cold",
+             nGet / ((t1 - t0 + 1) / 1e6));
     }
     CHECK_EQ(nFound, 2 * nGet);
     {
