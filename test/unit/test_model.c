@@ -36,7 +36,7 @@
 #include <stdarg.h>
 #include <stdint.h>
 
-#define NKEY 300        /* size of the key space */
+#define MAX_NKEY 4000   /* the largest key space of a variant */
 #define MAX_SNAP 4      /* live snapshots at a time */
 #define MAX_SAVEPOINT 8 /* savepoints per transaction */
 #define LARGE_VALUE (100 * 1024)
@@ -196,6 +196,7 @@ typedef struct Variant {
   int bToggleCompression; /* switch compression at each reopen */
   int compactPerMille;    /* weight of compact_range */
   int nMaxL0;             /* compact everything when L0 holds more tables (0: never) */
+  int nKey;               /* size of the key space */
   long nOp;
 } Variant;
 
@@ -207,7 +208,8 @@ typedef struct Ctx {
   strata *db;
   strata_batch *pBatch;
   Model m;
-  Blob *aKey[NKEY];
+  Blob *aKey[MAX_NKEY];
+  int nKey; /* size of the key space */
   Snap aSnap[MAX_SNAP];
   int nSnap;
   long iOp;
@@ -275,7 +277,7 @@ static void make_keys(Ctx *x) {
   unsigned char z[4096];
   int i = 0, j;
   x->aKey[i++] = blob_new("", 0);
-  while (i < NKEY) {
+  while (i < x->nKey) {
     size_t n;
     if (test_randn(&x->rng, 100) < 30) {
       const Blob *pBase = x->aKey[test_randn(&x->rng, (uint64_t)i)];
@@ -297,7 +299,7 @@ static void make_keys(Ctx *x) {
 
 /* A key to write: from the key space. */
 static Blob *pick_key(Ctx *x) {
-  return x->aKey[test_randn(&x->rng, NKEY)];
+  return x->aKey[test_randn(&x->rng, (uint64_t)x->nKey)];
 }
 
 /* A key to look up or seek to: usually from the key space, sometimes new. */
@@ -919,6 +921,7 @@ static void run_variant(const Variant *v) {
 
   if (!x) exit(2);
   x->pVar = v;
+  x->nKey = v->nKey;
   snprintf(zWhat, sizeof(zWhat), "model %s", v->zName);
   seed = test_seed(zWhat);
   test_srand(&x->rng, seed);
@@ -937,6 +940,9 @@ static void run_variant(const Variant *v) {
     x->opts.l0_slowdown_trigger = 1000;
     x->opts.l0_stop_trigger = 1000;
     x->opts.target_file_size = 64 * 1024;
+    /* Small levels, so the data reaches L3 and beyond. */
+    x->opts.level_base_size = 128 * 1024;
+    x->opts.level_multiplier = 4;
   }
   make_keys(x);
   if (strata_batch_new(&x->pBatch) != STRATA_OK) exit(2);
@@ -992,10 +998,11 @@ static void run_variant(const Variant *v) {
       printf(
           "#   %s: %ld ops, %ld keys live, %ld flushes asked, max L0 files %ld, "
           "%ld compactions, %ld reopens, %ld txn commits, %ld rollbacks, %ld large values, "
-          "%ld iterator steps, %ld s; now L0..L3 files %d %d %d %d\n",
+          "%ld iterator steps, %ld s; files per level now %d %d %d %d %d %d %d\n",
           v->zName, x->iOp, (long)x->m.n, x->nFlush, x->nMaxL0, x->nCompaction, x->nReopen,
           x->nTxnCommit, x->nTxnRollback, x->nLarge, x->nIterStep, (long)(time(0) - t0),
-          st.level_files[0], st.level_files[1], st.level_files[2], st.level_files[3]);
+          st.level_files[0], st.level_files[1], st.level_files[2], st.level_files[3],
+          st.level_files[4], st.level_files[5], st.level_files[6]);
     }
   }
   /* The run must have exercised what it is for (valgrind's runs are short). */
@@ -1015,20 +1022,21 @@ static void run_variant(const Variant *v) {
   strata_batch_free(x->pBatch);
   strata_value_free(&x->val);
   model_clear(&x->m);
-  for (i = 0; i < NKEY; i++) blob_unref(x->aKey[i]);
+  for (i = 0; i < x->nKey; i++) blob_unref(x->aKey[i]);
   if (!x->bStop) test_rmdir(x->zDir);
   free(x);
 }
 
 static const Variant aVariant[] = {
     /* name, compression, sync, no compaction, block, bloom, cache, files, reopen, toggle,
-    ** compact_range, max L0, ops */
+    ** compact_range, max L0, keys, ops */
     {"l0_pileup_zstd", STRATA_COMPRESSION_ZSTD, STRATA_SYNC_NORMAL, 1, 512, 10, 256 * 1024, 10, 1,
-     0, 0, 60, 20000},
+     0, 0, 60, 300, 20000},
+    /* More keys, so the data outgrows L1 and compaction reaches deeper levels. */
     {"compaction_nocompress", STRATA_COMPRESSION_NONE, STRATA_SYNC_NORMAL, 0, 256, 0, 64 * 1024,
-     500, 1, 0, 3, 0, 30000},
+     500, 1, 0, 3, 0, 4000, 30000},
     {"sync_off_reopen", STRATA_COMPRESSION_ZSTD, STRATA_SYNC_OFF, 0, 1024, 10, 1 << 20, 50, 8, 1, 3,
-     0, 25000},
+     0, 300, 25000},
 };
 
 static void test_model_l0_pileup(void) {
