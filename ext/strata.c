@@ -209,6 +209,7 @@ struct Vtab {
   strata_txn *pTxn;
   int eTxn;
   int *aSp, nSp, nSpAlloc; /* engine savepoint of each SQLite savepoint level */
+  int iBaseSp;             /* engine savepoint at the start of the write txn */
   const strata_snapshot *pSnap;
   int nSnapRef;
   Cursor *pCsrList;
@@ -1472,9 +1473,34 @@ static int txnRollbackTo(Vtab *p, int iSp) {
   return rc;
 }
 
-/* A read transaction kept for a BEGIN ... COMMIT that has ended. */
-static void endStaleRead(Vtab *p) {
-  if (p->eTxn == TXN_READ && sqlite3_get_autocommit(p->db)) txnEnd(p, 0);
+/* Read transactions kept for a BEGIN ... COMMIT that has ended: SQLite does
+** not tell a virtual table that a read-only transaction is over, so every
+** call that finds the connection back in autocommit mode ends them, for all
+** strata tables of the connection. */
+static void endStaleReads(Vtab *pCaller) {
+  Vtab *p;
+  if (!sqlite3_get_autocommit(pCaller->db)) return;
+  pthread_mutex_lock(&regMutex);
+  for (p = regVtabs; p; p = p->pNextVtab) {
+    if (p->db == pCaller->db && p->eTxn == TXN_READ) txnEnd(p, 0);
+  }
+  pthread_mutex_unlock(&regMutex);
+}
+
+/* The first read or write inside BEGIN ... COMMIT: every strata table of the
+** connection that has no transaction yet begins a read transaction now, so
+** the whole SQL transaction reads all tables as of one moment. */
+static int beginReads(Vtab *pCaller) {
+  Vtab *p;
+  int rc = STRATA_OK;
+  pthread_mutex_lock(&regMutex);
+  for (p = regVtabs; p && rc == STRATA_OK; p = p->pNextVtab) {
+    if (p->db != pCaller->db || p->pTxn) continue;
+    rc = strata_txn_begin(p->pShared->pDb, STRATA_TXN_READ, &p->pTxn);
+    if (rc == STRATA_OK) p->eTxn = TXN_READ;
+  }
+  pthread_mutex_unlock(&regMutex);
+  return rc ? engineErr(&pCaller->base, rc) : SQLITE_OK;
 }
 
 static int vtabInit(sqlite3 *db, int argc, const char *const *argv, sqlite3_vtab **ppVtab,
@@ -1750,19 +1776,23 @@ static int strataRename(sqlite3_vtab *pVtab, const char *zNew) {
 static int strataBegin(sqlite3_vtab *pVtab) {
   Vtab *p = (Vtab *)pVtab;
   int rc;
-  endStaleRead(p);
+  endStaleReads(p);
   p->nSp = 0;
   p->bNextRowid = 0;
+  if (p->eTxn == TXN_WRITE) return SQLITE_OK;
   if (p->eTxn == TXN_READ) {
     /* The transaction's reads so far used this snapshot: keep it, so the
     ** first write fails with BUSY if someone committed since. */
     p->eTxn = TXN_WRITE;
-    return SQLITE_OK;
+  } else {
+    rc = strata_txn_begin(p->pShared->pDb, STRATA_TXN_WRITE, &p->pTxn);
+    if (rc) return engineErr(pVtab, rc);
+    p->eTxn = TXN_WRITE;
   }
-  if (p->pTxn) return SQLITE_OK;
-  rc = strata_txn_begin(p->pShared->pDb, STRATA_TXN_WRITE, &p->pTxn);
+  /* SQLite rolls back to "savepoint -1", the start of the transaction. */
+  rc = strata_txn_savepoint(p->pTxn, &p->iBaseSp);
   if (rc) return engineErr(pVtab, rc);
-  p->eTxn = TXN_WRITE;
+  if (!sqlite3_get_autocommit(p->db)) return beginReads(p);
   return SQLITE_OK;
 }
 
@@ -1793,7 +1823,7 @@ static int strataRollback(sqlite3_vtab *pVtab) {
 static int strataSavepoint(sqlite3_vtab *pVtab, int iSavepoint) {
   Vtab *p = (Vtab *)pVtab;
   int rc;
-  if (!p->pTxn || iSavepoint < 0) return SQLITE_OK;
+  if (p->eTxn != TXN_WRITE || iSavepoint < 0) return SQLITE_OK;
   if (iSavepoint < p->nSp) {
     rc = strata_txn_release(p->pTxn, p->aSp[iSavepoint]);
     if (rc) return engineErr(pVtab, rc);
@@ -1817,7 +1847,9 @@ static int strataSavepoint(sqlite3_vtab *pVtab, int iSavepoint) {
 static int strataRelease(sqlite3_vtab *pVtab, int iSavepoint) {
   Vtab *p = (Vtab *)pVtab;
   int rc;
-  if (!p->pTxn || iSavepoint < 0 || iSavepoint >= p->nSp) return SQLITE_OK;
+  if (p->eTxn != TXN_WRITE) return SQLITE_OK;
+  if (iSavepoint < 0) iSavepoint = 0;
+  if (iSavepoint >= p->nSp) return SQLITE_OK;
   rc = strata_txn_release(p->pTxn, p->aSp[iSavepoint]);
   if (rc) return engineErr(pVtab, rc);
   p->nSp = iSavepoint;
@@ -1827,9 +1859,16 @@ static int strataRelease(sqlite3_vtab *pVtab, int iSavepoint) {
 static int strataRollbackTo(sqlite3_vtab *pVtab, int iSavepoint) {
   Vtab *p = (Vtab *)pVtab;
   int rc;
-  if (!p->pTxn || iSavepoint < 0 || iSavepoint >= p->nSp) return SQLITE_OK;
-  rc = txnRollbackTo(p, p->aSp[iSavepoint]);
-  p->nSp = iSavepoint + 1;
+  if (p->eTxn != TXN_WRITE) return SQLITE_OK;
+  if (iSavepoint < 0) {
+    /* The start of the transaction: every write goes, no level is left. */
+    rc = txnRollbackTo(p, p->iBaseSp);
+    p->nSp = 0;
+  } else {
+    if (iSavepoint >= p->nSp) return SQLITE_OK;
+    rc = txnRollbackTo(p, p->aSp[iSavepoint]);
+    p->nSp = iSavepoint + 1;
+  }
   return rc ? engineErr(pVtab, rc) : SQLITE_OK;
 }
 
@@ -1880,7 +1919,7 @@ static int strataBestIndex(sqlite3_vtab *pVtab, sqlite3_index_info *pInfo) {
   char aOp[256];
   int nCons = pInfo->nConstraint < 256 ? pInfo->nConstraint : 256;
 
-  endStaleRead(p);
+  endStaleReads(p);
   zIdx = sqlite3_malloc(2 * nCons + 1);
   if (!zIdx) return SQLITE_NOMEM;
   for (i = 0; i < nCons; i++) {
@@ -2099,12 +2138,11 @@ static int strataClose(sqlite3_vtab_cursor *pCur) {
 /* Choose where this cursor reads from for the xFilter that is starting. */
 static int csrChooseSource(Cursor *c, Vtab *p) {
   int eWant;
-  endStaleRead(p);
+  endStaleReads(p);
   if (!p->pTxn && !sqlite3_get_autocommit(p->db)) {
     /* First read of a BEGIN ... COMMIT: its snapshot lasts to the end. */
-    int rc = strata_txn_begin(p->pShared->pDb, STRATA_TXN_READ, &p->pTxn);
-    if (rc) return engineErr(&p->base, rc);
-    p->eTxn = TXN_READ;
+    int rc = beginReads(p);
+    if (rc) return rc;
   }
   eWant = p->pTxn ? SRC_TXN : SRC_SNAP;
   if (c->eSrc != eWant) {

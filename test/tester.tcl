@@ -25,6 +25,7 @@
 #   errcode ?H?               the (primary) error code of H's last error
 #   stat TABLE NAME ?H?       a counter from strata_stats(TABLE)
 #   scratch NAME              a path in the scratch directory
+#   test_seed WHAT            seed rand() from $env(STRATA_SEED) or the clock, print it
 #   finish_test               print the summary line and exit
 #
 # Test ids must be unique within a file; a repeated id counts as a failure.
@@ -59,6 +60,19 @@ set ::soak [expr {[info exists ::env(STRATA_SOAK)] && $::env(STRATA_SOAK) ne "" 
 set ::valgrind [expr {[info exists ::env(STRATA_VALGRIND)] && $::env(STRATA_VALGRIND) ne ""}]
 
 proc scratch {name} { return [file join $::scratchdir $name] }
+
+# The seed for a randomized test: $env(STRATA_SEED), or a new one. Printed so
+# that a failing run can be repeated.
+proc test_seed {what} {
+  if {[info exists ::env(STRATA_SEED)] && $::env(STRATA_SEED) ne ""} {
+    set seed $::env(STRATA_SEED)
+  } else {
+    set seed [expr {([clock clicks] ^ [pid]) & 0x7fffffff}]
+  }
+  puts "$what: seed $seed (repeat with STRATA_SEED=$seed)"
+  expr {srand($seed)}
+  return $seed
+}
 
 set ::open_handles {}
 
