@@ -17,10 +17,13 @@
 ** iterator's rc as STRATA_IOERR; write errors fail the build and remove
 ** the file. The cache test checks hits, bFillCache = 0, that a cached block
 ** is used in place of the disk, and that a steady-state Get or scan does not
-** allocate. Informational '#' lines give build and Get speed for 1M entries.
+** allocate. Four threads share one reader and a small cache. Informational
+** '#' lines give build and Get speed for 1M entries.
 */
 #include "strataInt.h"
 #include "testutil.h"
+
+#include <pthread.h>
 
 static int bValgrind; /* scale the big tests down */
 static char zDir[4096];
@@ -1023,6 +1026,93 @@ static void test_sst_cache(void) {
 }
 
 /* ------------------------------------------------------------------ */
+/* THREADS: one reader, a small shared cache, Gets and scans at once. */
+
+typedef struct ThreadCtx {
+  SstReader *r;
+  const Model *m;
+  int nUser;
+  u64 seed;
+  int nBad;
+} ThreadCtx;
+
+static void *readerThread(void *p) {
+  ThreadCtx *t = p;
+  StrataBuf val = {0};
+  TestRng rng;
+  int i;
+  test_srand(&rng, t->seed);
+  for (i = 0; i < 4000; i++) {
+    if (i % 100 == 99) { /* a short scan from a random key */
+      StrataIter *it = NULL;
+      int j = (int)test_randn(&rng, (u64)t->m->n), q;
+      if (strataSstIterNew(t->r, (int)(i % 2), &it) != STRATA_OK) {
+        t->nBad++;
+        continue;
+      }
+      it->pMethods->xSeek(it, t->m->a[j].k, t->m->a[j].nk);
+      for (q = j; q < j + 200 && q < t->m->n; q++) {
+        if (!entMatches(it, &t->m->a[q])) t->nBad++;
+        it->pMethods->xNext(it);
+      }
+      if (it->rc) t->nBad++;
+      strataIterClose(it);
+    } else {
+      u8 u[64];
+      size_t nu = userKey(u, test_randn(&rng, (u64)t->nUser * 2), 1);
+      u64 seq = test_randn(&rng, 2) ? STRATA_MAX_SEQ : test_randn(&rng, 1100);
+      int found = 0, type = 0, want = modelGet(t->m, u, nu, seq);
+      int rc = strataSstGet(t->r, u, nu, seq, NULL, &found, &type, &val);
+      if (rc || (want >= 0) != (found == 1)) {
+        t->nBad++;
+      } else if (want >= 0 && type == STRATA_TYPE_VALUE &&
+                 (val.n != t->m->a[want].nv || (val.n && memcmp(val.a, t->m->a[want].v, val.n)))) {
+        t->nBad++;
+      }
+    }
+  }
+  strataBufFree(&val);
+  return NULL;
+}
+
+static void test_sst_threads(void) {
+  TestRng rng;
+  Model m;
+  SstOptions o = defaultOpts();
+  SstProps props;
+  SstReader *r = NULL;
+  BlockCache *c = NULL;
+  ThreadCtx aCtx[4];
+  pthread_t aThread[4];
+  const char *zPath = tablePath("threads.sst");
+  int i, nUser = 5000;
+  test_srand(&rng, test_seed("sst_threads"));
+  modelMake(&m, nUser, 3, 100, &rng);
+  CHECK_EQ(buildTable(zPath, &m, &o, NULL, &props), STRATA_OK);
+  strataSstPropsFree(&props);
+  CHECK_EQ(strataCacheNew(64 * 1024, &c), STRATA_OK); /* far smaller than the table */
+  CHECK_EQ(strataSstOpen(strataEnvDefault(), zPath, strataCacheNewId(c), c, NULL, &r), STRATA_OK);
+  if (r) {
+    for (i = 0; i < 4; i++) {
+      aCtx[i].r = r;
+      aCtx[i].m = &m;
+      aCtx[i].nUser = nUser;
+      aCtx[i].seed = test_rand(&rng);
+      aCtx[i].nBad = 0;
+      CHECK_EQ(pthread_create(&aThread[i], NULL, readerThread, &aCtx[i]), 0);
+    }
+    for (i = 0; i < 4; i++) {
+      pthread_join(aThread[i], NULL);
+      CHECK_EQ(aCtx[i].nBad, 0);
+    }
+    strataSstClose(r);
+  }
+  CHECK_EQ(strataCacheUsage(c), 0);
+  strataCacheFree(c);
+  modelFree(&m);
+}
+
+/* ------------------------------------------------------------------ */
 /* SPEED (informational) */
 
 static void test_sst_speed(void) {
@@ -1105,6 +1195,7 @@ int main(void) {
   RUN(test_sst_read_faults);
   RUN(test_sst_write_faults);
   RUN(test_sst_cache);
+  RUN(test_sst_threads);
   RUN(test_sst_speed);
   strataCacheFree(gCache);
   test_rmdir(zDir);
