@@ -202,6 +202,8 @@ struct Vtab {
   sqlite3 *db;
   char *zDb, *zName;
   char *zPath; /* directory as resolved */
+  char *zSig;  /* layout signature (defSignature) */
+  char *zNotOpen; /* why the engine could not be opened (pShared is NULL) */
   TableDef *pDef;
   Shared *pShared;
   Vtab *pNextVtab; /* global list, for strata_stats() and friends */
@@ -1204,7 +1206,7 @@ static int sharedAcquire(const char *zPath, const Options *o, int bCreate, Share
   pthread_mutex_lock(&regMutex);
   if (realpath(zPath, zReal)) {
     for (p = regShared; p; p = p->pNext) {
-      if (strcmp(p->zReal, zReal) == 0 && !p->bDoomed) {
+      if (strcmp(p->zReal, zReal) == 0 && !p->bDoomed && p->pDb) {
         p->nRef++;
         pthread_mutex_unlock(&regMutex);
         *ppShared = p;
@@ -1265,8 +1267,10 @@ static void sharedRelease(Shared *p) {
       break;
     }
   }
-  strata_close(p->pDb);
-  if (p->bDoomed) strata_destroy(p->zReal, NULL);
+  if (p->pDb) {
+    strata_close(p->pDb);
+    if (p->bDoomed) strata_destroy(p->zReal, NULL);
+  }
   pthread_mutex_unlock(&regMutex);
   sqlite3_free(p->zReal);
   sqlite3_free(p);
@@ -1391,6 +1395,8 @@ static void vtabFree(Vtab *p) {
   sqlite3_free(p->zDb);
   sqlite3_free(p->zName);
   sqlite3_free(p->zPath);
+  sqlite3_free(p->zSig);
+  sqlite3_free(p->zNotOpen);
   if (p->apDup && p->pDef) {
     for (i = 0; i < p->pDef->nCol; i++) sqlite3_value_free(p->apDup[i]);
   }
@@ -1495,12 +1501,60 @@ static int beginReads(Vtab *pCaller) {
   int rc = STRATA_OK;
   pthread_mutex_lock(&regMutex);
   for (p = regVtabs; p && rc == STRATA_OK; p = p->pNextVtab) {
-    if (p->db != pCaller->db || p->pTxn) continue;
+    if (p->db != pCaller->db || p->pTxn || !p->pShared || !p->pShared->pDb) continue;
     rc = strata_txn_begin(p->pShared->pDb, STRATA_TXN_READ, &p->pTxn);
     if (rc == STRATA_OK) p->eTxn = TXN_READ;
   }
   pthread_mutex_unlock(&regMutex);
   return rc ? engineErr(&pCaller->base, rc) : SQLITE_OK;
+}
+
+/* Open (or share) the engine of an existing table and check that its
+** directory holds this table. On failure p->zNotOpen says why. Returns an
+** SQLite code. */
+static int vtabOpen(Vtab *p) {
+  char *zErr = NULL, *zStored = NULL;
+  int rc;
+  sqlite3_free(p->zNotOpen);
+  p->zNotOpen = NULL;
+  if (!dirExists(p->zPath)) {
+    p->zNotOpen = sqlite3_mprintf("strata: table %s: directory %s is missing", p->zName, p->zPath);
+    return SQLITE_CANTOPEN;
+  }
+  rc = sharedAcquire(p->zPath, &p->pDef->opt, 0, &p->pShared, &zErr);
+  if (rc) {
+    p->zNotOpen = sqlite3_mprintf("strata: table %s: %s is not a usable strata table (%s)",
+                                  p->zName, p->zPath, zErr ? zErr : "cannot open");
+    sqlite3_free(zErr);
+    return rc;
+  }
+  rc = metaRead(p->pShared->pDb, &zStored, NULL);
+  if (rc == SQLITE_OK && !zStored) rc = SQLITE_CORRUPT;
+  if (rc == SQLITE_OK && strcmp(zStored, p->zSig) != 0) rc = SQLITE_ERROR;
+  if (rc) {
+    p->zNotOpen = sqlite3_mprintf("strata: table %s: directory %s does not hold this table (%s)",
+                                  p->zName, p->zPath,
+                                  zStored ? "its columns or key differ" : "no strata table metadata");
+    sharedRelease(p->pShared);
+    p->pShared = NULL;
+  }
+  sqlite3_free(zStored);
+  return rc;
+}
+
+/* Make sure the table's engine is open (retrying a failed open). Returns
+** SQLITE_OK, or an error with the reason in the vtab's message. */
+static int vtabReady(Vtab *p) {
+  int rc;
+  if (p->pShared && p->pShared->pDb) return SQLITE_OK;
+  if (p->pShared) {
+    /* The engine went away under a stale Vtab (DROP, failed RENAME). */
+    sharedRelease(p->pShared);
+    p->pShared = NULL;
+  }
+  rc = vtabOpen(p);
+  if (rc) vtabErr(&p->base, rc, "%s", p->zNotOpen ? p->zNotOpen : "strata: cannot open table");
+  return rc;
 }
 
 static int vtabInit(sqlite3 *db, int argc, const char *const *argv, sqlite3_vtab **ppVtab,
@@ -1526,7 +1580,7 @@ static int vtabInit(sqlite3 *db, int argc, const char *const *argv, sqlite3_vtab
   p->aVal = sqlite3_malloc64(sizeof(KcValue) * (u64)pDef->nCol);
   p->aFieldVal = sqlite3_malloc64(sizeof(KcValue) * (u64)(pDef->nField + 1));
   p->apDup = sqlite3_malloc64(sizeof(sqlite3_value *) * (u64)pDef->nCol);
-  zSig = defSignature(pDef);
+  zSig = p->zSig = defSignature(pDef); /* owned by p */
   zSchema = defSchema(pDef);
   if (!p->zDb || !p->zName || !p->aVal || !p->aFieldVal || !p->apDup || !zSig || !zSchema) {
     rc = SQLITE_NOMEM;
@@ -1601,28 +1655,9 @@ static int vtabInit(sqlite3 *db, int argc, const char *const *argv, sqlite3_vtab
       }
     }
   } else {
-    if (!dirExists(p->zPath)) {
-      *pzErr = sqlite3_mprintf("strata: table %s: directory %s is missing", argv[2], p->zPath);
-      rc = SQLITE_CANTOPEN;
-      goto init_failed;
-    }
-    rc = sharedAcquire(p->zPath, &pDef->opt, 0, &p->pShared, pzErr);
-    if (rc) {
-      char *z = *pzErr;
-      *pzErr = sqlite3_mprintf("strata: table %s: %s is not a usable strata table (%s)", argv[2],
-                               p->zPath, z ? z : "cannot open");
-      sqlite3_free(z);
-      goto init_failed;
-    }
-    rc = metaRead(p->pShared->pDb, &zStored, NULL);
-    if (rc == SQLITE_OK && !zStored) rc = SQLITE_CORRUPT;
-    if (rc == SQLITE_OK && strcmp(zStored, zSig) != 0) rc = SQLITE_ERROR;
-    if (rc) {
-      *pzErr = sqlite3_mprintf(
-          "strata: table %s: directory %s does not hold this table (%s)", argv[2], p->zPath,
-          zStored ? "its columns or key differ" : "no strata table metadata");
-      goto init_failed;
-    }
+    /* Open the engine now if possible; if not, the table still connects (so
+    ** that it can be dropped) and every use reports why and tries again. */
+    vtabOpen(p);
   }
 
   rc = sqlite3_declare_vtab(db, zSchema);
@@ -1631,7 +1666,6 @@ static int vtabInit(sqlite3 *db, int argc, const char *const *argv, sqlite3_vtab
     goto init_failed;
   }
   sqlite3_vtab_config(db, SQLITE_VTAB_CONSTRAINT_SUPPORT, 1);
-  sqlite3_free(zSig);
   sqlite3_free(zStored);
   sqlite3_free(zSchema);
   vtabListAdd(p);
@@ -1644,7 +1678,6 @@ init_failed:
     sharedRelease(p->pShared);
     p->pShared = NULL;
   }
-  sqlite3_free(zSig);
   sqlite3_free(zStored);
   sqlite3_free(zSchema);
   vtabFree(p);
@@ -1678,16 +1711,68 @@ static int strataDisconnect(sqlite3_vtab *pVtab) {
   return SQLITE_OK;
 }
 
+/* Is the engine of p used by a connection other than p's? (Other Vtabs of
+** p's own connection are stale ones, left by a schema reload until SQLite
+** disconnects them; they are never used again.) Caller holds regMutex. */
+static int usedElsewhere(Vtab *p) {
+  Vtab *v;
+  for (v = regVtabs; v; v = v->pNextVtab) {
+    if (v != p && v->pShared == p->pShared && v->db != p->db) return 1;
+  }
+  return 0;
+}
+
+/* Close the shared engine now (stale Vtabs of p's connection keep a counted
+** reference to an engine-less Shared until they are disconnected). Caller
+** holds regMutex and has checked usedElsewhere(). */
+static void closeEngineNow(Vtab *p) {
+  Shared *sh = p->pShared;
+  Vtab *v;
+  for (v = regVtabs; v; v = v->pNextVtab) {
+    if (v != p && v->pShared == sh) {
+      if (v->pTxn) txnEnd(v, 0);
+      if (v->pSnap) {
+        strata_snapshot_release(sh->pDb, v->pSnap);
+        v->pSnap = NULL;
+      }
+    }
+  }
+  strata_close(sh->pDb);
+  sh->pDb = NULL;
+}
+
 static int strataDestroy(sqlite3_vtab *pVtab) {
   Vtab *p = (Vtab *)pVtab;
+  Shared *sh = p->pShared;
+  if (!sh) {
+    /* Never opened (missing or foreign directory): nothing of ours to delete. */
+    vtabRelease(p);
+    return SQLITE_OK;
+  }
   if (!sqlite3_get_autocommit(p->db)) {
-    return vtabErr(pVtab, SQLITE_ERROR,
-                   "strata: DROP TABLE %s inside a transaction is not supported (the data "
-                   "cannot be restored by ROLLBACK)",
-                   p->zName);
+    /* SQLite shows no message for an xDestroy error; SQLITE_LOCKED ("database
+    ** table is locked") is the closest meaning. */
+    vtabErr(pVtab, SQLITE_LOCKED,
+            "strata: DROP TABLE %s inside a transaction is not supported (the data cannot be "
+            "restored by ROLLBACK)",
+            p->zName);
+    return SQLITE_LOCKED;
+  }
+  if (p->pTxn) txnEnd(p, 0);
+  if (p->pSnap) {
+    strata_snapshot_release(sh->pDb, p->pSnap);
+    p->pSnap = NULL;
   }
   pthread_mutex_lock(&regMutex);
-  p->pShared->bDoomed = 1;
+  sh->bDoomed = 1;
+  if (!usedElsewhere(p)) {
+    /* Delete the directory now rather than when stale references go. */
+    char *zReal = sqlite3_mprintf("%s", sh->zReal);
+    closeEngineNow(p);
+    if (zReal) strata_destroy(zReal, NULL);
+    sqlite3_free(zReal);
+    sh->bDoomed = 0;
+  }
   pthread_mutex_unlock(&regMutex);
   vtabRelease(p);
   return SQLITE_OK;
@@ -1696,75 +1781,75 @@ static int strataDestroy(sqlite3_vtab *pVtab) {
 static int strataRename(sqlite3_vtab *pVtab, const char *zNew) {
   Vtab *p = (Vtab *)pVtab;
   TableDef *pDef = p->pDef;
-  char *zSig, *zErr = NULL;
+  Shared *sh;
+  char *zErr = NULL;
   int rc;
   if (!sqlite3_get_autocommit(p->db) || p->pTxn || p->pCsrList) {
     return vtabErr(pVtab, SQLITE_ERROR,
                    "strata: ALTER TABLE %s RENAME inside a transaction is not supported",
                    p->zName);
   }
-  zSig = defSignature(pDef);
-  if (!zSig) return SQLITE_NOMEM;
+  rc = vtabReady(p);
+  if (rc) return rc;
+  sh = p->pShared;
   if (!pDef->opt.zPath) {
-    /* The directory is named after the table: move it. */
+    /* The directory is named after the table: close the engine, move the
+    ** directory, reopen it in the same Shared (stale Vtabs point to it). */
     char *zNewPath = tablePath(p->db, p->zDb, zNew, &pDef->opt, &zErr);
-    Shared *pShared = p->pShared;
+    char zReal[PATH_MAX];
+    strata_options so;
     if (!zNewPath) {
-      sqlite3_free(zSig);
-      return vtabErr(pVtab, SQLITE_ERROR, "%s", zErr ? zErr : "out of memory");
+      rc = vtabErr(pVtab, SQLITE_ERROR, "%s", zErr ? zErr : "out of memory");
+      sqlite3_free(zErr);
+      return rc;
     }
-    pthread_mutex_lock(&regMutex);
-    if (pShared->nRef > 1) {
-      pthread_mutex_unlock(&regMutex);
-      sqlite3_free(zNewPath);
-      sqlite3_free(zSig);
-      return vtabErr(pVtab, SQLITE_BUSY,
-                     "strata: cannot rename %s while another connection uses it", p->zName);
-    }
-    pthread_mutex_unlock(&regMutex);
     if (dirExists(zNewPath)) {
       rc = vtabErr(pVtab, SQLITE_ERROR, "strata: cannot rename %s: %s already exists", p->zName,
                    zNewPath);
       sqlite3_free(zNewPath);
-      sqlite3_free(zSig);
       return rc;
     }
+    pthread_mutex_lock(&regMutex);
+    if (usedElsewhere(p)) {
+      pthread_mutex_unlock(&regMutex);
+      sqlite3_free(zNewPath);
+      return vtabErr(pVtab, SQLITE_BUSY,
+                     "strata: cannot rename %s while another connection uses it", p->zName);
+    }
     if (p->pSnap) {
-      strata_snapshot_release(pShared->pDb, p->pSnap);
+      strata_snapshot_release(sh->pDb, p->pSnap);
       p->pSnap = NULL;
     }
-    sharedRelease(pShared);
-    p->pShared = NULL;
+    closeEngineNow(p);
     if (rename(p->zPath, zNewPath) != 0) {
       rc = vtabErr(pVtab, SQLITE_IOERR, "strata: cannot rename %s to %s: %s", p->zPath, zNewPath,
                    strerror(errno));
-      sqlite3_free(zNewPath);
-      zNewPath = sqlite3_mprintf("%s", p->zPath);
-      if (!zNewPath) {
-        sqlite3_free(zSig);
-        return SQLITE_NOMEM;
-      }
     } else {
-      rc = SQLITE_OK;
+      sqlite3_free(p->zPath);
+      p->zPath = zNewPath;
+      zNewPath = NULL;
     }
-    sqlite3_free(p->zPath);
-    p->zPath = zNewPath;
+    sqlite3_free(zNewPath);
+    sharedApplyOptions(&pDef->opt, &so);
+    so.create_if_missing = 0;
     {
-      int rc2 = sharedAcquire(p->zPath, &pDef->opt, 0, &p->pShared, &zErr);
+      int rc2 = strata_open(p->zPath, &so, &sh->pDb);
       if (rc2) {
-        sqlite3_free(zSig);
-        rc = vtabErr(pVtab, rc2, "%s", zErr ? zErr : "strata: cannot reopen after rename");
-        sqlite3_free(zErr);
-        return rc;
+        sh->bDoomed = 1; /* unusable: nobody may find it again */
+        rc = vtabErr(pVtab, sqliteRc(rc2), "strata: cannot reopen %s: %s", p->zPath,
+                     strata_errmsg());
+      } else if (realpath(p->zPath, zReal)) {
+        char *z = sqlite3_mprintf("%s", zReal);
+        if (z) {
+          sqlite3_free(sh->zReal);
+          sh->zReal = z;
+        }
       }
     }
-    if (rc) {
-      sqlite3_free(zSig);
-      return rc;
-    }
+    pthread_mutex_unlock(&regMutex);
+    if (rc) return rc;
   }
-  rc = metaWrite(p->pShared->pDb, zNew, zSig);
-  sqlite3_free(zSig);
+  rc = metaWrite(sh->pDb, zNew, p->zSig);
   if (rc) return engineErr(pVtab, rc);
   sqlite3_free(p->zName);
   p->zName = sqlite3_mprintf("%s", zNew);
@@ -1775,7 +1860,8 @@ static int strataRename(sqlite3_vtab *pVtab, const char *zNew) {
 
 static int strataBegin(sqlite3_vtab *pVtab) {
   Vtab *p = (Vtab *)pVtab;
-  int rc;
+  int rc = vtabReady(p);
+  if (rc) return rc;
   endStaleReads(p);
   p->nSp = 0;
   p->bNextRowid = 0;
@@ -1919,6 +2005,10 @@ static int strataBestIndex(sqlite3_vtab *pVtab, sqlite3_index_info *pInfo) {
   char aOp[256];
   int nCons = pInfo->nConstraint < 256 ? pInfo->nConstraint : 256;
 
+  {
+    int rc = vtabReady(p);
+    if (rc) return rc;
+  }
   endStaleReads(p);
   zIdx = sqlite3_malloc(2 * nCons + 1);
   if (!zIdx) return SQLITE_NOMEM;
@@ -2086,7 +2176,10 @@ static int strataBestIndex(sqlite3_vtab *pVtab, sqlite3_index_info *pInfo) {
 
 static int strataOpen(sqlite3_vtab *pVtab, sqlite3_vtab_cursor **ppCursor) {
   Vtab *p = (Vtab *)pVtab;
-  Cursor *c = sqlite3_malloc(sizeof(*c));
+  Cursor *c;
+  int rc = vtabReady(p);
+  if (rc) return rc;
+  c = sqlite3_malloc(sizeof(*c));
   if (!c) return SQLITE_NOMEM;
   memset(c, 0, sizeof(*c));
   c->aField = sqlite3_malloc64(sizeof(KcField) * (u64)(p->pDef->nField + 1));
@@ -3184,7 +3277,13 @@ static Vtab *findTable(sqlite3 *db, const char *zArg, char **pzErr) {
       break;
     }
     pthread_mutex_unlock(&regMutex);
-    if (p) return p;
+    if (p) {
+      if (vtabReady(p)) {
+        *pzErr = sqlite3_mprintf("%s", p->base.zErrMsg ? p->base.zErrMsg : "strata: cannot open");
+        return NULL;
+      }
+      return p;
+    }
     if (iTry == 0) {
       /* Preparing a statement that names the table connects it. */
       sqlite3_stmt *pStmt = NULL;
