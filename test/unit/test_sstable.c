@@ -200,9 +200,12 @@ static void checkProps(const SstProps *p, const Model *m, const char *zPath) {
   }
 }
 
-static void checkGets(SstReader *r, const Model *m, int nUser, TestRng *rng) {
+/* Gets of every key at several sequences and of absent keys. bBloom: the
+** table has a filter, which must never reject a present key and must
+** reject most absent ones. */
+static void checkGets(SstReader *r, const Model *m, int nUser, int bBloom, TestRng *rng) {
   StrataBuf val = {0};
-  StrataReadStats rs = {0, 0};
+  StrataReadStats rs = {0, 0}, rsAbsent = {0, 0};
   int i, nBad = 0, nAbsent = 0;
   for (i = 0; i < nUser; i++) {
     u8 u[64];
@@ -232,7 +235,7 @@ static void checkGets(SstReader *r, const Model *m, int nUser, TestRng *rng) {
     }
     /* Absent: the odd number after it. */
     nu = userKey(u, (u64)i * 2 + 1, 0);
-    rc = strataSstGet(r, u, nu, STRATA_MAX_SEQ, &rs, &found, &type, &val);
+    rc = strataSstGet(r, u, nu, STRATA_MAX_SEQ, &rsAbsent, &found, &type, &val);
     if (rc != STRATA_OK || found) nBad++;
     nAbsent++;
   }
@@ -250,7 +253,16 @@ static void checkGets(SstReader *r, const Model *m, int nUser, TestRng *rng) {
     CHECK_EQ(found, 0);
   }
   CHECK_EQ(nBad, 0);
-  CHECK(rs.nBloomUseful <= rs.nBloomCheck);
+  if (bBloom) {
+    /* Every present key is in range and consulted the filter, which never
+    ** said no; the absent ones are in range but the last. */
+    CHECK_EQ(rs.nBloomCheck, 3 * (u64)nUser);
+    CHECK_EQ(rs.nBloomUseful, 0);
+    CHECK_EQ(rsAbsent.nBloomCheck, nAbsent ? nAbsent - 1 : 0);
+    CHECK(rsAbsent.nBloomUseful + 2 + rsAbsent.nBloomCheck / 20 >= rsAbsent.nBloomCheck);
+  } else {
+    CHECK_EQ(rs.nBloomCheck + rsAbsent.nBloomCheck, 0);
+  }
   strataBufFree(&val);
 }
 
@@ -317,7 +329,8 @@ static void checkIteration(SstReader *r, const Model *m, int bFill, int nSeek, T
 
 static BlockCache *gCache; /* shared by the tests that use a cache */
 
-static void checkTable(const char *zPath, const Model *m, int nUser, int bCache, TestRng *rng) {
+static void checkTable(const char *zPath, const Model *m, int nUser, int bCache, int bBloom,
+                       TestRng *rng) {
   SstReader *r = NULL;
   BlockCache *c = bCache ? gCache : NULL;
   int rc = strataSstOpen(strataEnvDefault(), zPath, c ? strataCacheNewId(c) : 1, c, NULL, &r);
@@ -331,7 +344,7 @@ static void checkTable(const char *zPath, const Model *m, int nUser, int bCache,
   rc = strataSstVerify(r);
   CHECK_EQ(rc, STRATA_OK);
   if (rc) printf("  verify: %s\n", strataErrMsgGet());
-  checkGets(r, m, nUser, rng);
+  checkGets(r, m, nUser, bBloom, rng);
   checkIteration(r, m, (int)test_randn(rng, 2), 300 + m->n / 50, rng);
   strataSstClose(r);
 }
@@ -361,7 +374,7 @@ static void test_sst_matrix(void) {
         checkProps(&props, &m, zPath);
         if (aBlock[ib] == 64) CHECK(props.nDataBlocks >= (u64)m.n / 2);
         strataSstPropsFree(&props);
-        checkTable(zPath, &m, aUser[iu], (ib + iu) % 2, &rng);
+        checkTable(zPath, &m, aUser[iu], (ib + iu) % 2, o.bloomBitsPerKey > 0, &rng);
         nTables++;
       }
     }
@@ -388,7 +401,7 @@ static void test_sst_large_tables(void) {
       printf("# zstd table: %llu bytes for %llu raw\n", (unsigned long long)props.fileSize,
              (unsigned long long)(props.nRawKeyBytes + props.nRawValBytes));
     strataSstPropsFree(&props);
-    checkTable(zPath, &m, nUser, comp, &rng);
+    checkTable(zPath, &m, nUser, comp, 1, &rng);
   }
   modelFree(&m);
 }
@@ -427,7 +440,7 @@ static void test_sst_empty_table(void) {
   CHECK_EQ(it->rc, STRATA_OK);
   strataIterClose(it);
   strataSstClose(r);
-  checkTable(zPath, &m, 0, 0, &rng);
+  checkTable(zPath, &m, 0, 0, 1, &rng);
   strataBufFree(&val);
 }
 
@@ -476,7 +489,7 @@ static void test_sst_many_versions(void) {
   }
   CHECK_EQ(nBad, 0);
   strataSstClose(r);
-  checkTable(zPath, &m, 0, 1, &rng);
+  checkTable(zPath, &m, 0, 1, 1, &rng);
   modelFree(&m);
   strataBufFree(&val);
 }
