@@ -441,16 +441,8 @@ static int runCompaction(strata *db, Compaction *c) {
     if (rc == STRATA_OK && c->level > 0) {
       strataBufSet(&db->aCompactPointer[c->level], last->largest.a, last->largest.n);
     }
-    if (rc) {
-      for (i = 0; i < e.nAdd && !c->bMoved; i++) {
-        {
-          char *z = strataFileName(db->zDir, STRATA_FILE_SST, e.aAdd[i].pMeta->number);
-          e.aAdd[i].pMeta->xObsolete = NULL;
-          if (z) db->env->xDelete(db->env, z);
-          strataFreeMem(z);
-        }
-      }
-    }
+    /* After a failed manifest write the outputs stay: the edit may be on
+    ** disk, and the next open deletes whatever no version holds. */
   }
   if (rc == STRATA_OK) {
     db->stats.compactions++;

@@ -326,12 +326,9 @@ static int flushImmutable(strata *db) {
     strataMemtableUnref(pImm);
     if (zWal) db->env->xDelete(db->env, zWal);
     strataFreeMem(zWal);
-  } else if (f) {
-    /* Not in any version: delete the table we just wrote. */
-    char *zPath = strataFileName(db->zDir, STRATA_FILE_SST, f->number);
-    if (zPath) db->env->xDelete(db->env, zPath);
-    strataFreeMem(zPath);
   }
+  /* After a failed manifest write the edit may or may not be on disk, so
+  ** the new table stays: the next open deletes it if no version has it. */
   strataFileMetaUnref(f);
   db->bFlushing = 0;
   if (rc) setBgError(db, rc);
@@ -1250,7 +1247,9 @@ int strata_open(const char *zPath, const strata_options *pOpts, strata **ppDb) {
     for (i = 0; i < nName; i++) {
       u64 num;
       int type = strataParseFileName(azName[i], &num);
-      if (type != STRATA_FILE_LOCK && type != STRATA_FILE_TEMP) {
+      /* LOCK, temporaries and a manifest are what a creation cut short by a
+      ** crash leaves (CURRENT is written before any WAL or table). */
+      if (type != STRATA_FILE_LOCK && type != STRATA_FILE_TEMP && type != STRATA_FILE_MANIFEST) {
         rc = strataErr(STRATA_CANTOPEN, "%s: not a strata database (found %s but no CURRENT)",
                        zPath, azName[i]);
         goto open_failed;
@@ -1263,6 +1262,8 @@ int strata_open(const char *zPath, const strata_options *pOpts, strata **ppDb) {
     strataFreeList(azName, nName);
     azName = NULL;
     nName = 0;
+    rc = strataVersionSetNewManifest(db->vs, NULL);
+    if (rc) goto open_failed;
   }
   atomic_store(&db->lastSeq, db->vs->lastSeq);
   adoptVersionFiles(db);

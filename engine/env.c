@@ -248,11 +248,12 @@ int strataFileReadExact(StrataFile *f, void *p, size_t n, u64 off, const char *z
 }
 
 int strataEnvWriteFileAtomic(strata_env *env, const char *zDir, const char *zName,
-                             const void *p, size_t n, int bSync) {
+                             const void *p, size_t n, int bSync, int *pbInstalled) {
   char *zTmp = strataMprintf("%s/%s.tmp", zDir, zName);
   char *zDst = strataMprintf("%s/%s", zDir, zName);
   StrataFile *f = NULL;
   int rc;
+  *pbInstalled = 0;
   if (!zTmp || !zDst) {
     rc = strataErr(STRATA_NOMEM, "out of memory");
     goto write_done;
@@ -262,9 +263,14 @@ int strataEnvWriteFileAtomic(strata_env *env, const char *zDir, const char *zNam
   rc = strataFileAppend(f, p, n);
   if (rc == STRATA_OK && bSync) rc = strataFileSync(f);
   strataFileClose(f);
+  *pbInstalled = 0;
   if (rc == STRATA_OK) rc = env->xRename(env, zTmp, zDst);
-  if (rc == STRATA_OK && bSync) rc = env->xSyncDir(env, zDir);
-  if (rc) env->xDelete(env, zTmp);
+  if (rc == STRATA_OK) {
+    *pbInstalled = 1;
+    if (bSync) rc = env->xSyncDir(env, zDir);
+  } else {
+    env->xDelete(env, zTmp);
+  }
 write_done:
   strataFreeMem(zTmp);
   strataFreeMem(zDst);

@@ -58,6 +58,9 @@
 **   - otherwise the search tries every byte offset after the damaged one for
 **     16 bytes whose header CRC checks and whose payload CRC checks too.
 **   A record with valid checksums and an unknown type is always corruption.
+**   So is a last record that is all there, with a header that checks and a
+**   payload that does not, unless it ends in zeros from a sector boundary
+**   (sectors a crash never wrote): a bit flip must not pass for a torn tail.
 */
 #include "strataInt.h"
 
@@ -345,11 +348,29 @@ static int readerStopped(LogReader *r) {
     return strataErr(STRATA_CORRUPT, "log %s: record at offset %llu has an unknown type", r->zPath,
                      (unsigned long long)r->offBad);
   }
+  if (r->offValid == 0) {
+    return strataErr(STRATA_CORRUPT, "log %s: bad payload checksum in the complete last record at "
+                     "offset %llu", r->zPath, (unsigned long long)r->offBad);
+  }
   return strataErr(STRATA_CORRUPT,
                    "log %s: damaged record at offset %llu (%s) is followed by a valid record at "
                    "offset %llu",
                    r->zPath, (unsigned long long)r->offBad, r->zWhy,
                    (unsigned long long)r->offValid);
+}
+
+/* 1 if the n-byte record a (at file offset off) ends in zeros from a
+** 512-byte boundary on: the shape of a write that a crash cut short, whose
+** last sectors never reached the disk. */
+static int zeroFilledTail(const u8 *a, size_t n, u64 off) {
+  u64 end = off + n, b = end & ~(u64)511;
+  size_t i;
+  if (b <= off + LOG_RECORD_HEADER) b = off + LOG_RECORD_HEADER;
+  if (b >= end) return 0;
+  for (i = (size_t)(b - off); i < n; i++) {
+    if (a[i]) return 0;
+  }
+  return 1;
 }
 
 /* The record at r->off is damaged (zWhy says how). Search for a valid record
@@ -474,7 +495,17 @@ int strataLogRead(LogReader *r, const u8 **pp, size_t *pn) {
                          r->off + LOG_RECORD_HEADER + len);
   }
   if (!payloadOk(a, len)) {
-    return readerDamaged(r, "bad payload checksum", r->off + LOG_RECORD_HEADER + len);
+    rc = readerDamaged(r, "bad payload checksum", r->off + LOG_RECORD_HEADER + len);
+    if (rc == STRATA_NOTFOUND && !zeroFilledTail(a, LOG_RECORD_HEADER + (size_t)len, r->off)) {
+      /* Nothing follows, but the record is all there and its end was
+      ** written: a crash leaves unwritten sectors as zeros, so this is
+      ** damage to a record that may have been acknowledged. */
+      r->bTorn = 0;
+      r->offValid = 0;
+      r->rcEnd = STRATA_CORRUPT;
+      return readerStopped(r);
+    }
+    return rc;
   }
   if (UNLIKELY(strataGet32(a + LOG_TYPE) != LOG_TYPE_FULL)) {
     r->offBad = r->off;

@@ -130,12 +130,14 @@ static inline u64 strataIkeyTrailer(const u8 *pIkey, size_t n) { return strataGe
 static inline u64 strataIkeySeq(const u8 *pIkey, size_t n) { return strataIkeyTrailer(pIkey, n) >> 8; }
 static inline int strataIkeyType(const u8 *pIkey, size_t n) { return (int)(strataIkeyTrailer(pIkey, n) & 0xff); }
 
+int strataMemcmp(const void *a, const void *b, size_t n); /* memcmp, out of line */
+
 /* memcmp order, a prefix before the longer key. Short keys (the common
 ** case) are compared 8 bytes at a time without a call into libc. */
 static inline int strataUkeyCompare(const u8 *a, size_t na, const u8 *b, size_t nb) {
   size_t n = na < nb ? na : nb, i = 0;
   if (n > 64) {
-    int c = memcmp(a, b, n);
+    int c = strataMemcmp(a, b, n);
     if (c) return c;
   } else {
     for (; i + 8 <= n; i += 8) {
@@ -234,8 +236,10 @@ static inline void strataFileClose(StrataFile *f) { if (f) f->pMethods->xClose(f
 /* Read exactly n bytes at off; a short read is STRATA_CORRUPT (truncated file). */
 int strataFileReadExact(StrataFile *f, void *p, size_t n, u64 off, const char *zWhat);
 /* Write a whole small file (temp + rename + syncs): used for CURRENT. */
+/* *pbInstalled is set to 1 once the rename is done: a later failure (the
+** directory sync) leaves the new file in place. */
 int strataEnvWriteFileAtomic(strata_env *env, const char *zDir, const char *zName,
-                             const void *p, size_t n, int bSync);
+                             const void *p, size_t n, int bSync, int *pbInstalled);
 int strataEnvReadFile(strata_env *env, const char *zPath, StrataBuf *pOut);
 
 /* Fault injection (tests): an env that wraps another and fails the Nth I/O

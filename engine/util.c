@@ -115,6 +115,8 @@ u64 strataNowMicros(void) {
   return (u64)ts.tv_sec * 1000000u + (u64)ts.tv_nsec / 1000u;
 }
 
+int strataMemcmp(const void *a, const void *b, size_t n) { return memcmp(a, b, n); }
+
 /* VARINTS */
 int strataPutVarint32(u8 *p, u32 v) { return strataPutVarint64(p, v); }
 

@@ -422,6 +422,9 @@ static int vsReplay(VersionSet *vs, const char *zManifest) {
   Version *v = NULL;
   int rc = strataLogReaderOpen(vs->env, zManifest, STRATA_LOG_MANIFEST, &r);
   int nEdit = 0;
+  if (rc == STRATA_CANTOPEN) {
+    return strataErr(STRATA_CORRUPT, "%s/CURRENT names %s, which is missing", vs->zDir, zManifest);
+  }
   if (rc) return rc;
   v = versionNew();
   if (!v) rc = strataErr(STRATA_NOMEM, "out of memory");
@@ -528,7 +531,7 @@ int strataVersionSetNewManifest(VersionSet *vs, const VersionEdit *pExtra) {
   Version *vNew = NULL;
   u64 num;
   char *zPath = NULL, zName[64];
-  int rc;
+  int rc, bInstalled = 0;
 
   /* Apply pExtra first so the snapshot holds it. */
   if (pExtra) {
@@ -562,9 +565,12 @@ int strataVersionSetNewManifest(VersionSet *vs, const VersionEdit *pExtra) {
   if (rc == STRATA_OK) rc = strataLogSync(w);
   if (rc == STRATA_OK) {
     snprintf(zName, sizeof(zName), "MANIFEST-%06llu\n", (unsigned long long)num);
-    rc = strataEnvWriteFileAtomic(vs->env, vs->zDir, "CURRENT", zName, strlen(zName), 1);
+    rc = strataEnvWriteFileAtomic(vs->env, vs->zDir, "CURRENT", zName, strlen(zName), 1,
+                                  &bInstalled);
   }
-  if (rc == STRATA_OK) {
+  if (rc == STRATA_OK || bInstalled) {
+    /* Once CURRENT names the new manifest it is the live one, even if the
+    ** directory sync after the rename failed (rc is still returned). */
     u64 oldNum = vs->manifestNumber;
     strataLogWriterClose(vs->pManifest);
     vs->pManifest = w;
