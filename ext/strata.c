@@ -1982,6 +1982,18 @@ static int keyPos(TableDef *pDef, int iColumn) {
   return pDef->aCol[iColumn].iKey;
 }
 
+/* May SQLite skip re-checking a constraint on key position k? A comparison's
+** affinity depends on its right-hand side too, which xBestIndex cannot see:
+** for a numeric key column SQLite always compares numerically, exactly as
+** xFilter encodes the value; for a TEXT key column a number is converted to
+** text only if the right-hand side has no affinity (a literal, a parameter),
+** not if it is a column without affinity. xFilter uses the converted value
+** (right for literals and parameters) and SQLite re-checks each row. */
+static int keyOmit(TableDef *pDef, int k) {
+  int iCol = pDef->aiKey[k];
+  return iCol < 0 || pDef->aCol[iCol].cAff != AFF_TEXT;
+}
+
 static double estimateRows(Vtab *p) {
   strata_stats st;
   double n = 1000.0;
@@ -2069,7 +2081,7 @@ static int strataBestIndex(sqlite3_vtab *pVtab, sqlite3_index_info *pInfo) {
       zIdx[2 * nArg] = (char)('A' + k);
       zIdx[2 * nArg + 1] = aOp[i];
       pInfo->aConstraintUsage[i].argvIndex = ++nArg;
-      pInfo->aConstraintUsage[i].omit = 1;
+      pInfo->aConstraintUsage[i].omit = keyOmit(pDef, k);
     }
     nPrefix++;
   }
@@ -2083,7 +2095,7 @@ static int strataBestIndex(sqlite3_vtab *pVtab, sqlite3_index_info *pInfo) {
       zIdx[2 * nArg] = (char)('A' + nPrefix);
       zIdx[2 * nArg + 1] = aOp[i];
       pInfo->aConstraintUsage[i].argvIndex = ++nArg;
-      pInfo->aConstraintUsage[i].omit = 1;
+      pInfo->aConstraintUsage[i].omit = keyOmit(pDef, nPrefix);
     }
   }
   for (i = 0; i < pInfo->nConstraint; i++) {
@@ -2091,7 +2103,7 @@ static int strataBestIndex(sqlite3_vtab *pVtab, sqlite3_index_info *pInfo) {
     if (pc->op == SQLITE_INDEX_CONSTRAINT_LIMIT || pc->op == SQLITE_INDEX_CONSTRAINT_OFFSET) {
       continue;
     }
-    if (pc->usable && (i >= nCons || pInfo->aConstraintUsage[i].argvIndex == 0)) bAllUsed = 0;
+    if (pc->usable && (i >= nCons || !pInfo->aConstraintUsage[i].omit)) bAllUsed = 0;
     if (!pc->usable) bAllUsed = 0;
   }
 
@@ -2842,8 +2854,12 @@ static int strataColumn(sqlite3_vtab_cursor *pCur, sqlite3_context *ctx, int iCo
     int k = pDef->aCol[iCol].iKey;
     rc = csrKeyValue(c, p, k, &v);
     if (rc) return rc;
-    /* A REAL stored in a column without affinity: the row says so. */
-    if (v.eType == SQLITE_INTEGER && pDef->aCol[iCol].cAff == AFF_BLOB) {
+    /* A REAL that equals an integer: the row says it was REAL. Only columns
+    ** without affinity keep such values, and numeric ones -2^63 (SQLite's
+    ** real-to-integer rule stops short of it). */
+    if (v.eType == SQLITE_INTEGER &&
+        (pDef->aCol[iCol].cAff == AFF_BLOB ||
+         (pDef->aCol[iCol].cAff != AFF_REAL && v.i == INT64_MIN))) {
       if (!c->bRowParsed && csrParseRow(c, pDef)) goto corrupt;
       if ((c->mReal >> k) & 1) {
         v.eType = SQLITE_FLOAT;
@@ -3030,10 +3046,20 @@ static int keyExists(Vtab *p, const u8 *pKey, size_t nKey, int *pbExists) {
   return engineErr(&p->base, rc);
 }
 
-static int uniqueError(Vtab *p) {
+/* A constraint error. Under OR IGNORE SQLite skips the row, but it would keep
+** the message and show it for any later error of the statement: none then. */
+static int ignoredConstraint(Vtab *p, int rc) {
+  sqlite3_free(p->base.zErrMsg);
+  p->base.zErrMsg = NULL;
+  return rc;
+}
+
+static int uniqueError(Vtab *p, int eConflict) {
   TableDef *pDef = p->pDef;
-  sqlite3_str *s = sqlite3_str_new(NULL);
+  sqlite3_str *s;
   int k;
+  if (eConflict == SQLITE_IGNORE) return ignoredConstraint(p, SQLITE_CONSTRAINT_PRIMARYKEY);
+  s = sqlite3_str_new(NULL);
   sqlite3_str_appendall(s, "UNIQUE constraint failed: ");
   for (k = 0; k < pDef->nKey; k++) {
     if (k) sqlite3_str_appendall(s, ", ");
@@ -3100,6 +3126,7 @@ static int strataUpdate(sqlite3_vtab *pVtab, int argc, sqlite3_value **argv,
   }
   if (argc == 1) {
     rc = strata_txn_delete(p->pTxn, pOld, nOld);
+    p->bNextRowid = 0; /* the largest rowid may be gone: max+1 is lower */
     return rc ? engineErr(pVtab, rc) : SQLITE_OK;
   }
 
@@ -3133,14 +3160,18 @@ static int strataUpdate(sqlite3_vtab *pVtab, int argc, sqlite3_value **argv,
           if (rc) goto update_done;
           if (p->aVal[i].eType != SQLITE_NULL) continue;
         }
-        rc = vtabErr(pVtab, SQLITE_CONSTRAINT_NOTNULL, "NOT NULL constraint failed: %s.%s",
-                     p->zName, col->zName);
+        if (eConflict == SQLITE_IGNORE) {
+          rc = ignoredConstraint(p, SQLITE_CONSTRAINT_NOTNULL);
+        } else {
+          rc = vtabErr(pVtab, SQLITE_CONSTRAINT_NOTNULL, "NOT NULL constraint failed: %s.%s",
+                       p->zName, col->zName);
+        }
         goto update_done;
       }
     }
     for (i = 0; i < pDef->nKey; i++) {
       aKv[i] = p->aVal[pDef->aiKey[i]];
-      if (aKv[i].eType == SQLITE_FLOAT && pDef->aCol[pDef->aiKey[i]].cAff == AFF_BLOB) {
+      if (aKv[i].eType == SQLITE_FLOAT && pDef->aCol[pDef->aiKey[i]].cAff != AFF_REAL) {
         mReal |= (u64)1 << i;
       }
     }
@@ -3185,8 +3216,12 @@ static int strataUpdate(sqlite3_vtab *pVtab, int argc, sqlite3_value **argv,
           if (rc) goto update_done;
           if (p->aVal[i].eType != SQLITE_NULL) continue;
         }
-        rc = vtabErr(pVtab, SQLITE_CONSTRAINT_NOTNULL, "NOT NULL constraint failed: %s.%s",
-                     p->zName, col->zName);
+        if (eConflict == SQLITE_IGNORE) {
+          rc = ignoredConstraint(p, SQLITE_CONSTRAINT_NOTNULL);
+        } else {
+          rc = vtabErr(pVtab, SQLITE_CONSTRAINT_NOTNULL, "NOT NULL constraint failed: %s.%s",
+                       p->zName, col->zName);
+        }
         goto update_done;
       }
     }
@@ -3216,7 +3251,7 @@ static int strataUpdate(sqlite3_vtab *pVtab, int argc, sqlite3_value **argv,
       rc = keyExists(p, p->aKey, nKey, &bExists);
       if (rc) goto update_done;
       if (bExists) {
-        rc = uniqueError(p);
+        rc = uniqueError(p, eConflict);
         goto update_done;
       }
     }
@@ -3229,11 +3264,12 @@ static int strataUpdate(sqlite3_vtab *pVtab, int argc, sqlite3_value **argv,
       rc = keyExists(p, p->aKey, nKey, &bExists);
       if (rc) goto update_done;
       if (bExists) {
-        rc = uniqueError(p);
+        rc = uniqueError(p, eConflict);
         goto update_done;
       }
     }
     rc = writeRow(p, pOld, nOld, p->aKey, nKey, p->aRow, nRow);
+    p->bNextRowid = 0; /* a rowid moved */
   }
   if (rc == SQLITE_OK && pDef->eKind != KIND_PK) {
     if (p->bNextRowid && iRowid >= p->iNextRowid && p->iNextRowid != INT64_MIN) {
