@@ -357,6 +357,20 @@ static void *bgMain(void *pArg) {
 /* Wake the background threads (db->mu held). */
 void strataDbScheduleWork(strata *db) { pthread_cond_broadcast(&db->bgCv); }
 
+/* A memtable for the write path: with a key filter sized for a full one
+** (~16 bits per 100-byte entry). */
+static int dbMemtableNew(strata *db, Memtable **pp) {
+  int rc = strataMemtableNew(pp);
+  if (rc == STRATA_OK) {
+    rc = strataMemtableEnableBloom(*pp, db->opts.memtable_size / 6);
+    if (rc) {
+      strataMemtableUnref(*pp);
+      *pp = NULL;
+    }
+  }
+  return rc;
+}
+
 /* MAKING ROOM
 ** Called by the commit leader with db->mu held. Switches to a new memtable
 ** and WAL when the active one is full (or bForce), waiting while the
@@ -414,7 +428,7 @@ static int makeRoom(strata *db, int bForce) {
       Memtable *pNew = NULL;
       LogWriter *pOld = db->pWal;
       u64 oldNumber = db->walNumber;
-      int rc = strataMemtableNew(&pNew);
+      int rc = dbMemtableNew(db, &pNew);
       if (rc == STRATA_OK) rc = newWal(db);
       if (rc) {
         strataMemtableUnref(pNew);
@@ -1053,7 +1067,7 @@ static int recoverFlush(strata *db, VersionEdit *e) {
   if (rc == STRATA_OK) {
     strataMemtableUnref(db->pMem);
     db->pMem = NULL;
-    rc = strataMemtableNew(&db->pMem);
+    rc = dbMemtableNew(db, &db->pMem);
   }
   return rc;
 }
@@ -1268,7 +1282,7 @@ int strata_open(const char *zPath, const strata_options *pOpts, strata **ppDb) {
   atomic_store(&db->lastSeq, db->vs->lastSeq);
   adoptVersionFiles(db);
 
-  rc = strataMemtableNew(&db->pMem);
+  rc = dbMemtableNew(db, &db->pMem);
   if (rc) goto open_failed;
   rc = db->env->xListDir(db->env, zPath, &azName, &nName);
   if (rc) goto open_failed;

@@ -114,6 +114,8 @@ struct Memtable {
   _Atomic u64 nEntry;
   _Atomic size_t nUsage;            /* bytes of all arena blocks */
   _Atomic size_t nUnused;           /* of which the free tail of the current block */
+  _Atomic u64 *aBloom;              /* optional filter of user keys (see BLOOM) */
+  u32 nBloomWords;
   u64 rng;                          /* xorshift state for node heights */
   MemNode *aSplice[MEM_MAX_HEIGHT]; /* per level, the last node <= the last key added */
   u8 *pFree;                        /* unused part of the current block */
@@ -345,8 +347,51 @@ void strataMemtableUnref(Memtable *p) {
   /* acq_rel: every use by other holders happens before the free. */
   if (atomic_fetch_sub_explicit(&p->nRef, 1, memory_order_acq_rel) == 1) {
     arenaFree(p);
+    strataFreeMem((void *)p->aBloom);
     strataFreeMem(p);
   }
+}
+
+/* BLOOM
+** A point lookup of a key that is not in the memtable still walks the whole
+** skiplist, a dozen cache misses. An optional filter of the user keys (two
+** bits in one 64-bit word per key) answers most such lookups at once. The
+** writer sets a key's bits before the entry is linked, and the database
+** publishes its sequence number after that, so a reader that may see an
+** entry also sees its bits. */
+static inline u64 memBloomHash(const u8 *pKey, size_t nKey) {
+  u64 h = 0x9E3779B97F4A7C15ull ^ nKey;
+  size_t i = 0;
+  for (; i + 8 <= nKey; i += 8) h = (h ^ strataGet64(pKey + i)) * 0xff51afd7ed558ccdull, h ^= h >> 32;
+  for (; i < nKey; i++) h = (h ^ pKey[i]) * 0x100000001b3ull;
+  h ^= h >> 29;
+  h *= 0xc4ceb9fe1a85ec53ull;
+  return h ^ (h >> 32);
+}
+
+int strataMemtableEnableBloom(Memtable *p, size_t nBits) {
+  u32 nWords = (u32)((nBits + 63) / 64);
+  if (nWords == 0 || p->aBloom || atomic_load(&p->nEntry) != 0) return STRATA_OK;
+  p->aBloom = strataMallocZero(sizeof(u64) * nWords);
+  if (!p->aBloom) return strataErr(STRATA_NOMEM, "out of memory");
+  p->nBloomWords = nWords;
+  return STRATA_OK;
+}
+
+static inline void memBloomAdd(Memtable *p, const u8 *pKey, size_t nKey) {
+  u64 h = memBloomHash(pKey, nKey);
+  _Atomic u64 *w = &p->aBloom[(h >> 12) % p->nBloomWords];
+  u64 bits = ((u64)1 << (h & 63)) | ((u64)1 << ((h >> 6) & 63));
+  if ((atomic_load_explicit(w, memory_order_relaxed) & bits) != bits) {
+    atomic_fetch_or_explicit(w, bits, memory_order_relaxed);
+  }
+}
+
+static inline int memBloomMayContain(Memtable *p, const u8 *pKey, size_t nKey) {
+  u64 h = memBloomHash(pKey, nKey);
+  u64 bits = ((u64)1 << (h & 63)) | ((u64)1 << ((h >> 6) & 63));
+  return (atomic_load_explicit(&p->aBloom[(h >> 12) % p->nBloomWords], memory_order_relaxed) &
+          bits) == bits;
 }
 
 /* Insert (pKey, seq, type) -> pVal. Writer only (callers serialize Adds);
@@ -395,6 +440,7 @@ int strataMemtableAdd(Memtable *p, u64 seq, int type, const u8 *pKey, size_t nKe
   ** reachable at level i, and a reader follows x's links only at levels
   ** where it reached x, so x's own links can be relaxed. Bottom-up, so x is
   ** never reachable at level i > 0 before it is at level 0. */
+  if (p->aBloom) memBloomAdd(p, pKey, nKey); /* before the entry is reachable */
   for (int i = 0; i < h; i++) {
     atomic_store_explicit(nodeLink(x, i),
                           atomic_load_explicit(nodeLink(aPrev[i], i), memory_order_relaxed),
@@ -416,6 +462,11 @@ int strataMemtableGet(Memtable *p, const u8 *pKey, size_t nKey, u64 seq, int *pT
                       const u8 **ppVal, size_t *pnVal) {
   MemNode *x;
   u64 trailer;
+  if (p->aBloom && !memBloomMayContain(p, pKey, nKey)) {
+    *ppVal = NULL;
+    *pnVal = 0;
+    return 0;
+  }
   if (seq > STRATA_MAX_SEQ) seq = STRATA_MAX_SEQ;
   /* (seq, VALUE) is the largest trailer with sequence seq, so the first entry
   ** >= it is the newest version of the key that is visible at seq. */

@@ -311,7 +311,10 @@ int strataMemtableAdd(Memtable *p, u64 seq, int type, const u8 *pKey, size_t nKe
 ** the memtable (valid while the caller holds a reference). */
 int strataMemtableGet(Memtable *p, const u8 *pKey, size_t nKey, u64 seq, int *pType,
                       const u8 **ppVal, size_t *pnVal);
-size_t strataMemtableMemoryUsage(const Memtable *p); /* bytes allocated by the arena */
+size_t strataMemtableMemoryUsage(const Memtable *p); /* bytes in use in the arena */
+/* Give an empty memtable a filter of nBits over its user keys, so that Get of
+** an absent key is answered without a search. */
+int strataMemtableEnableBloom(Memtable *p, size_t nBits);
 u64 strataMemtableCount(const Memtable *p);          /* entries added */
 /* An iterator over the internal keys; it holds a reference to p. */
 int strataMemtableIterNew(Memtable *p, StrataIter **ppIter);
