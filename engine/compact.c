@@ -59,6 +59,22 @@ static double levelScore(const strata *db, const Version *v, int level) {
   return (double)strataVersionLevelBytes(v, level) / (double)levelTarget(db, level);
 }
 
+void strataCompactUpdateDebt(strata *db) {
+  Version *v = db->vs->pCurrent;
+  u64 nDebt = 0;
+  int level;
+  for (level = 1; level < STRATA_MAX_LEVELS - 1; level++) {
+    u64 n = strataVersionLevelBytes(v, level), target = levelTarget(db, level);
+    if (n > target) nDebt += n - target;
+  }
+  if (v->nFile[0] >= db->opts.l0_compaction_trigger) nDebt += strataVersionLevelBytes(v, 0);
+  db->nCompactionDebt = nDebt;
+}
+
+u64 strataCompactDebtLimit(const strata *db, int bHard) {
+  return levelTarget(db, 1) * (bHard ? 64u : 16u);
+}
+
 int strataCompactPick(strata *db) {
   Version *v = db->vs->pCurrent;
   double best = 0;
@@ -438,6 +454,7 @@ static int runCompaction(strata *db, Compaction *c) {
   if (rc == STRATA_OK) {
     const FileMeta *last = c->apIn[0][c->nIn[0] - 1];
     rc = strataVersionSetLogAndApply(db->vs, &e);
+    if (rc == STRATA_OK) strataCompactUpdateDebt(db);
     if (rc == STRATA_OK && c->level > 0) {
       strataBufSet(&db->aCompactPointer[c->level], last->largest.a, last->largest.n);
     }

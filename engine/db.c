@@ -318,6 +318,7 @@ static int flushImmutable(strata *db) {
     e.lastSeq = atomic_load(&db->lastSeq);
   }
   if (rc == STRATA_OK) rc = strataVersionSetLogAndApply(db->vs, &e);
+  if (rc == STRATA_OK) strataCompactUpdateDebt(db);
   strataEditClear(&e);
   if (rc == STRATA_OK) {
     char *zWal = strataFileName(db->zDir, STRATA_FILE_WAL, immWal);
@@ -402,11 +403,15 @@ static int makeRoom(strata *db, int bForce) {
   int bSlowed = 0;
   for (;;) {
     int nL0 = db->vs->pCurrent->nFile[0];
+    int bCompact = !db->opts.disable_compaction;
+    u64 nDebt = db->nCompactionDebt;
     if (db->bgError) return bgErrorReport(db);
-    if (!bSlowed && !db->opts.disable_compaction && nL0 >= db->opts.l0_slowdown_trigger) {
+    if (!bSlowed && bCompact &&
+        (nL0 >= db->opts.l0_slowdown_trigger || nDebt >= strataCompactDebtLimit(db, 0))) {
       /* Delay grows from 1 ms at the slowdown trigger towards the stop. */
       int span = db->opts.l0_stop_trigger - db->opts.l0_slowdown_trigger + 1;
-      u64 us = 1000u * (u64)(1 + 4 * (nL0 - db->opts.l0_slowdown_trigger) / span);
+      int over = nL0 - db->opts.l0_slowdown_trigger;
+      u64 us = 1000u * (u64)(1 + 4 * (over > 0 ? over : 0) / span);
       pthread_mutex_unlock(&db->mu);
       usleep((useconds_t)us);
       pthread_mutex_lock(&db->mu);
@@ -417,8 +422,8 @@ static int makeRoom(strata *db, int bForce) {
       return STRATA_OK;
     } else if (bForce && strataMemtableCount(db->pMem) == 0) {
       return STRATA_OK;
-    } else if (db->pImm ||
-               (!db->opts.disable_compaction && nL0 >= db->opts.l0_stop_trigger)) {
+    } else if (db->pImm || (bCompact && (nL0 >= db->opts.l0_stop_trigger ||
+                                          nDebt >= strataCompactDebtLimit(db, 1)))) {
       u64 t0 = strataNowMicros();
       strataDbScheduleWork(db);
       pthread_cond_wait(&db->doneCv, &db->mu);
@@ -1300,6 +1305,7 @@ int strata_open(const char *zPath, const strata_options *pOpts, strata **ppDb) {
   pthread_mutex_unlock(&db->mu);
   if (rc) goto open_failed;
   adoptVersionFiles(db);
+  strataCompactUpdateDebt(db);
   deleteObsoleteFiles(db, azName, nName);
   strataFreeList(azName, nName);
   azName = NULL;

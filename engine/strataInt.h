@@ -691,6 +691,7 @@ struct strata {
   /* Compaction state (compact.c). */
   StrataBuf aCompactPointer[STRATA_MAX_LEVELS]; /* round-robin start per level */
   int iCompactLevel;      /* level chosen by strataCompactPick */
+  u64 nCompactionDebt;    /* see strataCompactUpdateDebt */
 };
 
 void strataDbScheduleWork(strata *db);                /* db->mu held */
@@ -706,6 +707,11 @@ int strataDbTableIter(strata *db, FileMeta *f, int bFillCache, StrataIter **ppIt
 int strataDbCheck(strata *db);
 
 /* compact.c: leveled compaction. */
+/* Recompute db->nCompactionDebt: bytes that compaction still has to move
+** (db->mu held; after every version change). */
+void strataCompactUpdateDebt(strata *db);
+/* The debt at which writes slow down (bHard = 0) or stop (bHard = 1). */
+u64 strataCompactDebtLimit(const strata *db, int bHard);
 /* 1 if a compaction should run now (db->mu held). */
 int strataCompactPick(strata *db);
 /* Run one compaction (db->mu held; released during the merge). */
