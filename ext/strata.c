@@ -23,7 +23,20 @@
 **   order is SQLite's order, so key ranges and ORDER BY on the key are
 **   answered by the engine. One metadata record (key 0x00 'M', below every
 **   row key) holds a signature of the table's layout, checked at connect
-**   time so that a directory is never read as another table's data.
+**   time so that a directory is never read as another table's data. A table
+**   whose directory is missing or foreign still connects (so that it can be
+**   dropped); every use reports why and tries to open it again.
+**
+** PATHS
+**
+**   Default directory: "<database file>-<table>.strata". path= is taken
+**   relative to the directory of the database file (so the table is found
+**   whatever the working directory), or to the working directory for a
+**   database without a file, which must give path=. DROP TABLE deletes the
+**   directory (not inside a transaction: ROLLBACK could not bring the data
+**   back); ALTER TABLE RENAME moves a default-named directory; CREATE refuses
+**   a directory that holds rows or another table, and takes over only the
+**   empty leftover of a CREATE that was rolled back.
 **
 ** AFFINITY AND CONSTRAINTS
 **
@@ -34,7 +47,9 @@
 **   SQLite passes an omitted column as NULL, so a column's DEFAULT is used
 **   when an INSERT gives it NULL (an explicit NULL cannot be told apart).
 **   CHECK, UNIQUE, REFERENCES, AUTOINCREMENT, GENERATED and ON CONFLICT
-**   clauses are refused at CREATE time with a clear error.
+**   clauses are refused at CREATE time with a clear error. SQLite refuses
+**   UPSERT (INSERT ... ON CONFLICT DO) on every virtual table: INSERT OR
+**   REPLACE and INSERT OR IGNORE are the equivalents.
 **
 ** CONFLICTS
 **
@@ -49,33 +64,51 @@
 **
 ** TRANSACTIONS AND SNAPSHOTS
 **
-**   Each connection (sqlite3_vtab) has its own state. xBegin starts an engine
-**   transaction, xSync commits it (so a failed commit fails the SQL COMMIT),
+**   Each connection (sqlite3_vtab) has its own state, and each table is its
+**   own engine. xBegin starts an engine write transaction (plus a base
+**   savepoint: SQLite rolls back to "savepoint -1", the transaction's start),
+**   xSync commits it, so that a failed commit fails the SQL COMMIT, and
 **   xRollback drops it. SQLite savepoint levels map to engine savepoints
-**   (aSp[]). Reads:
-**     - inside a write transaction, through the transaction (own writes seen);
-**     - inside BEGIN ... COMMIT without writes yet, through an engine read
-**       transaction begun at the first read and kept (TXN_READ) until a later
-**       call sees sqlite3_get_autocommit() true again, or turned into the
-**       write transaction by xBegin: the whole transaction reads one snapshot;
-**     - otherwise through one snapshot shared by all open cursors of the
-**       connection (like SQLite's read transaction while statements run).
+**   (aSp[]). A transaction that writes several strata tables commits them one
+**   after the other (there is no commit across engines). Reads:
+**     - inside a write transaction, through it (own writes seen);
+**     - inside BEGIN ... COMMIT: the first read or write of the transaction
+**       begins read transactions on every strata table of the connection at
+**       once (TXN_READ), so the SQL transaction reads one moment throughout;
+**       xBegin turns a table's read transaction into its write transaction,
+**       so a write after someone else's commit gets SQLITE_BUSY, as in WAL
+**       mode. SQLite does not tell a virtual table when a read-only
+**       transaction ends: any call that finds the connection in autocommit
+**       mode again ends them (a read-only transaction that follows another
+**       one with no statement outside a transaction in between keeps the
+**       older snapshot; it is still one consistent snapshot);
+**     - otherwise through one snapshot shared by the open cursors of the
+**       table in the connection (like SQLite's read transaction while
+**       statements run).
 **   A second writer gets the engine's STRATA_BUSY (after busy_timeout) as
-**   SQLITE_BUSY. Iterators of a transaction must not outlive it or a
-**   rollback_to: open cursors are "reseated" (their current row copied, a
-**   new iterator positioned after it) when that happens.
+**   SQLITE_BUSY; between connections of one database file SQLite's own file
+**   lock usually answers first (use WAL mode for readers beside a writer).
+**   Iterators of a transaction must not outlive it or a rollback_to: open
+**   cursors copy their current row, drop the iterator and continue on a new
+**   one positioned after that row (csrSave/csrRestore).
 **
 ** QUERY PLANS
 **
 **   xBestIndex uses equality (=, IS, IN all-at-once) on a prefix of the key
-**   columns and range constraints (<, <=, >, >=) on the next one; each used
-**   constraint is passed to xFilter and omitted, because xFilter applies it
-**   exactly: the right-hand value gets the key column's affinity as SQLite's
-**   comparison would, and is encoded like a key. A full key becomes point
-**   lookups (strata_txn_get/strata_get), anything else a list of key ranges
-**   scanned in order or in reverse, so ORDER BY on the key (or the part of it
-**   after the equality prefix) is consumed. OFFSET is applied by skipping
-**   entries when every other constraint is consumed.
+**   columns and range constraints (<, <=, >, >=) on the next one, in any
+**   number and order. xFilter gives each right-hand value the key column's
+**   affinity, as SQLite's comparison would, encodes it like a key and builds
+**   key ranges; a full key becomes point lookups (strata_txn_get or
+**   strata_get), anything else ranges scanned in key order or in reverse, so
+**   ORDER BY on the key (or the part after the equality prefix) is consumed.
+**   Used constraints are omitted (SQLite does not re-check them) except on a
+**   TEXT key column: whether SQLite converts a number to text there depends
+**   on the right-hand side's affinity, which xBestIndex cannot see (see
+**   keyOmit). OFFSET is applied by skipping entries when every constraint is
+**   omitted. LIMITATION: a number compared with a TEXT key column, when the
+**   right-hand side is a column with numeric affinity, matches only the
+**   canonical text of the number ('5', not '5.0'); a range on a TEXT key
+**   against a column without affinity is evaluated with text affinity.
 **
 ** SHARING
 **
