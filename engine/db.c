@@ -614,17 +614,34 @@ int strata_write(strata *db, const strata_batch *pBatch) {
   return strataDbWriteBatch(db, pBatch, 0);
 }
 
-/* Single writes use a per-thread batch so they allocate nothing. */
-static _Thread_local strata_batch tlsBatch;
-static _Thread_local int bTlsBatchInit;
+/* Single writes use a per-thread batch so they allocate nothing; a thread's
+** batch is freed when the thread exits. */
+static pthread_key_t batchKey;
+static pthread_once_t batchOnce = PTHREAD_ONCE_INIT;
+
+static void batchKeyFree(void *p) {
+  strata_batch *b = p;
+  strataBufFree(&b->rep);
+  strataFreeMem(b);
+}
+
+static void batchKeyInit(void) { pthread_key_create(&batchKey, batchKeyFree); }
 
 static strata_batch *threadBatch(void) {
-  if (!bTlsBatchInit) {
-    strataBatchInit(&tlsBatch);
-    bTlsBatchInit = 1;
+  strata_batch *b;
+  pthread_once(&batchOnce, batchKeyInit);
+  b = pthread_getspecific(batchKey);
+  if (!b) {
+    b = strataMallocZero(sizeof(*b));
+    if (!b) return NULL;
+    if (pthread_setspecific(batchKey, b) != 0) {
+      strataFreeMem(b);
+      return NULL;
+    }
   }
-  strata_batch_clear(&tlsBatch);
-  return &tlsBatch;
+  if (!b->rep.a && strataBatchInit(b) != STRATA_OK) return NULL;
+  strata_batch_clear(b);
+  return b;
 }
 
 int strata_put(strata *db, const void *pKey, size_t nKey, const void *pVal, size_t nVal) {
@@ -632,12 +649,10 @@ int strata_put(strata *db, const void *pKey, size_t nKey, const void *pVal, size
   int rc;
   if (!db) return strataErr(STRATA_MISUSE, "strata_put: NULL database");
   b = threadBatch();
+  if (!b) return strataErr(STRATA_NOMEM, "out of memory");
   rc = strata_batch_put(b, pKey, nKey, pVal, nVal);
   if (rc == STRATA_OK) rc = strataDbWriteBatch(db, b, 0);
-  if (b->rep.nAlloc > (1u << 20)) { /* do not keep a huge value's buffer */
-    strataBufFree(&b->rep);
-    bTlsBatchInit = 0;
-  }
+  if (b->rep.nAlloc > (1u << 20)) strataBufFree(&b->rep); /* keep no huge buffer */
   return rc;
 }
 
@@ -646,6 +661,7 @@ int strata_delete(strata *db, const void *pKey, size_t nKey) {
   int rc;
   if (!db) return strataErr(STRATA_MISUSE, "strata_delete: NULL database");
   b = threadBatch();
+  if (!b) return strataErr(STRATA_NOMEM, "out of memory");
   rc = strata_batch_delete(b, pKey, nKey);
   if (rc == STRATA_OK) rc = strataDbWriteBatch(db, b, 0);
   return rc;

@@ -236,7 +236,7 @@ int strataMergeIterNew(StrataIter **apChild, int nChild, StrataIter **ppIter) {
   }
   m->base.pMethods = &mergeMethods;
   m->nChild = nChild;
-  memcpy(m->apChild, apChild, sizeof(StrataIter *) * (size_t)nChild);
+  if (nChild) memcpy(m->apChild, apChild, sizeof(StrataIter *) * (size_t)nChild);
   m->bForward = 1;
   *ppIter = &m->base;
   return STRATA_OK;
