@@ -210,19 +210,9 @@ static int outFinish(CompactOut *o) {
   rc = strataSstBuilderFinish(o->b, &props);
   o->b = NULL;
   if (rc == STRATA_OK) {
-    f = strataFileMetaNew();
-    if (!f) {
-      rc = strataErr(STRATA_NOMEM, "out of memory");
-    } else {
-      f->number = o->number;
-      f->size = props.fileSize;
-      f->minSeq = props.minSeq;
-      f->maxSeq = props.maxSeq;
-      f->nEntries = props.nEntries;
-      f->nDeletes = props.nDeletes;
-      rc = strataBufSet(&f->smallest, props.smallest.a, props.smallest.n);
-      if (rc == STRATA_OK) rc = strataBufSet(&f->largest, props.largest.a, props.largest.n);
-      if (rc == STRATA_OK) rc = strataEditAddFile(o->e, o->c->level + 1, f);
+    rc = strataFileMetaFromProps(o->number, &props, &f);
+    if (rc == STRATA_OK) {
+      rc = strataEditAddFile(o->e, o->c->level + 1, f);
       if (rc == STRATA_OK) {
         strataDbAdoptFile(o->db, f);
         o->nBytesOut += props.fileSize;

@@ -258,20 +258,7 @@ static int writeLevel0(strata *db, Memtable *pMem, FileMeta **ppMeta) {
     b = NULL;
   }
   if (rc == STRATA_OK) rc = db->env->xSyncDir(db->env, db->zDir);
-  if (rc == STRATA_OK) {
-    f = strataFileMetaNew();
-    if (!f) rc = strataErr(STRATA_NOMEM, "out of memory");
-  }
-  if (rc == STRATA_OK) {
-    f->number = number;
-    f->size = props.fileSize;
-    f->minSeq = props.minSeq;
-    f->maxSeq = props.maxSeq;
-    f->nEntries = props.nEntries;
-    f->nDeletes = props.nDeletes;
-    rc = strataBufSet(&f->smallest, props.smallest.a, props.smallest.n);
-    if (rc == STRATA_OK) rc = strataBufSet(&f->largest, props.largest.a, props.largest.n);
-  }
+  if (rc == STRATA_OK) rc = strataFileMetaFromProps(number, &props, &f);
 flush_done:
   strataSstBuilderAbandon(b);
   strataIterClose(it);

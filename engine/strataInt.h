@@ -537,6 +537,8 @@ struct VersionSet {
 };
 
 FileMeta *strataFileMetaNew(void);
+/* A new FileMeta (one reference) describing table `number` from its properties. */
+int strataFileMetaFromProps(u64 number, const SstProps *p, FileMeta **ppMeta);
 void strataFileMetaRef(FileMeta *f);
 void strataFileMetaUnref(FileMeta *f);
 void strataVersionRef(Version *v);

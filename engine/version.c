@@ -87,6 +87,27 @@ FileMeta *strataFileMetaNew(void) {
   return f;
 }
 
+int strataFileMetaFromProps(u64 number, const SstProps *p, FileMeta **ppMeta) {
+  FileMeta *f = strataFileMetaNew();
+  int rc;
+  *ppMeta = NULL;
+  if (!f) return strataErr(STRATA_NOMEM, "out of memory");
+  f->number = number;
+  f->size = p->fileSize;
+  f->minSeq = p->minSeq;
+  f->maxSeq = p->maxSeq;
+  f->nEntries = p->nEntries;
+  f->nDeletes = p->nDeletes;
+  rc = strataBufSet(&f->smallest, p->smallest.a, p->smallest.n);
+  if (rc == STRATA_OK) rc = strataBufSet(&f->largest, p->largest.a, p->largest.n);
+  if (rc) {
+    strataFileMetaUnref(f);
+    return rc;
+  }
+  *ppMeta = f;
+  return STRATA_OK;
+}
+
 void strataFileMetaRef(FileMeta *f) { atomic_fetch_add(&f->nRef, 1); }
 
 void strataFileMetaUnref(FileMeta *f) {
