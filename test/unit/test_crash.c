@@ -10,8 +10,10 @@
 ** the run), deletes the keys of batch N - WINDOW (so deletions are
 ** crash-tested too and the database stays small), and sets the shared key
 ** "last" to N. After strata_write returns OK the child writes N to the
-** pipe. Every FLUSH_EVERY batches it calls strata_flush, announcing it
-** first, so the parent can aim kills at flushes.
+** pipe. Every FLUSH_EVERY batches it calls strata_flush (every third time
+** strata_compact_range over everything instead), announcing it first, so
+** the parent can aim kills at flushes and compactions. Background
+** compaction runs throughout as well (small memtables and files).
 **
 ** THE CHECK
 ** After the kill the parent opens the database itself. With H the value of
@@ -143,7 +145,8 @@ static void child_main(const char *zDir, int sync, int64_t nStart, int fd) {
     send_msg(fd, MSG_ACK, 0, n);
     if (n % FLUSH_EVERY == 0) {
       send_msg(fd, MSG_FLUSH, 0, n);
-      rc = strata_flush(db);
+      /* Every third time a full compaction, so kills land inside one too. */
+      rc = (n % (3 * FLUSH_EVERY) == 0) ? strata_compact_range(db, NULL, 0, NULL, 0) : strata_flush(db);
       if (rc) {
         send_msg(fd, MSG_ERROR, rc, n);
         _exit(6);
