@@ -13,9 +13,9 @@
 ** INPUTS
 ** An L0 compaction takes every L0 file (so no older L0 file can hold a
 ** version of a key that was moved below a newer one) and the L1 files that
-** overlap them. An Ln compaction (n >= 1) takes one file, chosen round-robin
-** after the last key compacted at that level, and the Ln+1 files that
-** overlap it. A single input with nothing below it is moved, not rewritten.
+** overlap them. An Ln compaction (n >= 1) takes one file, the one that
+** overlaps the fewest bytes of Ln+1 for its size (see pickFile), and the
+** Ln+1 files that overlap it. A single input with nothing below it is moved, not rewritten.
 **
 ** OUTPUTS
 ** Outputs are cut at target_file_size, or earlier when a file would overlap
@@ -145,6 +145,34 @@ static int widenRange(Compaction *c, const FileMeta *f, int bFirst) {
   return rc;
 }
 
+/* The file of `level` (>= 1) whose compaction rewrites the least below it
+** per byte it moves: smallest (overlapping bytes in level+1) / size. Both
+** levels are sorted, so one sweep finds every file's overlap. Cheaper
+** compactions first keep write amplification down (files that overlap much
+** get their turn when the level below has grown to meet them). */
+static int pickFile(const Version *v, int level) {
+  FileMeta **a = v->aFile[level], **b = level + 1 < STRATA_MAX_LEVELS ? v->aFile[level + 1] : NULL;
+  int n = v->nFile[level], m = b ? v->nFile[level + 1] : 0;
+  int i, j = 0, iBest = 0;
+  double best = -1;
+  for (i = 0; i < n; i++) {
+    const FileMeta *f = a[i];
+    u64 nOver = 0;
+    int k;
+    /* Skip files of level+1 entirely before f. */
+    while (j < m && ukeyCmp(&b[j]->largest, &f->smallest) < 0) j++;
+    for (k = j; k < m && ukeyCmp(&b[k]->smallest, &f->largest) <= 0; k++) nOver += b[k]->size;
+    {
+      double r = (double)nOver / (double)(f->size ? f->size : 1);
+      if (best < 0 || r < best) {
+        best = r;
+        iBest = i;
+      }
+    }
+  }
+  return iBest;
+}
+
 /* Fill c with the files of `level` overlapping [lo, hi] (all L0 files for
 ** level 0), and the overlapping files of level+1. db->mu held. */
 static int setupInputs(strata *db, Compaction *c, int level, const u8 *lo, size_t nLo, const u8 *hi,
@@ -156,17 +184,7 @@ static int setupInputs(strata *db, Compaction *c, int level, const u8 *lo, size_
   if (level == 0) {
     for (i = 0; i < v->nFile[0] && rc == STRATA_OK; i++) rc = addInput(c, 0, v->aFile[0][i]);
   } else if (bOneFile) {
-    /* Round-robin: the first file after the last key compacted here. */
-    StrataBuf *ptr = &db->aCompactPointer[level];
-    int iPick = 0;
-    if (ptr->n) {
-      for (iPick = 0; iPick < v->nFile[level]; iPick++) {
-        const FileMeta *f = v->aFile[level][iPick];
-        if (strataIkeyCompare(f->largest.a, f->largest.n, ptr->a, ptr->n) > 0) break;
-      }
-      if (iPick == v->nFile[level]) iPick = 0;
-    }
-    if (v->nFile[level] > 0) rc = addInput(c, 0, v->aFile[level][iPick]);
+    if (v->nFile[level] > 0) rc = addInput(c, 0, v->aFile[level][pickFile(v, level)]);
   } else {
     for (i = 0; i < v->nFile[level] && rc == STRATA_OK; i++) {
       if (fileOverlaps(v->aFile[level][i], lo, nLo, hi, nHi)) rc = addInput(c, 0, v->aFile[level][i]);
@@ -442,12 +460,8 @@ static int runCompaction(strata *db, Compaction *c) {
     strataVersionUnref(v);
   }
   if (rc == STRATA_OK) {
-    const FileMeta *last = c->apIn[0][c->nIn[0] - 1];
     rc = strataVersionSetLogAndApply(db->vs, &e);
     if (rc == STRATA_OK) strataCompactUpdateDebt(db);
-    if (rc == STRATA_OK && c->level > 0) {
-      strataBufSet(&db->aCompactPointer[c->level], last->largest.a, last->largest.n);
-    }
     /* After a failed manifest write the outputs stay: the edit may be on
     ** disk, and the next open deletes whatever no version holds. */
   }

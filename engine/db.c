@@ -1165,9 +1165,7 @@ static void deleteObsoleteFiles(strata *db, char **azName, int nName) {
 }
 
 static void dbFree(strata *db) {
-  int i;
   if (!db) return;
-  for (i = 0; i < STRATA_MAX_LEVELS; i++) strataBufFree(&db->aCompactPointer[i]);
   strataLogWriterClose(db->pWal);
   strataMemtableUnref(db->pMem);
   strataMemtableUnref(db->pImm);

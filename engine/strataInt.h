@@ -691,7 +691,6 @@ struct strata {
   DbStats stats;
   _Atomic u64 nBloomCheck, nBloomUseful;
   /* Compaction state (compact.c). */
-  StrataBuf aCompactPointer[STRATA_MAX_LEVELS]; /* round-robin start per level */
   int iCompactLevel;      /* level chosen by strataCompactPick */
   u64 nCompactionDebt;    /* see strataCompactUpdateDebt */
 };
