@@ -254,7 +254,11 @@ static int outStart(CompactOut *o) {
   pthread_mutex_unlock(&db->mu);
   o->zPath = strataFileName(db->zDir, STRATA_FILE_SST, o->number);
   if (!o->zPath) return strataErr(STRATA_NOMEM, "out of memory");
-  rc = strataSstBuilderNew(db->env, o->zPath, &db->sstOpts, &db->io, &o->b);
+  {
+    SstOptions so;
+    strataDbSstOptions(db, o->c->level + 1, &so);
+    rc = strataSstBuilderNew(db->env, o->zPath, &so, &db->io, &o->b);
+  }
   return rc;
 }
 

@@ -48,6 +48,7 @@ void strata_options_init(strata_options *o) {
   o->block_size = 4096;
   o->compression = STRATA_COMPRESSION_ZSTD;
   o->compression_level = 1;
+  o->compress_from_level = 0;
   o->bloom_bits_per_key = 10;
   o->cache_size = 32u << 20;
   o->max_open_files = 500;
@@ -71,6 +72,9 @@ static int checkOptions(const strata_options *o) {
     BAD("unknown compression %d", o->compression);
   }
   if (o->compression_level < -7 || o->compression_level > 22) BAD("compression_level must be -7..22");
+  if (o->compress_from_level < 0 || o->compress_from_level > STRATA_MAX_LEVELS) {
+    BAD("compress_from_level must be 0..%d", STRATA_MAX_LEVELS);
+  }
   if (o->bloom_bits_per_key < 0 || o->bloom_bits_per_key > 64) BAD("bloom_bits_per_key must be 0..64");
   if (o->sync < STRATA_SYNC_OFF || o->sync > STRATA_SYNC_FULL) BAD("sync must be off, normal or full");
   if (o->max_open_files < 10) BAD("max_open_files must be at least 10");
@@ -223,6 +227,12 @@ static int bgErrorReport(strata *db) {
                    db->zBgError);
 }
 
+/* Table options for output level `level`. */
+void strataDbSstOptions(const strata *db, int level, SstOptions *pOut) {
+  *pOut = db->sstOpts;
+  if (level < db->opts.compress_from_level) pOut->compression = STRATA_COMPRESSION_NONE;
+}
+
 /* FLUSH
 ** Write a memtable to a new L0 table. The caller holds db->mu; it is
 ** released during the table build. On success *ppMeta is the new file (NULL
@@ -247,7 +257,11 @@ static int writeLevel0(strata *db, Memtable *pMem, FileMeta **ppMeta) {
     zPath = strataFileName(db->zDir, STRATA_FILE_SST, number);
     if (!zPath) rc = strataErr(STRATA_NOMEM, "out of memory");
   }
-  if (rc == STRATA_OK) rc = strataSstBuilderNew(db->env, zPath, &db->sstOpts, &db->io, &b);
+  if (rc == STRATA_OK) {
+    SstOptions so;
+    strataDbSstOptions(db, 0, &so);
+    rc = strataSstBuilderNew(db->env, zPath, &so, &db->io, &b);
+  }
   while (rc == STRATA_OK && it->bValid) {
     rc = strataSstBuilderAdd(b, it->pKey, it->nKey, it->pVal, it->nVal);
     it->pMethods->xNext(it);

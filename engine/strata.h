@@ -87,7 +87,12 @@ typedef struct strata_options {
   size_t memtable_size;      /* bytes buffered in memory before a flush (default 8 MiB) */
   size_t block_size;         /* target uncompressed data block size (default 4096) */
   int compression;           /* STRATA_COMPRESSION_* (default ZSTD) */
-  int compression_level;     /* zstd level, 1..19 (default 1) */
+  int compression_level;     /* zstd level, -7..22 (default 1) */
+  int compress_from_level;   /* tables of levels below this are stored
+                             ** uncompressed (default 0: all compressed). 2
+                             ** keeps L0 and L1, which every seek reads and
+                             ** compaction rewrites often, free of
+                             ** decompression, for more bytes written */
   int bloom_bits_per_key;    /* 0 disables bloom filters (default 10) */
   size_t cache_size;         /* block cache budget in bytes, index and filter
                              ** blocks included (default 32 MiB) */

@@ -699,6 +699,7 @@ void strataDbScheduleWork(strata *db);                /* db->mu held */
 void strataDbFlushPending(strata *db);                /* db->mu held */
 u64 strataDbOldestSnapshot(strata *db);                /* db->mu held */
 void strataDbAdoptFile(strata *db, FileMeta *f);       /* obsolete files get deleted */
+void strataDbSstOptions(const strata *db, int level, SstOptions *pOut); /* per output level */
 int strataDbTableIter(strata *db, FileMeta *f, int bFillCache, StrataIter **ppIter);
 
 /* Check every file of the current version: its entries are in order, within
