@@ -202,6 +202,7 @@ static void fileObsolete(void *pCtx, u64 number) {
   strata *db = pCtx;
   char *zPath = strataFileName(db->zDir, STRATA_FILE_SST, number);
   strataCacheErase(db->pTableCache, number, 0);
+  strataCacheEraseId(db->pBlockCache, number); /* its blocks would only waste budget */
   if (zPath) db->env->xDelete(db->env, zPath);
   strataFreeMem(zPath);
 }
