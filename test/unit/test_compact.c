@@ -214,7 +214,7 @@ static void test_space_bounded(void) {
   const char *zDir = test_dir("cmp_space");
   strata *db = openSmall(zDir, 256 << 10);
   strata_stats st;
-  int i, nKeys = 10000, nWrites = test_soak() ? 10000000 : 300000;
+  int i, nKeys = test_soak() ? 100000 : 10000, nWrites = test_soak() ? 10000000 : 300000;
   u8 val[100];
   if (!db) return;
   for (i = 0; i < nWrites; i++) {
