@@ -123,6 +123,8 @@ struct SstBuilder {
   u64 pendingOff, pendingSize;
   StrataBuf sep;  /* separator scratch */
   StrataBuf cbuf; /* compression output */
+  int nNoGain;    /* data blocks in a row that compression did not shrink */
+  int nSkip;      /* data blocks left to store without trying */
   u32 *aHash;     /* one hash per distinct user key, for the filter */
   size_t nHash, nHashAlloc;
   SstProps props;
@@ -149,6 +151,9 @@ static int builderEmit(SstBuilder *b, const u8 *p, size_t n) {
   return STRATA_OK;
 }
 
+#define SST_NOGAIN_RUN 8
+#define SST_NOGAIN_SKIP 64
+
 /* Write one block with its trailer; compress it if allowed and worthwhile.
 ** Sets *pOff and *pSize to its handle. Returns STRATA_OK or an error. */
 static int builderWriteBlock(SstBuilder *b, const u8 *p, size_t n, int bCompress, u64 *pOff,
@@ -158,6 +163,13 @@ static int builderWriteBlock(SstBuilder *b, const u8 *p, size_t n, int bCompress
   size_t nOut = n;
   int rc;
   aTrailer[0] = SST_TYPE_NONE;
+  /* Incompressible data (random values) would cost a compression per block
+  ** for nothing: after SST_NOGAIN_RUN blocks in a row that did not shrink,
+  ** the next SST_NOGAIN_SKIP are stored as they are, then it tries again. */
+  if (bCompress && b->nSkip > 0) {
+    b->nSkip--;
+    bCompress = 0;
+  }
   if (bCompress && b->opts.compression == STRATA_COMPRESSION_ZSTD && n >= 64) {
     b->cbuf.n = 0;
     rc = strataCompress(STRATA_COMPRESSION_ZSTD, b->opts.compressionLevel, p, n, &b->cbuf);
@@ -166,6 +178,10 @@ static int builderWriteBlock(SstBuilder *b, const u8 *p, size_t n, int bCompress
       aTrailer[0] = SST_TYPE_ZSTD;
       pOut = b->cbuf.a;
       nOut = b->cbuf.n;
+      b->nNoGain = 0;
+    } else if (++b->nNoGain >= SST_NOGAIN_RUN) {
+      b->nNoGain = 0;
+      b->nSkip = SST_NOGAIN_SKIP;
     }
   }
   strataPut32(aTrailer + 1, strataCrcMask(strataCrc32c(strataCrc32c(0, pOut, nOut), aTrailer, 1)));
