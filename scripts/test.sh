@@ -5,4 +5,4 @@ set -e
 cd "$(dirname "$0")/.."
 sh scripts/setup.sh
 printf '==> running the test suite (make check)\n'
-exec make check
+exec make --no-print-directory -s check
