@@ -461,9 +461,12 @@ static void sst_data_block(int compression) {
       size_t nK, nV;
       const char *pK = strata_iter_key(it, &nK);
       const char *pV = strata_iter_value(it, &nV);
-      char zWant[128];
-      size_t nWant = pK[0] == 's' ? sst_value(zWant, sizeof(zWant), atoi(pK + 1))
-                                  : wal_value(zWant, sizeof(zWant), atoi(pK + 1));
+      char zWant[128], zKey[64];
+      size_t nWant;
+      /* The key is not NUL-terminated: copy it before atoi. */
+      snprintf(zKey, sizeof(zKey), "%.*s", (int)nK, pK);
+      nWant = zKey[0] == 's' ? sst_value(zWant, sizeof(zWant), atoi(zKey + 1))
+                             : wal_value(zWant, sizeof(zWant), atoi(zKey + 1));
       CHECK(nV == nWant && memcmp(pV, zWant, nV) == 0);
       n++;
     }
