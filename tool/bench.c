@@ -122,6 +122,7 @@
 #include "config.h"
 #endif
 
+#include "benchutil.h"
 #include "strata.h"
 
 #ifdef HAVE_LEVELDB
@@ -182,64 +183,8 @@ static Config cfg = {
 static int nFailedChecks; /* workloads whose answers were wrong */
 
 /* Print a message and exit with status 1. Never returns. */
-static void die(const char *zFmt, ...) __attribute__((noreturn, format(printf, 1, 2)));
-static void die(const char *zFmt, ...) {
-  va_list ap;
-  fflush(stdout);
-  fprintf(stderr, "strata-bench: ");
-  va_start(ap, zFmt);
-  vfprintf(stderr, zFmt, ap);
-  va_end(ap);
-  fprintf(stderr, "\n");
-  exit(1);
-}
-
-/* malloc() or exit. */
-static void *xmalloc(size_t n) {
-  void *p = malloc(n ? n : 1);
-  if (!p) die("out of memory (%zu bytes)", n);
-  return p;
-}
-
 /* ------------------------------------------------------------------ */
 /* TIME, RANDOM NUMBERS, HISTOGRAMS */
-
-static inline uint64_t nowNs(void) {
-  struct timespec ts;
-  clock_gettime(CLOCK_MONOTONIC, &ts);
-  return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
-}
-
-#if defined(HAVE_LEVELDB) || defined(HAVE_ROCKSDB)
-/* Used by the peers' waits for background work. */
-static void sleepMs(int ms) {
-  struct timespec ts = {ms / 1000, (long)(ms % 1000) * 1000000L};
-  while (nanosleep(&ts, &ts) != 0 && errno == EINTR) {
-  }
-}
-#endif
-
-typedef struct Rng {
-  uint64_t s;
-} Rng;
-
-/* splitmix64: fast, and every seed gives a full-period sequence. */
-static inline uint64_t rngNext(Rng *r) {
-  uint64_t z = (r->s += 0x9E3779B97F4A7C15ull);
-  z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ull;
-  z = (z ^ (z >> 27)) * 0x94D049BB133111EBull;
-  return z ^ (z >> 31);
-}
-
-/* Uniform in [0, n) without the bias of a modulo (multiply-shift). */
-static inline uint64_t rngUniform(Rng *r, uint64_t n) {
-  return (uint64_t)(((unsigned __int128)rngNext(r) * n) >> 64);
-}
-
-static inline uint64_t mix64(uint64_t x) {
-  Rng r = {x};
-  return rngNext(&r);
-}
 
 /* Latency histogram in nanoseconds: exact below 16, then 8 buckets per power
 ** of two (at most 12.5% error on a percentile). */
@@ -320,32 +265,6 @@ static int keyParse(const char *z, size_t n, uint64_t *pk) {
   return 1;
 }
 
-static uint8_t *aPool; /* value bytes: see VALUES in the header */
-static size_t nPool;
-
-static void poolInit(void) {
-  const size_t nPiece = 100;
-  size_t nRaw = (size_t)(cfg.ratio * (double)nPiece), i, j;
-  Rng r = {cfg.seed ^ 0x5EEDull};
-  if (nRaw < 1) nRaw = 1;
-  if (nRaw > nPiece) nRaw = nPiece;
-  nPool = (size_t)1 << 20;
-  if (nPool < (size_t)cfg.nVal * 4) nPool = (size_t)cfg.nVal * 4;
-  aPool = xmalloc(nPool);
-  for (i = 0; i < nPool; i += nPiece) {
-    size_t nThis = nPool - i < nPiece ? nPool - i : nPiece;
-    for (j = 0; j < nThis; j++) {
-      aPool[i + j] = j < nRaw ? (uint8_t)rngNext(&r) : aPool[i + j % nRaw];
-    }
-  }
-}
-
-/* The value stored for key k by the write workload of generation gen. */
-static inline const uint8_t *valueFor(uint64_t k, unsigned gen) {
-  uint64_t h = mix64(k * 0x100000001B3ull + gen);
-  return aPool + h % (nPool - (size_t)cfg.nVal + 1);
-}
-
 /* What the database holds: for each key the generation of the write
 ** workload that stored it (0: absent). Shared by all engines, since they all
 ** get the same operations; updated after every engine ran a write workload. */
@@ -375,51 +294,6 @@ static void modelClear(uint64_t k) {
 
 /* ------------------------------------------------------------------ */
 /* PROCESS I/O COUNTERS AND DISK USAGE */
-
-typedef struct IoCounters {
-  uint64_t wchar;       /* bytes passed to write() and friends */
-  uint64_t writeBytes;  /* bytes that will go to the device (page granular) */
-  int bOk;              /* 0 if /proc/self/io could not be read */
-} IoCounters;
-
-static void ioRead(IoCounters *p) {
-  char zLine[128];
-  FILE *f = fopen("/proc/self/io", "r");
-  memset(p, 0, sizeof(*p));
-  if (!f) return;
-  while (fgets(zLine, sizeof(zLine), f)) {
-    unsigned long long v;
-    if (sscanf(zLine, "wchar: %llu", &v) == 1) {
-      p->wchar = v;
-      p->bOk = 1;
-    } else if (sscanf(zLine, "write_bytes: %llu", &v) == 1) {
-      p->writeBytes = v;
-    }
-  }
-  fclose(f);
-}
-
-/* Bytes allocated to the files under zDir, recursively (as du). 0 if absent. */
-static uint64_t duDir(const char *zDir) {
-  uint64_t n = 0;
-  struct dirent *pEnt;
-  DIR *d = opendir(zDir);
-  if (!d) return 0;
-  while ((pEnt = readdir(d)) != NULL) {
-    char zPath[4096];
-    struct stat st;
-    if (!strcmp(pEnt->d_name, ".") || !strcmp(pEnt->d_name, "..")) continue;
-    snprintf(zPath, sizeof(zPath), "%s/%s", zDir, pEnt->d_name);
-    if (lstat(zPath, &st) != 0) continue; /* removed meanwhile by the engine */
-    if (S_ISDIR(st.st_mode)) {
-      n += duDir(zPath);
-    } else {
-      n += (uint64_t)st.st_blocks * 512;
-    }
-  }
-  closedir(d);
-  return n;
-}
 
 static int pathExists(const char *z) {
   struct stat st;
@@ -1481,7 +1355,7 @@ static void runWorkload(int w, int bImplicit) {
         r->aIo[j].bOk = io0.bOk && io.bOk;
         r->aIo[j].wchar = io.wchar - io0.wchar;
         r->aIo[j].writeBytes = io.writeBytes - io0.writeBytes;
-        r->aDu[j] = duDir(e->zDir);
+        r->aDu[j] = duPath(e->zDir);
       }
     }
   }
@@ -1765,6 +1639,7 @@ int main(int argc, char **argv) {
   strata_options opts;
   const char *zSync;
   int i;
+  benchSetProgram("strata-bench", 1);
 
   parseArgs(argc, argv);
   strata_options_init(&opts);
@@ -1804,7 +1679,7 @@ int main(int argc, char **argv) {
 
   mkdirs(cfg.zDb);
   for (i = 0; i < nEngine; i++) aEngine[i]->pM->xDestroy(aEngine[i]); /* an earlier run's */
-  poolInit();
+  benchPoolInit((size_t)(cfg.ratio * 100.0), (size_t)cfg.nVal, cfg.seed);
   model.aGen = xmalloc(cfg.nNum);
   memset(model.aGen, 0, cfg.nNum);
 
@@ -1818,7 +1693,7 @@ int main(int argc, char **argv) {
   }
   if (!cfg.bKeep) rmdir(cfg.zDb); /* only if empty: it may hold other things */
   free(model.aGen);
-  free(aPool);
+  free(aBenchPool);
   if (nFailedChecks) {
     printf("\n%d workload(s) gave WRONG answers\n", nFailedChecks);
     return 1;

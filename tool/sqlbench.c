@@ -118,6 +118,8 @@
 #define _GNU_SOURCE /* RUSAGE_THREAD */
 #include <sqlite3.h>
 
+#include "benchutil.h"
+
 #include <errno.h>
 #include <inttypes.h>
 #include <stdarg.h>
@@ -218,61 +220,8 @@ static Config cfg = {
 #define STRATA_DEFAULT_CACHE (32ll << 20)
 
 /* Print a message and exit with status 2. Never returns. */
-static void die(const char *zFmt, ...) __attribute__((noreturn, format(printf, 1, 2)));
-static void die(const char *zFmt, ...) {
-  va_list ap;
-  fflush(stdout);
-  fprintf(stderr, "strata-sql-bench: ");
-  va_start(ap, zFmt);
-  vfprintf(stderr, zFmt, ap);
-  va_end(ap);
-  fprintf(stderr, "\n");
-  exit(2);
-}
-
-/* malloc() or exit. */
-static void *xmalloc(size_t n) {
-  void *p = malloc(n ? n : 1);
-  if (!p) die("out of memory (%zu bytes)", n);
-  return p;
-}
-
 /* ------------------------------------------------------------------ */
 /* TIME, RANDOM NUMBERS, PERMUTATIONS */
-
-static uint64_t nowNs(void) {
-  struct timespec ts;
-  clock_gettime(CLOCK_MONOTONIC, &ts);
-  return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
-}
-
-static void sleepMs(int ms) {
-  struct timespec ts = {ms / 1000, (long)(ms % 1000) * 1000000L};
-  while (nanosleep(&ts, &ts) != 0 && errno == EINTR) {
-  }
-}
-
-typedef struct Rng {
-  uint64_t s;
-} Rng;
-
-/* splitmix64. */
-static inline uint64_t rngNext(Rng *r) {
-  uint64_t z = (r->s += 0x9E3779B97F4A7C15ull);
-  z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ull;
-  z = (z ^ (z >> 27)) * 0x94D049BB133111EBull;
-  return z ^ (z >> 31);
-}
-
-/* Uniform in [0, n) (multiply-shift, no modulo bias). */
-static inline uint64_t rngUniform(Rng *r, uint64_t n) {
-  return (uint64_t)(((unsigned __int128)rngNext(r) * n) >> 64);
-}
-
-static inline uint64_t mix64(uint64_t x) {
-  Rng r = {x};
-  return rngNext(&r);
-}
 
 /* A keyed bijection of [0, n): rounds of add, odd multiply and xorshift on
 ** the smallest power of two >= n (each step is invertible modulo 2^bits),
@@ -359,30 +308,6 @@ static void bindKey(sqlite3_stmt *pStmt, uint64_t v, char *zBuf) {
 
 static size_t keyBytes(void) { return cfg.eKeys == KEYS_INT ? 8 : TEXT_KEY_BYTES; }
 
-static uint8_t *aPool; /* value bytes: see VALUES in the header */
-static size_t nPool;
-
-static void poolInit(void) {
-  const size_t nPiece = 100;
-  size_t nRaw = cfg.bHalf ? nPiece / 2 : nPiece, i, j;
-  Rng r = {cfg.seed ^ 0x5EEDull};
-  nPool = (size_t)1 << 20;
-  if (nPool < (size_t)cfg.nVal * 4) nPool = (size_t)cfg.nVal * 4;
-  aPool = xmalloc(nPool);
-  for (i = 0; i < nPool; i += nPiece) {
-    size_t nThis = nPool - i < nPiece ? nPool - i : nPiece;
-    for (j = 0; j < nThis; j++) {
-      aPool[i + j] = j < nRaw ? (uint8_t)rngNext(&r) : aPool[i + j % nRaw];
-    }
-  }
-}
-
-/* The value written for key number i by the workload of generation gen. */
-static inline const uint8_t *valueFor(uint64_t i, unsigned gen) {
-  uint64_t h = mix64(i * 0x100000001B3ull + gen);
-  return aPool + h % (nPool - (size_t)cfg.nVal + 1);
-}
-
 /* Which workload wrote each key (0: absent). One byte a key, allocated and
 ** touched before the database opens, so it is part of the baseline RSS. */
 typedef struct Model {
@@ -401,26 +326,6 @@ static unsigned modelNextGen(void) {
 
 /* ------------------------------------------------------------------ */
 /* PROCESS COUNTERS AND DISK USAGE */
-
-typedef struct IoCounters {
-  uint64_t wchar, writeBytes;
-} IoCounters;
-
-static void ioRead(IoCounters *p) {
-  char zLine[128];
-  FILE *f = fopen("/proc/self/io", "r");
-  memset(p, 0, sizeof(*p));
-  if (!f) return;
-  while (fgets(zLine, sizeof(zLine), f)) {
-    unsigned long long v;
-    if (sscanf(zLine, "wchar: %llu", &v) == 1) {
-      p->wchar = v;
-    } else if (sscanf(zLine, "write_bytes: %llu", &v) == 1) {
-      p->writeBytes = v;
-    }
-  }
-  fclose(f);
-}
 
 /* A "VmXXX:" figure of /proc/self/status in KiB, 0 if unreadable. */
 static uint64_t statusKb(const char *zField) {
@@ -463,26 +368,6 @@ static uint64_t cpuOthersUs(void) {
   uint64_t nThread = rusageUs(RUSAGE_THREAD);
   uint64_t nAll = rusageUs(RUSAGE_SELF);
   return nAll > nThread ? nAll - nThread : 0;
-}
-
-/* Bytes allocated to zPath, recursively for a directory (as du). 0 if absent. */
-static uint64_t duPath(const char *zPath) {
-  struct stat st;
-  uint64_t n = 0;
-  DIR *d;
-  struct dirent *pEnt;
-  if (lstat(zPath, &st) != 0) return 0;
-  if (!S_ISDIR(st.st_mode)) return (uint64_t)st.st_blocks * 512;
-  d = opendir(zPath);
-  if (!d) return 0;
-  while ((pEnt = readdir(d)) != NULL) {
-    char zSub[4096];
-    if (!strcmp(pEnt->d_name, ".") || !strcmp(pEnt->d_name, "..")) continue;
-    snprintf(zSub, sizeof(zSub), "%s/%s", zPath, pEnt->d_name);
-    n += duPath(zSub);
-  }
-  closedir(d);
-  return n;
 }
 
 /* Remove zPath (a file or a directory tree) if it exists. Exits on failure. */
@@ -1305,6 +1190,7 @@ int main(int argc, char **argv) {
   const char *zBench = "fillseq,fillrandom,overwrite,readrandom,readmissing,seekrandom,readseq,"
                        "readreverse,count,deleterandom";
   const char *zEngines = "strata,rowid,without";
+  benchSetProgram("strata-sql-bench", 2);
   for (i = 1; i < argc; i++) {
     const char *a = argv[i], *v;
     if (!strcmp(a, "--help") || !strcmp(a, "-h")) {
@@ -1405,7 +1291,7 @@ int main(int argc, char **argv) {
   if (hasEngine(ENGINE_STRATA) && access(cfg.zExt, R_OK) != 0) {
     die("the strata extension %s is not readable (build it, or give --ext=PATH)", cfg.zExt);
   }
-  poolInit();
+  benchPoolInit(cfg.bHalf ? 50 : 100, (size_t)cfg.nVal, cfg.seed);
 
   printf("strata-sql-bench: SQLite %s, %" PRIu64 " rows, %s keys, %d-byte values (%s), "
          "%d rows/txn, %s\n",
@@ -1457,6 +1343,6 @@ int main(int argc, char **argv) {
   if (cfg.zCsv) writeCsv();
   free(aRes);
   free(aGot);
-  free(aPool);
+  free(aBenchPool);
   return nFailed || bWrong ? 1 : 0;
 }
