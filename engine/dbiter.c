@@ -72,6 +72,8 @@ static void findNextUserEntry(strata_iter *it, int bSkip) {
     if (isVisible(it, trailer >> 8)) {
       if (bSkip && strataUkeyCompare(in->pKey, nU, it->savedKey.a, it->savedKey.n) <= 0) {
         /* an older version of a key already passed */
+      } else if (it->bUpper && strataUkeyCompare(in->pKey, nU, it->upper.a, it->upper.n) >= 0) {
+        break; /* past the range: stop here, not after a run of tombstones */
       } else if ((trailer & 0xff) == STRATA_TYPE_DELETE) {
         if (strataBufSet(&it->savedKey, in->pKey, nU)) {
           it->rc = STRATA_NOMEM;
@@ -79,7 +81,6 @@ static void findNextUserEntry(strata_iter *it, int bSkip) {
         }
         bSkip = 1;
       } else {
-        if (it->bUpper && strataUkeyCompare(in->pKey, nU, it->upper.a, it->upper.n) >= 0) break;
         it->bValid = 1;
         it->bForward = 1;
         return;
