@@ -13,7 +13,7 @@ export STRATA_TEST_TMP="$builddir/test-tmp"
 mkdir -p "$STRATA_TEST_TMP"
 
 add_result() { # $1 = name, $2 = log file, $3 = exit code
-  line=$(grep -E '^[0-9]+ passed, [0-9]+ failed' "$2" | tail -n 1)
+  line=$(grep -aE '^[0-9]+ passed, [0-9]+ failed' "$2" | tail -n 1)
   if [ -z "$line" ]; then
     echo "FAIL $1: no result line (exit code $3); last output:"
     tail -n 20 "$2" | sed 's/^/    /'
@@ -32,7 +32,7 @@ add_result() { # $1 = name, $2 = log file, $3 = exit code
   fail=$((fail + f))
   [ "$f" -ne 0 ] && failed_parts="$failed_parts $1"
   printf '%-28s %s\n' "$1" "$line"
-  if [ "$f" -ne 0 ]; then grep -E '^(FAIL|  )' "$2" | head -n 40 | sed 's/^/    /'; fi
+  if [ "$f" -ne 0 ]; then grep -aE '^(FAIL|  )' "$2" | head -n 40 | sed 's/^/    /'; fi
 }
 
 logdir="$builddir/test-tmp/logs"
