@@ -3121,6 +3121,34 @@ static int writeRow(Vtab *p, const u8 *pOld, size_t nOld, const u8 *pKey, size_t
   return rc ? engineErr(&p->base, rc) : SQLITE_OK;
 }
 
+/* NOT NULL for the new row in p->aVal (column iSkip, the rowid alias, is
+** not checked): under OR REPLACE a NULL takes the column's DEFAULT, as in
+** SQLite; otherwise a NULL is a constraint error, or skips the row under OR
+** IGNORE. Returns SQLITE_OK or the code to return from xUpdate. */
+static int checkNotNull(Vtab *p, int iSkip, int eConflict) {
+  TableDef *pDef = p->pDef;
+  int i, rc;
+  for (i = 0; i < pDef->nCol; i++) {
+    Column *col = &pDef->aCol[i];
+    if (i == iSkip || p->aVal[i].eType != SQLITE_NULL || !col->bNotNull) continue;
+    if (eConflict == SQLITE_REPLACE && col->zDflt) {
+      sqlite3_value *v;
+      rc = columnDefault(p, i, &v);
+      if (rc == SQLITE_OK) {
+        sqlite3_value_free(p->apDup[i]);
+        p->apDup[i] = NULL;
+        rc = applyAffinity(v, col->cAff, 1, &p->aVal[i], &p->apDup[i]);
+      }
+      if (rc) return rc;
+      if (p->aVal[i].eType != SQLITE_NULL) continue;
+    }
+    if (eConflict == SQLITE_IGNORE) return ignoredConstraint(p, SQLITE_CONSTRAINT_NOTNULL);
+    return vtabErr(&p->base, SQLITE_CONSTRAINT_NOTNULL, "NOT NULL constraint failed: %s.%s",
+                   p->zName, col->zName);
+  }
+  return SQLITE_OK;
+}
+
 static int strataUpdate(sqlite3_vtab *pVtab, int argc, sqlite3_value **argv,
                         sqlite3_int64 *pRowid) {
   Vtab *p = (Vtab *)pVtab;
@@ -3179,29 +3207,8 @@ static int strataUpdate(sqlite3_vtab *pVtab, int argc, sqlite3_value **argv,
 
   /* The new key. */
   if (pDef->eKind == KIND_PK) {
-    for (i = 0; i < pDef->nCol; i++) {
-      Column *col = &pDef->aCol[i];
-      if (p->aVal[i].eType == SQLITE_NULL && col->bNotNull) {
-        if (eConflict == SQLITE_REPLACE && col->zDflt) {
-          sqlite3_value *v;
-          rc = columnDefault(p, i, &v);
-          if (rc == SQLITE_OK) {
-            sqlite3_value_free(p->apDup[i]);
-            p->apDup[i] = NULL;
-            rc = applyAffinity(v, col->cAff, 1, &p->aVal[i], &p->apDup[i]);
-          }
-          if (rc) goto update_done;
-          if (p->aVal[i].eType != SQLITE_NULL) continue;
-        }
-        if (eConflict == SQLITE_IGNORE) {
-          rc = ignoredConstraint(p, SQLITE_CONSTRAINT_NOTNULL);
-        } else {
-          rc = vtabErr(pVtab, SQLITE_CONSTRAINT_NOTNULL, "NOT NULL constraint failed: %s.%s",
-                       p->zName, col->zName);
-        }
-        goto update_done;
-      }
-    }
+    rc = checkNotNull(p, -1, eConflict);
+    if (rc) goto update_done;
     for (i = 0; i < pDef->nKey; i++) {
       aKv[i] = p->aVal[pDef->aiKey[i]];
       if (aKv[i].eType == SQLITE_FLOAT && pDef->aCol[pDef->aiKey[i]].cAff != AFF_REAL) {
@@ -3235,29 +3242,8 @@ static int strataUpdate(sqlite3_vtab *pVtab, int argc, sqlite3_value **argv,
       bAutoRowid = 1;
     }
     if (rc) goto update_done;
-    for (i = 0; i < pDef->nCol; i++) {
-      Column *col = &pDef->aCol[i];
-      if (i != iIpk && p->aVal[i].eType == SQLITE_NULL && col->bNotNull) {
-        if (eConflict == SQLITE_REPLACE && col->zDflt) {
-          sqlite3_value *v;
-          rc = columnDefault(p, i, &v);
-          if (rc == SQLITE_OK) {
-            sqlite3_value_free(p->apDup[i]);
-            p->apDup[i] = NULL;
-            rc = applyAffinity(v, col->cAff, 1, &p->aVal[i], &p->apDup[i]);
-          }
-          if (rc) goto update_done;
-          if (p->aVal[i].eType != SQLITE_NULL) continue;
-        }
-        if (eConflict == SQLITE_IGNORE) {
-          rc = ignoredConstraint(p, SQLITE_CONSTRAINT_NOTNULL);
-        } else {
-          rc = vtabErr(pVtab, SQLITE_CONSTRAINT_NOTNULL, "NOT NULL constraint failed: %s.%s",
-                       p->zName, col->zName);
-        }
-        goto update_done;
-      }
-    }
+    rc = checkNotNull(p, iIpk, eConflict);
+    if (rc) goto update_done;
     aKv[0].eType = SQLITE_INTEGER;
     aKv[0].i = iRowid;
   }
