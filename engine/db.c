@@ -1067,8 +1067,9 @@ static int recoverReplayOp(void *pCtx, u64 seq, int type, const u8 *k, size_t nk
   return strataMemtableAdd(db->pMem, seq, type, k, nk, v, nv);
 }
 
-/* Write the recovery memtable to L0 and add it to e (db->mu held). */
-static int recoverFlush(strata *db, VersionEdit *e) {
+/* Write the recovery memtable to L0 and install it in the in-memory version;
+** the new manifest written at the end of open records it (db->mu held). */
+static int recoverFlush(strata *db) {
   FileMeta *f = NULL;
   int rc = writeLevel0(db, db->pMem, &f);
   if (rc == STRATA_OK && f) {
@@ -1086,7 +1087,6 @@ static int recoverFlush(strata *db, VersionEdit *e) {
     strataEditClear(&one);
   }
   strataFileMetaUnref(f);
-  (void)e;
   if (rc == STRATA_OK) {
     strataMemtableUnref(db->pMem);
     db->pMem = NULL;
@@ -1101,7 +1101,7 @@ static int cmpU64(const void *a, const void *b) {
 }
 
 /* Replay the WALs at or after the manifest's log number, in order. */
-static int recoverWals(strata *db, char **azName, int nName, VersionEdit *e) {
+static int recoverWals(strata *db, char **azName, int nName) {
   u64 *aNum = strataMalloc(sizeof(u64) * (size_t)(nName ? nName : 1));
   int nWal = 0, i, rc = STRATA_OK;
   if (!aNum) return strataErr(STRATA_NOMEM, "out of memory");
@@ -1138,14 +1138,14 @@ static int recoverWals(strata *db, char **azName, int nName, VersionEdit *e) {
         rc = strataErr(STRATA_CORRUPT, "%s: malformed batch in WAL", zPath);
       }
       if (rc == STRATA_OK && strataMemtableMemoryUsage(db->pMem) >= db->opts.memtable_size) {
-        rc = recoverFlush(db, e);
+        rc = recoverFlush(db);
       }
     }
     strataLogReaderClose(r);
     strataFreeMem(zPath);
     if (aNum[i] >= db->vs->nextFile) db->vs->nextFile = aNum[i] + 1;
   }
-  if (rc == STRATA_OK && strataMemtableCount(db->pMem) > 0) rc = recoverFlush(db, e);
+  if (rc == STRATA_OK && strataMemtableCount(db->pMem) > 0) rc = recoverFlush(db);
   strataFreeMem(aNum);
   return rc;
 }
@@ -1308,7 +1308,7 @@ int strata_open(const char *zPath, const strata_options *pOpts, strata **ppDb) {
   rc = db->env->xListDir(db->env, zPath, &azName, &nName);
   if (rc) goto open_failed;
   pthread_mutex_lock(&db->mu);
-  rc = recoverWals(db, azName, nName, &e);
+  rc = recoverWals(db, azName, nName);
   if (rc == STRATA_OK) rc = newWal(db);
   if (rc == STRATA_OK) {
     e.bLogNumber = 1;
