@@ -248,6 +248,7 @@ struct Vtab {
   const strata_snapshot *pSnap;
   int nSnapRef;
   Cursor *pCsrList;
+  Cursor *pIdleCsr; /* a closed cursor kept with its buffers (CURSOR REUSE) */
   i64 iNextRowid;
   int bNextRowid;
   /* xUpdate scratch space, reused. */
@@ -258,6 +259,25 @@ struct Vtab {
   sqlite3_value **apDup;
   strata_value probe;
 };
+
+/* Encoded key components (of constraint values), in one growing buffer. */
+typedef struct CompList {
+  u8 *a; /* concatenated components */
+  size_t n, nAlloc;
+  size_t *aOff; /* start of each component; aOff[nComp] == n */
+  int nComp, nCompAlloc;
+} CompList;
+
+/* What the constraints say about one key position: equality candidates and
+** the tightest lower and upper bounds (components stored in `bounds`). */
+typedef struct PosCons {
+  int bEq;       /* has = or IN: vals holds the candidates */
+  int bEmpty;    /* no row can match (NULL operand, contradiction) */
+  CompList vals;
+  int bLo, bHi, bLoIncl, bHiIncl;
+  size_t iLo, nLo, iHi, nHi; /* offsets into bounds.a */
+  CompList bounds;
+} PosCons;
 
 struct Cursor {
   sqlite3_vtab_cursor base;
@@ -287,11 +307,25 @@ struct Cursor {
   u64 mReal;
   u8 *aTmp;
   size_t nTmpAlloc;
+  /* xFilter scratch, kept between calls so that a filter allocates nothing
+  ** once the buffers have grown (see CURSOR REUSE). */
+  PosCons aPc[MAX_KEY_COLS];
+  CompList scratch, spare;
+  int *aIx;
+  int nIxAlloc;
+  u8 *aPre;
+  size_t nPreAlloc;
+  /* Counters for strata_stats, added to the shared ones in batches: a
+  ** per-row atomic add costs more than the row. */
+  u64 nVisited, nLookups, nSeeksDone, nItersMade;
 };
 
 static pthread_mutex_t regMutex = PTHREAD_MUTEX_INITIALIZER;
 static Shared *regShared;
 static Vtab *regVtabs;
+/* Read transactions open in the process (eTxn == TXN_READ), so that the
+** common case of none skips endStaleReads' walk under regMutex. */
+static _Atomic int nReadTxns;
 
 static const u8 aMetaKey[2] = {KC_TAG_META, 'M'};
 static const u8 aFirstRowKey[1] = {KC_TAG_NULL};
@@ -1422,6 +1456,9 @@ static int dirExists(const char *zPath) {
 
 /* ================================================================ vtab */
 
+static void csrFree(Cursor *c);
+static void compFree(CompList *l);
+
 static void vtabFree(Vtab *p) {
   int i;
   if (!p) return;
@@ -1442,6 +1479,7 @@ static void vtabFree(Vtab *p) {
   sqlite3_free(p->aFieldVal);
   sqlite3_free(p->apDup);
   strata_value_free(&p->probe);
+  if (p->pIdleCsr) csrFree(p->pIdleCsr);
   sqlite3_free(p->base.zErrMsg);
   sqlite3_free(p);
 }
@@ -1468,6 +1506,7 @@ static void vtabListRemove(Vtab *p) {
 static int csrSave(Cursor *c);
 static int csrRestore(Cursor *c, Vtab *p, int eSrc);
 
+
 /* End the connection's engine transaction (commit if bCommit). Cursors that
 ** read through it continue on the newest state. Returns the engine code of
 ** the commit. */
@@ -1487,6 +1526,7 @@ static int txnEnd(Vtab *p, int bCommit) {
     strata_txn_rollback(p->pTxn);
   }
   p->pTxn = NULL;
+  if (p->eTxn == TXN_READ) atomic_fetch_sub(&nReadTxns, 1);
   p->eTxn = TXN_NONE;
   p->nSp = 0;
   p->bNextRowid = 0;
@@ -1518,7 +1558,7 @@ static int txnRollbackTo(Vtab *p, int iSp) {
 ** strata tables of the connection. */
 static void endStaleReads(Vtab *pCaller) {
   Vtab *p;
-  if (!sqlite3_get_autocommit(pCaller->db)) return;
+  if (!sqlite3_get_autocommit(pCaller->db) || atomic_load(&nReadTxns) == 0) return;
   pthread_mutex_lock(&regMutex);
   for (p = regVtabs; p; p = p->pNextVtab) {
     if (p->db == pCaller->db && p->eTxn == TXN_READ) txnEnd(p, 0);
@@ -1536,7 +1576,10 @@ static int beginReads(Vtab *pCaller) {
   for (p = regVtabs; p && rc == STRATA_OK; p = p->pNextVtab) {
     if (p->db != pCaller->db || p->pTxn || !p->pShared || !p->pShared->pDb) continue;
     rc = strata_txn_begin(p->pShared->pDb, STRATA_TXN_READ, &p->pTxn);
-    if (rc == STRATA_OK) p->eTxn = TXN_READ;
+    if (rc == STRATA_OK) {
+      p->eTxn = TXN_READ;
+      atomic_fetch_add(&nReadTxns, 1);
+    }
   }
   pthread_mutex_unlock(&regMutex);
   return rc ? engineErr(&pCaller->base, rc) : SQLITE_OK;
@@ -1903,6 +1946,7 @@ static int strataBegin(sqlite3_vtab *pVtab) {
     /* The transaction's reads so far used this snapshot: keep it, so the
     ** first write fails with BUSY if someone committed since. */
     p->eTxn = TXN_WRITE;
+    atomic_fetch_sub(&nReadTxns, 1);
   } else {
     rc = strata_txn_begin(p->pShared->pDb, STRATA_TXN_WRITE, &p->pTxn);
     if (rc) return engineErr(pVtab, rc);
@@ -2219,24 +2263,69 @@ static int strataBestIndex(sqlite3_vtab *pVtab, sqlite3_index_info *pInfo) {
 
 /* ================================================================ cursors */
 
+/* CURSOR REUSE
+** SQLite opens and closes a cursor for every execution of a statement, so a
+** point lookup would otherwise pay a dozen allocations for a cursor, its
+** ranges, bounds and filter scratch. The last closed cursor of a table is
+** kept (without its iterator or snapshot) and handed to the next xOpen. */
+
+static void csrFree(Cursor *c) {
+  int k;
+  strata_value_free(&c->point);
+  sqlite3_free(c->aRange);
+  sqlite3_free(c->aBound);
+  sqlite3_free(c->aCopy);
+  sqlite3_free(c->aField);
+  sqlite3_free(c->aTmp);
+  for (k = 0; k < MAX_KEY_COLS; k++) {
+    compFree(&c->aPc[k].vals);
+    compFree(&c->aPc[k].bounds);
+  }
+  compFree(&c->scratch);
+  compFree(&c->spare);
+  sqlite3_free(c->aIx);
+  sqlite3_free(c->aPre);
+  sqlite3_free(c);
+}
+
 static int strataOpen(sqlite3_vtab *pVtab, sqlite3_vtab_cursor **ppCursor) {
   Vtab *p = (Vtab *)pVtab;
   Cursor *c;
   int rc = vtabReady(p);
   if (rc) return rc;
-  c = sqlite3_malloc(sizeof(*c));
-  if (!c) return SQLITE_NOMEM;
-  memset(c, 0, sizeof(*c));
-  c->aField = sqlite3_malloc64(sizeof(KcField) * (u64)(p->pDef->nField + 1));
-  if (!c->aField) {
-    sqlite3_free(c);
-    return SQLITE_NOMEM;
+  if (p->pIdleCsr) {
+    c = p->pIdleCsr;
+    p->pIdleCsr = NULL;
+    memset(&c->base, 0, sizeof(c->base));
+  } else {
+    c = sqlite3_malloc(sizeof(*c));
+    if (!c) return SQLITE_NOMEM;
+    memset(c, 0, sizeof(*c));
+    c->aField = sqlite3_malloc64(sizeof(KcField) * (u64)(p->pDef->nField + 1));
+    if (!c->aField) {
+      sqlite3_free(c);
+      return SQLITE_NOMEM;
+    }
   }
+  c->eSrc = SRC_NONE;
   c->bEof = 1;
+  c->bSaved = 0;
+  c->bStepDone = 0;
   c->pNextCsr = p->pCsrList;
   p->pCsrList = c;
   *ppCursor = &c->base;
   return SQLITE_OK;
+}
+
+/* Add the cursor's counts to the table's shared statistics. */
+static void csrFlushCounts(Cursor *c, Vtab *p) {
+  Shared *sh = p->pShared;
+  if (!sh) return;
+  if (c->nVisited) atomic_fetch_add_explicit(&sh->nRowsVisited, c->nVisited, memory_order_relaxed);
+  if (c->nLookups) atomic_fetch_add_explicit(&sh->nPointLookups, c->nLookups, memory_order_relaxed);
+  if (c->nSeeksDone) atomic_fetch_add_explicit(&sh->nSeeks, c->nSeeksDone, memory_order_relaxed);
+  if (c->nItersMade) atomic_fetch_add_explicit(&sh->nIters, c->nItersMade, memory_order_relaxed);
+  c->nVisited = c->nLookups = c->nSeeksDone = c->nItersMade = 0;
 }
 
 /* Drop the cursor's iterator and its claim on the read source. */
@@ -2256,6 +2345,7 @@ static int strataClose(sqlite3_vtab_cursor *pCur) {
   Cursor *c = (Cursor *)pCur;
   Vtab *p = (Vtab *)pCur->pVtab;
   Cursor **pp;
+  csrFlushCounts(c, p);
   csrDropSource(c, p);
   for (pp = &p->pCsrList; *pp; pp = &(*pp)->pNextCsr) {
     if (*pp == c) {
@@ -2263,13 +2353,13 @@ static int strataClose(sqlite3_vtab_cursor *pCur) {
       break;
     }
   }
-  strata_value_free(&c->point);
-  sqlite3_free(c->aRange);
-  sqlite3_free(c->aBound);
-  sqlite3_free(c->aCopy);
-  sqlite3_free(c->aField);
-  sqlite3_free(c->aTmp);
-  sqlite3_free(c);
+  if (!p->pIdleCsr) {
+    c->pNextCsr = NULL;
+    c->pKey = c->pVal = NULL;
+    p->pIdleCsr = c;
+  } else {
+    csrFree(c);
+  }
   return SQLITE_OK;
 }
 
@@ -2312,7 +2402,7 @@ static int csrIter(Cursor *c, Vtab *p) {
     rc = strata_iter_new(p->pShared->pDb, &ro, &c->pIter);
   }
   if (rc) return engineErr(&p->base, rc);
-  atomic_fetch_add_explicit(&p->pShared->nIters, 1, memory_order_relaxed);
+  c->nItersMade++;
   return SQLITE_OK;
 }
 
@@ -2340,7 +2430,7 @@ static int csrTakeIter(Cursor *c, Vtab *p, const KeyRange *r) {
   c->nKey = nKey;
   c->pVal = strata_iter_value(c->pIter, &c->nVal);
   csrNewRow(c);
-  atomic_fetch_add_explicit(&p->pShared->nRowsVisited, 1, memory_order_relaxed);
+  c->nVisited++;
   return 1;
 }
 
@@ -2352,7 +2442,7 @@ static int csrStartRange(Cursor *c, Vtab *p) {
     const KeyRange *r = &c->aRange[c->bDesc ? c->nRange - 1 - c->iRange : c->iRange];
     if (c->bPoint) {
       const u8 *pKey = c->aBound + r->iLo;
-      atomic_fetch_add_explicit(&p->pShared->nPointLookups, 1, memory_order_relaxed);
+      c->nLookups++;
       if (c->eSrc == SRC_TXN) {
         rc = strata_txn_get(p->pTxn, pKey, r->nLo, &c->point);
       } else {
@@ -2365,14 +2455,14 @@ static int csrStartRange(Cursor *c, Vtab *p) {
         c->pVal = c->point.p;
         c->nVal = c->point.n;
         csrNewRow(c);
-        atomic_fetch_add_explicit(&p->pShared->nRowsVisited, 1, memory_order_relaxed);
+        c->nVisited++;
         return SQLITE_OK;
       }
       if (rc != STRATA_NOTFOUND) return engineErr(&p->base, rc);
     } else {
       rc = csrIter(c, p);
       if (rc) return rc;
-      atomic_fetch_add_explicit(&p->pShared->nSeeks, 1, memory_order_relaxed);
+      c->nSeeksDone++;
       if (!c->bDesc) {
         strata_iter_seek(c->pIter, c->aBound + r->iLo, r->nLo);
       } else if (r->nHi) {
@@ -2461,13 +2551,6 @@ static int csrRestore(Cursor *c, Vtab *p, int eSrc) {
   return SQLITE_OK;
 }
 
-/* Encoded key components (of constraint values), in one growing buffer. */
-typedef struct CompList {
-  u8 *a; /* concatenated components */
-  size_t n, nAlloc;
-  size_t *aOff; /* start of each component; aOff[nComp] == n */
-  int nComp, nCompAlloc;
-} CompList;
 
 static int compAddRaw(CompList *l, const u8 *x, size_t nx) {
   if (growBuf(&l->a, &l->nAlloc, l->n + nx + 1)) return SQLITE_NOMEM;
@@ -2507,34 +2590,44 @@ static void compFree(CompList *l) {
   memset(l, 0, sizeof(*l));
 }
 
-/* Replace *pA with the components of *pA that also appear in *pB. */
-static int compIntersect(CompList *pA, const CompList *pB) {
-  CompList out = {0};
+/* Empty l, keeping its buffers. */
+static void compReset(CompList *l) {
+  l->n = 0;
+  l->nComp = 0;
+}
+
+static void compSwap(CompList *pA, CompList *pB) {
+  CompList t = *pA;
+  *pA = *pB;
+  *pB = t;
+}
+
+/* Forget what pc knew, keeping its buffers. */
+static void posReset(PosCons *pc) {
+  pc->bEq = pc->bEmpty = 0;
+  pc->bLo = pc->bHi = pc->bLoIncl = pc->bHiIncl = 0;
+  compReset(&pc->vals);
+  compReset(&pc->bounds);
+}
+
+/* Replace *pA with the components of *pA that also appear in *pB, built in
+** *pSpare (whose buffers are then pA's old ones). */
+static int compIntersect(CompList *pA, const CompList *pB, CompList *pSpare) {
   int i, j, rc = SQLITE_OK;
+  compReset(pSpare);
   for (i = 0; rc == SQLITE_OK && i < pA->nComp; i++) {
     for (j = 0; j < pB->nComp; j++) {
       if (COMP_LEN(pA, i) == COMP_LEN(pB, j) &&
           memcmp(COMP_PTR(pA, i), COMP_PTR(pB, j), COMP_LEN(pA, i)) == 0) {
-        rc = compAddRaw(&out, COMP_PTR(pA, i), COMP_LEN(pA, i));
+        rc = compAddRaw(pSpare, COMP_PTR(pA, i), COMP_LEN(pA, i));
         break;
       }
     }
   }
-  compFree(pA);
-  *pA = out;
+  compSwap(pA, pSpare);
   return rc;
 }
 
-/* What the constraints say about one key position: equality candidates and
-** the tightest lower and upper bounds (components stored in `bounds`). */
-typedef struct PosCons {
-  int bEq;       /* has = or IN: vals holds the candidates */
-  int bEmpty;    /* no row can match (NULL operand, contradiction) */
-  CompList vals;
-  int bLo, bHi, bLoIncl, bHiIncl;
-  size_t iLo, nLo, iHi, nHi; /* offsets into bounds.a */
-  CompList bounds;
-} PosCons;
 
 /* Does component x lie inside pc's bounds? Components are prefix-free, so
 ** memcmp() order on whole components is value order. */
@@ -2600,12 +2693,19 @@ static int encodeConstraint(Vtab *p, int k, sqlite3_value *v, CompList *l, int *
 }
 
 /* Sort the components of l (insertion sort: lists are short) and drop
-** duplicates and those outside pc's bounds. */
-static int compSortUnique(CompList *l, const PosCons *pc) {
-  CompList out = {0};
+** duplicates and those outside pc's bounds. The cursor's spare list and
+** index array are the scratch space. */
+static int compSortUnique(Cursor *c, CompList *l, const PosCons *pc) {
+  CompList *out = &c->spare;
   int *aIx, i, j, rc = SQLITE_OK;
-  aIx = sqlite3_malloc64(sizeof(int) * (u64)(l->nComp + 1));
-  if (!aIx) return SQLITE_NOMEM;
+  if (l->nComp + 1 > c->nIxAlloc) {
+    int nNew = l->nComp + 16;
+    aIx = sqlite3_realloc64(c->aIx, sizeof(int) * (u64)nNew);
+    if (!aIx) return SQLITE_NOMEM;
+    c->aIx = aIx;
+    c->nIxAlloc = nNew;
+  }
+  aIx = c->aIx;
   for (i = 0; i < l->nComp; i++) {
     int v = i;
     for (j = i - 1; j >= 0 && keyCmp(COMP_PTR(l, aIx[j]), COMP_LEN(l, aIx[j]), COMP_PTR(l, v),
@@ -2615,19 +2715,18 @@ static int compSortUnique(CompList *l, const PosCons *pc) {
     }
     aIx[j + 1] = v;
   }
+  compReset(out);
   for (i = 0; rc == SQLITE_OK && i < l->nComp; i++) {
     const u8 *x = COMP_PTR(l, aIx[i]);
     size_t nx = COMP_LEN(l, aIx[i]);
     if (!compInRange(pc, x, nx)) continue;
-    if (out.nComp > 0 && keyCmp(COMP_PTR(&out, out.nComp - 1), COMP_LEN(&out, out.nComp - 1), x,
-                                nx) == 0) {
+    if (out->nComp > 0 && keyCmp(COMP_PTR(out, out->nComp - 1), COMP_LEN(out, out->nComp - 1), x,
+                                 nx) == 0) {
       continue;
     }
-    rc = compAddRaw(&out, x, nx);
+    rc = compAddRaw(out, x, nx);
   }
-  sqlite3_free(aIx);
-  compFree(l);
-  *l = out;
+  compSwap(l, out);
   return rc;
 }
 
@@ -2663,19 +2762,19 @@ static int rangeAdd(Cursor *c, KeyRange **ppR) {
 static int buildRanges(Cursor *c, PosCons *aPc, int nPrefix, int nKey) {
   int aIdx[MAX_KEY_COLS];
   PosCons *pr = nPrefix < nKey ? &aPc[nPrefix] : NULL;
-  u8 *aPre = NULL;
-  size_t nPreAlloc = 0;
   int k, rc = SQLITE_OK;
   memset(aIdx, 0, sizeof(aIdx));
   c->bPoint = (nPrefix == nKey);
   for (;;) {
     size_t nPre = 0;
+    u8 *aPre;
     KeyRange *r;
     for (k = 0; k < nPrefix; k++) nPre += COMP_LEN(&aPc[k].vals, aIdx[k]);
-    if (growBuf(&aPre, &nPreAlloc, nPre + 1)) {
+    if (growBuf(&c->aPre, &c->nPreAlloc, nPre + 1)) {
       rc = SQLITE_NOMEM;
       break;
     }
+    aPre = c->aPre;
     nPre = 0;
     for (k = 0; k < nPrefix; k++) {
       size_t n = COMP_LEN(&aPc[k].vals, aIdx[k]);
@@ -2713,7 +2812,6 @@ static int buildRanges(Cursor *c, PosCons *aPc, int nPrefix, int nKey) {
     }
     if (k < 0) break;
   }
-  sqlite3_free(aPre);
   return rc;
 }
 
@@ -2723,7 +2821,8 @@ static int strataFilter(sqlite3_vtab_cursor *pCur, int idxNum, const char *idxSt
   Vtab *p = (Vtab *)pCur->pVtab;
   TableDef *pDef = p->pDef;
   int nKey = pDef->nKey;
-  PosCons aPc[MAX_KEY_COLS];
+  PosCons *aPc = c->aPc;
+  CompList *l = &c->scratch;
   int nPrefix = 0, i, k, rc = SQLITE_OK;
 
   /* Reset every per-scan and per-row state: a cursor is filtered again and
@@ -2740,15 +2839,15 @@ static int strataFilter(sqlite3_vtab_cursor *pCur, int idxNum, const char *idxSt
   c->bStepDone = 0;
   c->bSaved = 0;
   csrNewRow(c);
+  csrFlushCounts(c, p);
 
   rc = csrChooseSource(c, p);
   if (rc) return rc;
-  memset(aPc, 0, sizeof(aPc));
+  for (k = 0; k < nKey; k++) posReset(&aPc[k]);
 
   for (i = 0; rc == SQLITE_OK && i < argc && idxStr && idxStr[2 * i]; i++) {
     char op = idxStr[2 * i + 1];
     PosCons *pc;
-    CompList l = {0};
     int bNull = 0;
     k = idxStr[2 * i] - 'A';
     if (op == OP_OFFSET) {
@@ -2758,40 +2857,31 @@ static int strataFilter(sqlite3_vtab_cursor *pCur, int idxNum, const char *idxSt
     }
     if (k < 0 || k >= nKey) continue;
     pc = &aPc[k];
+    compReset(l);
     if (op == OP_IN) {
       sqlite3_value *pEl = NULL;
       int rc2;
       for (rc2 = sqlite3_vtab_in_first(argv[i], &pEl); rc == SQLITE_OK && rc2 == SQLITE_OK && pEl;
            rc2 = sqlite3_vtab_in_next(argv[i], &pEl)) {
-        rc = encodeConstraint(p, k, pEl, &l, &bNull); /* NULL members never match */
+        rc = encodeConstraint(p, k, pEl, l, &bNull); /* NULL members never match */
       }
       if (rc == SQLITE_OK && rc2 != SQLITE_OK && rc2 != SQLITE_DONE) rc = rc2;
+      bNull = 0;
     } else {
-      rc = encodeConstraint(p, k, argv[i], &l, &bNull);
+      rc = encodeConstraint(p, k, argv[i], l, &bNull);
       if (bNull) pc->bEmpty = 1;
     }
     if (rc == SQLITE_OK && !bNull && (op == OP_EQ || op == OP_IN)) {
       if (pc->bEq) {
-        rc = compIntersect(&pc->vals, &l);
+        rc = compIntersect(&pc->vals, l, &c->spare);
       } else {
-        pc->vals = l;
-        memset(&l, 0, sizeof(l));
-        pc->bEq = 1;
-      }
-      if (pc->vals.nComp == 0) pc->bEmpty = 1;
-    } else if (rc == SQLITE_OK && op == OP_IN) {
-      if (pc->bEq) {
-        rc = compIntersect(&pc->vals, &l);
-      } else {
-        pc->vals = l;
-        memset(&l, 0, sizeof(l));
+        compSwap(&pc->vals, l);
         pc->bEq = 1;
       }
       if (pc->vals.nComp == 0) pc->bEmpty = 1;
     } else if (rc == SQLITE_OK && !bNull) {
-      rc = posBound(pc, op == OP_GT || op == OP_GE, l.a, l.n, op == OP_GE || op == OP_LE);
+      rc = posBound(pc, op == OP_GT || op == OP_GE, l->a, l->n, op == OP_GE || op == OP_LE);
     }
-    compFree(&l);
   }
   if (rc) goto filter_done;
 
@@ -2800,7 +2890,7 @@ static int strataFilter(sqlite3_vtab_cursor *pCur, int idxNum, const char *idxSt
   }
   for (k = 0; k < nKey && aPc[k].bEq; k++) nPrefix++;
   for (k = 0; rc == SQLITE_OK && !c->bEof && k < nPrefix; k++) {
-    rc = compSortUnique(&aPc[k].vals, &aPc[k]);
+    rc = compSortUnique(c, &aPc[k].vals, &aPc[k]);
     if (rc == SQLITE_OK && aPc[k].vals.nComp == 0) c->bEof = 1;
   }
   if (rc || c->bEof) goto filter_done;
@@ -2814,10 +2904,6 @@ static int strataFilter(sqlite3_vtab_cursor *pCur, int idxNum, const char *idxSt
   }
 
 filter_done:
-  for (k = 0; k < nKey; k++) {
-    compFree(&aPc[k].vals);
-    compFree(&aPc[k].bounds);
-  }
   if (rc == SQLITE_NOMEM) c->bEof = 1;
   return rc;
 }
