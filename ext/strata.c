@@ -2424,8 +2424,13 @@ static int csrTakeIter(Cursor *c, Vtab *p, const KeyRange *r) {
   const u8 *pKey;
   if (!strata_iter_valid(c->pIter)) return 0;
   pKey = strata_iter_key(c->pIter, &nKey);
-  if (r->nLo && keyCmp(pKey, nKey, c->aBound + r->iLo, r->nLo) < 0) return 0;
-  if (r->nHi && keyCmp(pKey, nKey, c->aBound + r->iHi, r->nHi) >= 0) return 0;
+  /* Only the bound the scan moves towards can be crossed: it started at or
+  ** inside the other one. */
+  if (c->bDesc) {
+    if (r->nLo && keyCmp(pKey, nKey, c->aBound + r->iLo, r->nLo) < 0) return 0;
+  } else {
+    if (r->nHi && keyCmp(pKey, nKey, c->aBound + r->iHi, r->nHi) >= 0) return 0;
+  }
   c->pKey = pKey;
   c->nKey = nKey;
   c->pVal = strata_iter_value(c->pIter, &c->nVal);
@@ -2917,6 +2922,13 @@ static int strataEof(sqlite3_vtab_cursor *pCur) { return ((Cursor *)pCur)->bEof;
 static int csrParseKey(Cursor *c, TableDef *pDef) {
   size_t off = 0;
   int k;
+  if (pDef->nKey == 1) {
+    /* One component: keycodecKeyGet checks that it spans the whole key. */
+    c->aKeyOff[0] = 0;
+    c->aKeyOff[1] = c->nKey;
+    c->bKeyParsed = 1;
+    return SQLITE_OK;
+  }
   for (k = 0; k < pDef->nKey; k++) {
     size_t n = keycodecKeySkip(c->pKey + off, c->nKey - off);
     if (n == 0) return SQLITE_CORRUPT;
