@@ -742,7 +742,10 @@ static void test_sst_corruption(void) {
       flipByte(zBad, off, (u8)(1u << test_randn(&rng, 8)));
       nCorrupt = readDamaged(zBad, &m, nUser, (k % 2) ? gCache : NULL, &nWrong);
       if (region == 0) {
-        CHECK(nCorrupt >= 3); /* some Get, the scan and the verify */
+        /* The scan and the verify read every block; a Get only reads the
+        ** block that holds the newest version of its key, and the last
+        ** block may hold nothing but older versions. */
+        CHECK(nCorrupt >= 2);
       } else {
         CHECK_EQ(nCorrupt, 1); /* refused at open */
       }
