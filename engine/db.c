@@ -14,7 +14,11 @@
 ** gathers the batches of the writers queued behind it into one group,
 ** assigns their sequence numbers, and with the mutex released appends the
 ** group to the WAL as one record (one write() for sync=normal, plus
-** fdatasync for sync=full) and inserts it into the memtable. It then
+** fdatasync for sync=full) and inserts it into the memtable (a transaction's
+** operations in key order, from its private memtable, which the skiplist
+** takes far more cheaply than random order; each keeps the sequence number
+** of its place in the batch, so the log and what readers see are the same
+** as for batch order). It then
 ** publishes the new last sequence and wakes the group. Only the leader
 ** touches the WAL and inserts into the memtable, so the skiplist has one
 ** writer at a time.
@@ -33,6 +37,7 @@
 */
 #include "strataInt.h"
 
+#include <assert.h>
 #include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -462,6 +467,7 @@ static int makeRoom(strata *db, int bForce) {
 
 typedef struct Writer {
   const strata_batch *pBatch; /* NULL: only make room / sync */
+  Memtable *pIndex;           /* NULL, or pBatch's operations in key order (txn) */
   int bForceFlush;            /* switch the memtable even if not full */
   int bSync;                  /* fsync the WAL after this write */
   int bDone;
@@ -566,7 +572,9 @@ static int dbWrite(strata *db, Writer *w, int bOwner) {
         rc = strataLogFlush(db->pWal);
       }
     }
-    if (rc == STRATA_OK) {
+    if (rc == STRATA_OK && pGroup == w->pBatch && w->pIndex) {
+      rc = strataMemtableAddAll(db->pMem, w->pIndex, STRATA_TXN_SEQ_BASE, seq);
+    } else if (rc == STRATA_OK) {
       rc = strataBatchIterate(pGroup->rep.a, pGroup->rep.n, db->pMem, memInsertOp);
     }
   } else if (rc == STRATA_OK && w->bSync) {
@@ -609,6 +617,16 @@ int strataDbWriteBatch(strata *db, const strata_batch *b, int bOwner) {
   w.pBatch = b;
   if (strataBatchCount(b) == 0) return STRATA_OK;
   return dbWrite(db, &w, bOwner);
+}
+
+int strataDbWriteTxn(strata *db, const strata_batch *b, Memtable *pIndex) {
+  Writer w;
+  memset(&w, 0, sizeof(w));
+  w.pBatch = b;
+  w.pIndex = pIndex;
+  assert(strataMemtableCount(pIndex) == strataBatchCount(b));
+  if (strataBatchCount(b) == 0) return STRATA_OK;
+  return dbWrite(db, &w, 1);
 }
 
 int strata_write(strata *db, const strata_batch *pBatch) {

@@ -454,6 +454,28 @@ int strataMemtableAdd(Memtable *p, u64 seq, int type, const u8 *pKey, size_t nKe
   return STRATA_OK;
 }
 
+/* Add every entry of pSrc to p in key order, its sequence number s becoming
+** s - seqFrom + seqTo (every entry of pSrc has s >= seqFrom, and the results
+** stay within STRATA_MAX_SEQ). Ascending keys let the writer splice place
+** each entry with a few comparisons near the previous one, where entries
+** in any other order each cost a full search. Writer only on p; pSrc must
+** not change meanwhile. Errors as Add; after one, p holds the entries added
+** before it (the caller treats that as fatal, as a failed Add of a batch). */
+int strataMemtableAddAll(Memtable *p, Memtable *pSrc, u64 seqFrom, u64 seqTo) {
+  MemNode *x;
+  for (x = nodeNext(&pSrc->head, 0); x; x = nodeNext(x, 0)) {
+    const u8 *pKey = nodeKey(x);
+    size_t nKey = x->nKey - STRATA_TRAILER;
+    u64 trailer = strataGet64(pKey + nKey);
+    int rc;
+    assert((trailer >> 8) >= seqFrom);
+    rc = strataMemtableAdd(p, (trailer >> 8) - seqFrom + seqTo, (int)(trailer & 0xff), pKey, nKey,
+                           pKey + x->nKey, x->nVal);
+    if (rc) return rc;
+  }
+  return STRATA_OK;
+}
+
 /* The newest entry for user key pKey with sequence <= seq: 1 with *pType
 ** and, for a value, *ppVal and *pnVal pointing into the arena; 0 (with *ppVal
 ** NULL, *pnVal 0, *pType untouched) if there is none. A deletion gives

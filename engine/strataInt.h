@@ -306,6 +306,9 @@ void strataMemtableUnref(Memtable *p); /* frees on the last reference */
 ** (key, seq) is never added twice. */
 int strataMemtableAdd(Memtable *p, u64 seq, int type, const u8 *pKey, size_t nKey,
                       const u8 *pVal, size_t nVal);
+/* Add all of pSrc's entries, sequence s becoming s - seqFrom + seqTo, in key
+** order (cheap for the skiplist). On error p holds some of them. */
+int strataMemtableAddAll(Memtable *p, Memtable *pSrc, u64 seqFrom, u64 seqTo);
 /* Newest entry for pKey with sequence <= seq. Returns 0 if there is none;
 ** otherwise 1 with *pType set and, for a value, *ppVal and *pnVal pointing into
 ** the memtable (valid while the caller holds a reference). */
@@ -615,6 +618,10 @@ int strataDbIterNew(StrataIter *pInternal, u64 seq, const strata_read_options *r
 /* Commit a batch through the group-commit write path. bOwner: the caller
 ** holds the transaction write lock. */
 int strataDbWriteBatch(strata *db, const strata_batch *b, int bOwner);
+/* Commit a transaction's batch b (the caller holds the write lock); pIndex
+** holds the same operations, operation i with sequence STRATA_TXN_SEQ_BASE
+** + i, and is what goes into the memtable, in key order. */
+int strataDbWriteTxn(strata *db, const strata_batch *b, Memtable *pIndex);
 /* Take / drop the transaction write lock. Take fails with STRATA_BUSY after
 ** the busy timeout, or at once if the database changed after seqSnapshot. */
 int strataDbWriteLock(strata *db, u64 seqSnapshot);

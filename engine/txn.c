@@ -243,7 +243,7 @@ int strata_txn_release(strata_txn *t, int i) {
 int strata_txn_commit(strata_txn *t) {
   int rc = STRATA_OK;
   if (!t) return strataErr(STRATA_MISUSE, "strata_txn_commit: NULL transaction");
-  if (t->nOp > 0) rc = strataDbWriteBatch(t->db, &t->batch, 1);
+  if (t->nOp > 0) rc = strataDbWriteTxn(t->db, &t->batch, t->pMem);
   txnEnd(t);
   return rc;
 }

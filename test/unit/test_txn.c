@@ -239,11 +239,114 @@ static void test_counter_no_lost_updates(void) {
   test_rmdir(zDir);
 }
 
+/* A commit inserts the transaction's writes into the memtable in key order
+** (each with the sequence number of its place in the batch): writes in
+** random order with repeated keys, deletions and a savepoint rolled back
+** must read back as the last write of each key, from the transaction,
+** after the commit, through an iterator and after recovery from the WAL;
+** a snapshot from before the commit sees none of them. 20000 writes also
+** fill the transaction's key filter well past its design load. */
+static void test_commit_key_order(void) {
+  enum { NKEY = 5000, NOP = 20000 };
+  const char *zDir = test_dir("txn_order");
+  strata *db = openDb(zDir, 100);
+  strata_txn *t = NULL;
+  const strata_snapshot *pSnap;
+  strata_stats st0, st1;
+  static int aModel[NKEY], aSaved[NKEY]; /* -1 absent, else the value's number */
+  TestRng rng;
+  char zKey[32], zVal[32], z[128];
+  int i, iSp = -1, nOp = 0, nCommitted = 0;
+  if (!db) return;
+  test_srand(&rng, test_seed("txn_order"));
+  for (i = 0; i < NKEY; i++) {
+    aModel[i] = -1;
+    if (i % 3 == 0) { /* some keys exist before the transaction */
+      snprintf(zKey, sizeof(zKey), "k%07d", i);
+      strata_put(db, zKey, strlen(zKey), "before", 6);
+      aModel[i] = 0;
+    }
+  }
+  pSnap = strata_snapshot_new(db);
+  CHECK_EQ(strata_get_stats(db, &st0), STRATA_OK);
+  CHECK_EQ(strata_txn_begin(db, STRATA_TXN_WRITE, &t), STRATA_OK);
+  for (i = 0; i < NOP; i++) {
+    int k = (int)test_randn(&rng, NKEY);
+    snprintf(zKey, sizeof(zKey), "k%07d", k);
+    if (i == NOP / 2) {
+      CHECK_EQ(strata_txn_savepoint(t, &iSp), STRATA_OK);
+      memcpy(aSaved, aModel, sizeof(aModel));
+      nCommitted = nOp;
+    }
+    if (test_randn(&rng, 4) == 0) {
+      CHECK_EQ(strata_txn_delete(t, zKey, strlen(zKey)), STRATA_OK);
+      aModel[k] = -1;
+    } else {
+      snprintf(zVal, sizeof(zVal), "v%d", i + 1);
+      CHECK_EQ(strata_txn_put(t, zKey, strlen(zKey), zVal, strlen(zVal)), STRATA_OK);
+      aModel[k] = i + 1;
+    }
+    nOp++;
+    if (i == NOP / 2 + 1000) { /* undo 1000 writes */
+      CHECK_EQ(strata_txn_rollback_to(t, iSp), STRATA_OK);
+      memcpy(aModel, aSaved, sizeof(aModel));
+      nOp = nCommitted;
+    }
+  }
+  for (i = 0; i < NKEY; i++) { /* the transaction reads its own writes */
+    int rc;
+    snprintf(zKey, sizeof(zKey), "k%07d", i);
+    rc = tget(t, zKey, z);
+    CHECK_EQ(rc, aModel[i] < 0 ? STRATA_NOTFOUND : STRATA_OK);
+    if (rc == STRATA_OK && aModel[i] > 0) CHECK_EQ(atoi(z + 1), aModel[i]);
+  }
+  CHECK_EQ(strata_txn_count(t), nOp);
+  CHECK_EQ(strata_txn_commit(t), STRATA_OK);
+  CHECK_EQ(strata_get_stats(db, &st1), STRATA_OK);
+  CHECK_EQ(st1.last_sequence - st0.last_sequence, (uint64_t)nOp); /* one number per op */
+  for (int pass = 0; pass < 2; pass++) {
+    strata_iter *it = NULL;
+    int nSeen = 0, nLive = 0;
+    for (i = 0; i < NKEY; i++) {
+      strata_value v = {0};
+      int rc;
+      snprintf(zKey, sizeof(zKey), "k%07d", i);
+      rc = strata_get(db, NULL, zKey, strlen(zKey), &v);
+      CHECK_EQ(rc, aModel[i] < 0 ? STRATA_NOTFOUND : STRATA_OK);
+      if (rc == STRATA_OK) {
+        snprintf(z, sizeof(z), "%.*s", (int)v.n, (const char *)v.p);
+        if (aModel[i] == 0) CHECK(!strcmp(z, "before"));
+        if (aModel[i] > 0) CHECK_EQ(atoi(z + 1), aModel[i]);
+        nLive++;
+      }
+      if (pass == 0) { /* the snapshot from before the commit */
+        rc = strata_get(db, pSnap, zKey, strlen(zKey), &v);
+        CHECK_EQ(rc, i % 3 == 0 ? STRATA_OK : STRATA_NOTFOUND);
+      }
+      strata_value_free(&v);
+    }
+    CHECK_EQ(strata_iter_new(db, NULL, &it), STRATA_OK);
+    for (strata_iter_seek_first(it); strata_iter_valid(it); strata_iter_next(it)) nSeen++;
+    CHECK_EQ(strata_iter_status(it), STRATA_OK);
+    strata_iter_free(it);
+    CHECK_EQ(nSeen, nLive);
+    if (pass == 0) { /* the same again after recovery from the WAL */
+      strata_snapshot_release(db, pSnap);
+      strata_close(db);
+      db = openDb(zDir, 100);
+      if (!db) return;
+    }
+  }
+  strata_close(db);
+  test_rmdir(zDir);
+}
+
 int main(void) {
   RUN(test_own_writes_and_commit);
   RUN(test_snapshot_isolation);
   RUN(test_savepoints);
   RUN(test_txn_iterator);
   RUN(test_counter_no_lost_updates);
+  RUN(test_commit_key_order);
   return TEST_SUMMARY();
 }
