@@ -31,6 +31,7 @@ typedef struct CacheHandle CacheHandle;
 typedef struct LogReader LogReader;
 typedef struct LogWriter LogWriter;
 typedef struct Memtable Memtable;
+typedef struct ReadView ReadView;
 typedef struct SstBuilder SstBuilder;
 typedef struct SstOptions SstOptions;
 typedef struct SstProps SstProps;
@@ -630,9 +631,13 @@ void strataDbWriteUnlock(strata *db);
 ** release function for the references it took. */
 int strataDbInternalIter(strata *db, int bFillCache, StrataIter **ppIter, void **ppRelease);
 void strataDbReleaseIterState(void *p);
-/* Lookup at seq: STRATA_OK (found, value in pVal), STRATA_NOTFOUND, error.
-** *pbDeleted = 1 if the newest entry is a tombstone. */
-int strataDbGetInternal(strata *db, const u8 *pKey, size_t nKey, u64 seq, strata_value *pVal);
+/* Lookup at seq: STRATA_OK (found, value in pVal), STRATA_NOTFOUND (absent or
+** deleted), or an error. ppView, if not NULL, caches the read view (what
+** the lookup searches) between calls of one thread: start it NULL, and
+** drop it with strataDbViewUnref before the database is closed. */
+int strataDbGetInternal(strata *db, ReadView **ppView, const u8 *pKey, size_t nKey, u64 seq,
+                        strata_value *pVal);
+void strataDbViewUnref(ReadView *pView); /* NULL is fine */
 u64 strataDbLastSeq(strata *db);
 int strataDbBusyTimeout(strata *db);
 int strataValueSet(strata_value *pVal, const void *p, size_t n);
@@ -675,6 +680,7 @@ struct strata {
   pthread_cond_t queueCv; /* a commit group finished */
   Memtable *pMem;         /* active memtable */
   Memtable *pImm;         /* being flushed, or NULL */
+  _Atomic(ReadView *) pView; /* pMem + pImm + current version, for lookups (db.c) */
   _Atomic int bImmPending; /* pImm != NULL, readable without the mutex */
   u64 immWalNumber;       /* the WAL that pImm's writes are in */
   LogWriter *pWal;        /* used only by the commit leader */

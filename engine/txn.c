@@ -46,6 +46,7 @@ struct strata_txn {
   int bWrite; /* holds the write lock */
   strata_batch batch;
   Memtable *pMem;
+  ReadView *pView; /* cached between reads (strataDbGetInternal) */
   u32 nOp;
   int nSavepoint, nSavepointAlloc;
   TxnSavepoint *aSavepoint;
@@ -56,6 +57,7 @@ static void txnEnd(strata_txn *t) {
   if (t->bWrite) strataDbWriteUnlock(db);
   strata_snapshot_release(db, t->pSnap);
   strataMemtableUnref(t->pMem);
+  strataDbViewUnref(t->pView);
   strataBufFree(&t->batch.rep);
   strataFreeMem(t->aSavepoint);
   pthread_mutex_lock(&db->mu);
@@ -151,7 +153,7 @@ int strata_txn_get(strata_txn *t, const void *pKey, size_t nKey, strata_value *p
     if (type == STRATA_TYPE_DELETE) return STRATA_NOTFOUND;
     return strataValueSet(pVal, pV, nV);
   }
-  return strataDbGetInternal(t->db, pKey, nKey, t->seq, pVal);
+  return strataDbGetInternal(t->db, &t->pView, pKey, nKey, t->seq, pVal);
 }
 
 int strata_txn_iter_new(strata_txn *t, const strata_read_options *ro, strata_iter **ppIter) {

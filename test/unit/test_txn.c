@@ -6,6 +6,7 @@
 #include "testutil.h"
 
 #include <pthread.h>
+#include <stdatomic.h>
 
 static strata *openDb(const char *zDir, int busyMs) {
   strata_options o;
@@ -341,6 +342,127 @@ static void test_commit_key_order(void) {
   test_rmdir(zDir);
 }
 
+/* Lookups of a transaction keep a read view (memtables + version, with the
+** tables it probed pinned) between calls and take a new one when the
+** database has changed. Flushes, compactions and deletions after the
+** transaction began must not change what it reads. */
+static void test_cached_view(void) {
+  enum { NKEY = 2000 };
+  const char *zDir = test_dir("txn_view");
+  strata *db = openDb(zDir, 100);
+  strata_txn *t = NULL;
+  char zKey[32], zVal[128], z[128];
+  int i, round;
+  if (!db) return;
+  for (i = 0; i < NKEY; i++) {
+    snprintf(zKey, sizeof(zKey), "k%06d", i);
+    snprintf(zVal, sizeof(zVal), "%-60s", "r0");
+    strata_put(db, zKey, strlen(zKey), zVal, strlen(zVal));
+  }
+  CHECK_EQ(strata_flush(db), STRATA_OK);
+  CHECK_EQ(strata_txn_begin(db, STRATA_TXN_READ, &t), STRATA_OK);
+  CHECK_EQ(tget(t, "k000007", z), STRATA_OK);
+  for (round = 1; round <= 4; round++) {
+    for (i = 0; i < NKEY; i++) {
+      snprintf(zKey, sizeof(zKey), "k%06d", i);
+      snprintf(zVal, sizeof(zVal), "r%-59d", round);
+      if (i % 7 == round) {
+        strata_delete(db, zKey, strlen(zKey));
+      } else {
+        strata_put(db, zKey, strlen(zKey), zVal, strlen(zVal));
+      }
+    }
+    if (round % 2) CHECK_EQ(strata_flush(db), STRATA_OK);
+    if (round == 3) CHECK_EQ(strata_compact_range(db, NULL, 0, NULL, 0), STRATA_OK);
+    for (i = 0; i < NKEY; i += 3) {
+      snprintf(zKey, sizeof(zKey), "k%06d", i);
+      CHECK_EQ(tget(t, zKey, z), STRATA_OK); /* the snapshot's value */
+      CHECK(!strncmp(z, "r0 ", 3));
+      if (i % 7 == round) {
+        CHECK_EQ(dget(db, zKey, z), STRATA_NOTFOUND);
+      } else {
+        CHECK_EQ(dget(db, zKey, z), STRATA_OK);
+        CHECK_EQ(atoi(z + 1), round);
+      }
+    }
+  }
+  CHECK_EQ(strata_txn_commit(t), STRATA_OK);
+  strata_close(db);
+  test_rmdir(zDir);
+}
+
+typedef struct ViewArg {
+  strata *db;
+  _Atomic int *pbStop;
+  int nBad, nRead;
+} ViewArg;
+
+/* Read "a" and "b" (always written together with the same number) in read
+** transactions while the database flushes and compacts under them. */
+static void *viewReaderMain(void *p) {
+  ViewArg *a = p;
+  long lastSeen = 0;
+  while (!atomic_load(a->pbStop)) {
+    strata_txn *t = NULL;
+    char za[128], zb[128], za2[128];
+    if (strata_txn_begin(a->db, STRATA_TXN_READ, &t) != STRATA_OK) {
+      a->nBad++;
+      break;
+    }
+    for (int j = 0; j < 20; j++) {
+      int ra = tget(t, "a", za), rb = tget(t, "b", zb), ra2 = tget(t, "a", za2);
+      if (ra != rb || ra != ra2 || (ra == STRATA_OK && (strcmp(za, zb) || strcmp(za, za2)))) {
+        a->nBad++;
+      }
+      if (ra == STRATA_OK) {
+        if (atol(za) < lastSeen) a->nBad++; /* snapshots never go back in time */
+        if (j == 0) lastSeen = atol(za);
+      }
+      a->nRead++;
+    }
+    strata_txn_commit(t);
+  }
+  return NULL;
+}
+
+static void test_cached_view_concurrent(void) {
+  const char *zDir = test_dir("txn_viewmt");
+  strata *db = openDb(zDir, 1000);
+  _Atomic int bStop = 0;
+  pthread_t th[2];
+  ViewArg a[2];
+  char zVal[160];
+  int i, n;
+  if (!db) return;
+  for (i = 0; i < 2; i++) {
+    a[i].db = db;
+    a[i].pbStop = &bStop;
+    a[i].nBad = a[i].nRead = 0;
+    pthread_create(&th[i], NULL, viewReaderMain, &a[i]);
+  }
+  for (n = 1; n <= 6000; n++) {
+    strata_batch *b = NULL;
+    char zFill[32];
+    CHECK_EQ(strata_batch_new(&b), STRATA_OK);
+    if (!b) break;
+    snprintf(zVal, sizeof(zVal), "%-100d", n);
+    strata_batch_put(b, "a", 1, zVal, strlen(zVal));
+    strata_batch_put(b, "b", 1, zVal, strlen(zVal));
+    snprintf(zFill, sizeof(zFill), "fill%06d", n % 1500); /* more tables to compact */
+    strata_batch_put(b, zFill, strlen(zFill), zVal, strlen(zVal));
+    CHECK_EQ(strata_write(db, b), STRATA_OK);
+    strata_batch_free(b);
+  }
+  atomic_store(&bStop, 1);
+  for (i = 0; i < 2; i++) {
+    pthread_join(th[i], NULL);
+    CHECK_EQ(a[i].nBad, 0);
+    CHECK(a[i].nRead > 0);
+  }
+  strata_close(db);
+  test_rmdir(zDir);
+}
+
 int main(void) {
   RUN(test_own_writes_and_commit);
   RUN(test_snapshot_isolation);
@@ -348,5 +470,7 @@ int main(void) {
   RUN(test_txn_iterator);
   RUN(test_counter_no_lost_updates);
   RUN(test_commit_key_order);
+  RUN(test_cached_view);
+  RUN(test_cached_view_concurrent);
   return TEST_SUMMARY();
 }
