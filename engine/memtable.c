@@ -200,6 +200,19 @@ static inline const u8 *nodeKey(const MemNode *x) {
   return (const u8 *)(x + 1);
 }
 
+/* Start loading node x (its header, key and value) into the cache. Nodes
+** sit in the arena in insertion order, not key order, so a scan in key
+** order misses the cache at every node; fetching two nodes ahead while
+** the caller works on the current one (a flush builds blocks, a commit
+** copies the entry) hides most of that wait. */
+static inline void nodePrefetch(const MemNode *x) {
+  if (x) {
+    __builtin_prefetch(x);
+    __builtin_prefetch((const u8 *)x + 64);
+    __builtin_prefetch((const u8 *)x + 128);
+  }
+}
+
 /* Compare node x's internal key with the internal key (pUkey/nUkey, trailer):
 ** negative if x sorts first, 0 if equal, positive if x sorts after. */
 static inline int nodeCompare(const MemNode *x, const u8 *pUkey, size_t nUkey, u64 trailer) {
@@ -465,6 +478,8 @@ int strataMemtableAddAll(Memtable *p, Memtable *pSrc, u64 seqFrom, u64 seqTo) {
   MemNode *x;
   for (x = nodeNext(&pSrc->head, 0); x; x = nodeNext(x, 0)) {
     const u8 *pKey = nodeKey(x);
+    MemNode *pNext = nodeNext(x, 0); /* usually in cache: prefetched a step ago */
+    if (pNext) nodePrefetch(nodeNext(pNext, 0));
     size_t nKey = x->nKey - STRATA_TRAILER;
     u64 trailer = strataGet64(pKey + nKey);
     int rc;
@@ -529,6 +544,8 @@ static void iterSet(MemIter *pIter, MemNode *x) {
   StrataIter *b = &pIter->base;
   pIter->pNode = x;
   if (x) {
+    MemNode *pNext = nodeNext(x, 0); /* usually in cache: prefetched a step ago */
+    if (pNext) nodePrefetch(nodeNext(pNext, 0));
     b->bValid = 1;
     b->pKey = nodeKey(x);
     b->nKey = x->nKey;
