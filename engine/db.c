@@ -15,10 +15,10 @@
 ** assigns their sequence numbers, and with the mutex released appends the
 ** group to the WAL as one record (one write() for sync=normal, plus
 ** fdatasync for sync=full) and inserts it into the memtable (a transaction's
-** operations in key order, from its private memtable, which the skiplist
-** takes far more cheaply than random order; each keeps the sequence number
-** of its place in the batch, so the log and what readers see are the same
-** as for batch order). It then
+** operations in key order, from its private memtable or sorted by it,
+** which the skiplist takes far more cheaply than random order; each keeps
+** the sequence number of its place in the batch, so the log and what
+** readers see are the same as for batch order). It then
 ** publishes the new last sequence and wakes the group. Only the leader
 ** touches the WAL and inserts into the memtable, so the skiplist has one
 ** writer at a time.
@@ -567,6 +567,7 @@ static int makeRoom(strata *db, int bForce) {
 typedef struct Writer {
   const strata_batch *pBatch; /* NULL: only make room / sync */
   Memtable *pIndex;           /* NULL, or pBatch's operations in key order (txn) */
+  const BatchOpRef *aSorted;  /* NULL, or the same as an array (txn) */
   int bForceFlush;            /* switch the memtable even if not full */
   int bSync;                  /* fsync the WAL after this write */
   int bDone;
@@ -673,6 +674,13 @@ static int dbWrite(strata *db, Writer *w, int bOwner) {
     }
     if (rc == STRATA_OK && pGroup == w->pBatch && w->pIndex) {
       rc = strataMemtableAddAll(db->pMem, w->pIndex, STRATA_TXN_SEQ_BASE, seq);
+    } else if (rc == STRATA_OK && pGroup == w->pBatch && w->aSorted) {
+      const BatchOpRef *a = w->aSorted;
+      u32 i;
+      for (i = 0; i < nOp && rc == STRATA_OK; i++) {
+        rc = strataMemtableAdd(db->pMem, seq + a[i].iOp, a[i].type, a[i].pKey, a[i].nKey,
+                               a[i].pVal, a[i].nVal);
+      }
     } else if (rc == STRATA_OK) {
       rc = strataBatchIterate(pGroup->rep.a, pGroup->rep.n, db->pMem, memInsertOp);
     }
@@ -718,12 +726,14 @@ int strataDbWriteBatch(strata *db, const strata_batch *b, int bOwner) {
   return dbWrite(db, &w, bOwner);
 }
 
-int strataDbWriteTxn(strata *db, const strata_batch *b, Memtable *pIndex) {
+int strataDbWriteTxn(strata *db, const strata_batch *b, Memtable *pIndex,
+                     const BatchOpRef *aSorted) {
   Writer w;
   memset(&w, 0, sizeof(w));
   w.pBatch = b;
   w.pIndex = pIndex;
-  assert(strataMemtableCount(pIndex) == strataBatchCount(b));
+  w.aSorted = pIndex ? NULL : aSorted;
+  assert(pIndex ? strataMemtableCount(pIndex) == strataBatchCount(b) : aSorted != NULL);
   if (strataBatchCount(b) == 0) return STRATA_OK;
   return dbWrite(db, &w, 1);
 }

@@ -374,6 +374,18 @@ int strataBatchAppend(strata_batch *pDst, const strata_batch *pSrc); /* ops of s
 int strataBatchIterate(const u8 *rep, size_t n, void *pCtx,
                        int (*xOp)(void *pCtx, u64 seq, int type, const u8 *pKey, size_t nKey,
                                   const u8 *pVal, size_t nVal));
+/* The same for a batch built in memory (trusted), from the operation that
+** starts at byte iOff, numbering them from seq. */
+int strataBatchForEach(const strata_batch *b, size_t iOff, u64 seq, void *pCtx,
+                       int (*xOp)(void *pCtx, u64 seq, int type, const u8 *pKey, size_t nKey,
+                                  const u8 *pVal, size_t nVal));
+/* One operation of a batch, by reference into it; iOp is its position. */
+typedef struct BatchOpRef {
+  const u8 *pKey, *pVal;
+  u32 nKey, nVal;
+  u32 iOp;
+  int type;
+} BatchOpRef;
 
 /* ------------------------------------------------------------------ */
 /* cache.c: a sharded LRU cache with a byte budget, keyed by (id, offset).
@@ -619,10 +631,12 @@ int strataDbIterNew(StrataIter *pInternal, u64 seq, const strata_read_options *r
 /* Commit a batch through the group-commit write path. bOwner: the caller
 ** holds the transaction write lock. */
 int strataDbWriteBatch(strata *db, const strata_batch *b, int bOwner);
-/* Commit a transaction's batch b (the caller holds the write lock); pIndex
-** holds the same operations, operation i with sequence STRATA_TXN_SEQ_BASE
-** + i, and is what goes into the memtable, in key order. */
-int strataDbWriteTxn(strata *db, const strata_batch *b, Memtable *pIndex);
+/* Commit a transaction's batch b (the caller holds the write lock). What
+** goes into the memtable, in key order, is either pIndex, holding the same
+** operations, operation i with sequence STRATA_TXN_SEQ_BASE + i, or (pIndex
+** NULL) aSorted, b's operations sorted by key, later ones first. */
+int strataDbWriteTxn(strata *db, const strata_batch *b, Memtable *pIndex,
+                     const BatchOpRef *aSorted);
 /* Take / drop the transaction write lock. Take fails with STRATA_BUSY after
 ** the busy timeout, or at once if the database changed after seqSnapshot. */
 int strataDbWriteLock(strata *db, u64 seqSnapshot);
