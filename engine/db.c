@@ -314,11 +314,15 @@ static void dbViewInstall(strata *db) {
   strataDbViewUnref(pOld);
 }
 
-/* A reference to the current view (NULL if there is none). */
+/* A reference to the current view (NULL if none can be allocated). */
 static ReadView *dbViewGet(strata *db) {
   ReadView *v;
   pthread_mutex_lock(&db->mu);
   v = atomic_load_explicit(&db->pView, memory_order_relaxed);
+  if (!v) { /* an earlier allocation failed: try again */
+    dbViewInstall(db);
+    v = atomic_load_explicit(&db->pView, memory_order_relaxed);
+  }
   if (v) viewRef(v);
   pthread_mutex_unlock(&db->mu);
   return v;
