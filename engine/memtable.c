@@ -208,6 +208,10 @@ static inline const u8 *nodeKey(const MemNode *x) {
 ** order misses the cache at every node; fetching two nodes ahead while
 ** the caller works on the current one (a flush builds blocks, a commit
 ** copies the entry) hides most of that wait. */
+static inline void nodePrefetchHead(const MemNode *x) {
+  if (x) __builtin_prefetch(x);
+}
+
 static inline void nodePrefetch(const MemNode *x) {
   if (x) {
     __builtin_prefetch(x);
@@ -319,6 +323,9 @@ static int spliceFind(Memtable *p, const u8 *pUkey, size_t nUkey, u64 trailer, M
   for (i = iLevel - 1; i >= 0; i--) {
     for (;;) {
       MemNode *pNext = atomic_load_explicit(nodeLink(x, i), memory_order_relaxed);
+      /* If the walk descends at x, the next level starts with x's successor
+      ** there: fetch it alongside pNext, so the two misses overlap. */
+      if (i > 0) nodePrefetchHead(atomic_load_explicit(nodeLink(x, i - 1), memory_order_relaxed));
       if (!pNext || nodeCompare(pNext, pUkey, nUkey, trailer) >= 0) break;
       x = pNext;
     }
