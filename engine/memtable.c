@@ -401,9 +401,16 @@ int strataMemtableEnableBloom(Memtable *p, size_t nBits) {
   return STRATA_OK;
 }
 
+/* The word of hash h: its high 32 bits scaled to the word count (a multiply
+** instead of a division on every lookup). The bit positions use the low
+** 12 bits. */
+static inline u32 memBloomWord(const Memtable *p, u64 h) {
+  return (u32)(((h >> 32) * (u64)p->nBloomWords) >> 32);
+}
+
 static inline void memBloomAdd(Memtable *p, const u8 *pKey, size_t nKey) {
   u64 h = memBloomHash(pKey, nKey);
-  _Atomic u64 *w = &p->aBloom[(h >> 12) % p->nBloomWords];
+  _Atomic u64 *w = &p->aBloom[memBloomWord(p, h)];
   u64 bits = ((u64)1 << (h & 63)) | ((u64)1 << ((h >> 6) & 63));
   if ((atomic_load_explicit(w, memory_order_relaxed) & bits) != bits) {
     atomic_fetch_or_explicit(w, bits, memory_order_relaxed);
@@ -413,7 +420,7 @@ static inline void memBloomAdd(Memtable *p, const u8 *pKey, size_t nKey) {
 static inline int memBloomMayContain(Memtable *p, const u8 *pKey, size_t nKey) {
   u64 h = memBloomHash(pKey, nKey);
   u64 bits = ((u64)1 << (h & 63)) | ((u64)1 << ((h >> 6) & 63));
-  return (atomic_load_explicit(&p->aBloom[(h >> 12) % p->nBloomWords], memory_order_relaxed) &
+  return (atomic_load_explicit(&p->aBloom[memBloomWord(p, h)], memory_order_relaxed) &
           bits) == bits;
 }
 
