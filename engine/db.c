@@ -33,6 +33,10 @@
 ** changes, and published in db->pView. A caller that keeps a view between
 ** lookups (a transaction) takes db->mu only when db->pView is no longer the
 ** view it holds: otherwise the view is still exactly what it would take.
+** (A replaced view also stays a correct basis for reads at sequences
+** published before it was replaced: its memtables and files still hold all
+** of that data. Holding it only keeps those alive longer.) strata_get
+** takes db->mu once, to reference the current view.
 ** A view also pins the readers of the tables that lookups through it
 ** touch, in one slot per file of its version, filled on first use and
 ** released with the view; so a lookup probes a table without going

@@ -429,8 +429,8 @@ static int txnCommit(strata_txn *t) {
     if (rc) return rc;
     return strataDbWriteTxn(t->db, &t->batch, t->pMem, NULL);
   }
-  /* One allocation: the operations in batch order, the sort entries and
-  ** their scratch, then the operations in key order over the first two. */
+  /* One allocation: the operations in batch order, the same in key order,
+  ** the sort entries and their scratch. */
   a = strataMalloc((sizeof(BatchOpRef) * 2 + sizeof(TxnSortEnt) * 2) * (size_t)t->nOp);
   if (!a) return strataErr(STRATA_NOMEM, "out of memory");
   rc = strataBatchForEach(&t->batch, STRATA_BATCH_HEADER, 0, a, txnCollectOp);
