@@ -235,3 +235,24 @@ int strataBatchIterate(const u8 *rep, size_t n, void *pCtx,
   }
   return STRATA_OK;
 }
+
+/* Call xOp for the operations of b from byte offset iOff, which must be
+** where an operation starts (STRATA_BATCH_HEADER for the first), giving the
+** first of them sequence number seq and the next ones seq + 1, ... Only for
+** a batch built by the calls above: its encoding is trusted, not checked.
+** Returns OK or the first nonzero value xOp returned. */
+int strataBatchForEach(const strata_batch *b, size_t iOff, u64 seq, void *pCtx,
+                       int (*xOp)(void *pCtx, u64 seq, int type, const u8 *pKey, size_t nKey,
+                                  const u8 *pVal, size_t nVal)) {
+  const u8 *p = b->rep.a + iOff, *pEnd = b->rep.a + b->rep.n;
+  const char *zWhy = NULL;
+  BatchOp op;
+  while (p < pEnd) {
+    int rc;
+    p = batchParseOp(p, pEnd, &op, &zWhy);
+    if (!p) return strataErr(STRATA_CORRUPT, "batch: %s", zWhy); /* cannot happen */
+    rc = xOp(pCtx, seq++, op.type, op.pKey, op.nKey, op.pVal, op.nVal);
+    if (rc) return rc;
+  }
+  return STRATA_OK;
+}

@@ -14,10 +14,36 @@
 ** gathers the batches of the writers queued behind it into one group,
 ** assigns their sequence numbers, and with the mutex released appends the
 ** group to the WAL as one record (one write() for sync=normal, plus
-** fdatasync for sync=full) and inserts it into the memtable. It then
+** fdatasync for sync=full) and inserts it into the memtable (a transaction's
+** operations in key order, from its private memtable or sorted by it,
+** which the skiplist takes far more cheaply than random order; each keeps
+** the sequence number of its place in the batch, so the log and what
+** readers see are the same as for batch order). It then
 ** publishes the new last sequence and wakes the group. Only the leader
 ** touches the WAL and inserts into the memtable, so the skiplist has one
 ** writer at a time.
+**
+** READ VIEWS
+** A point lookup searches the active memtable, the immutable one and the
+** current version. Taking a reference to each under db->mu (and dropping
+** them after) costs a mutex round trip and six atomic updates per lookup,
+** and each table probe another pin and unpin in the table cache. Instead
+** the database keeps a ReadView: one reference-counted object holding
+** those three, replaced (dbViewInstall, db->mu held) whenever one of them
+** changes, and published in db->pView. A caller that keeps a view between
+** lookups (a transaction) takes db->mu only when db->pView is no longer the
+** view it holds: otherwise the view is still exactly what it would take.
+** (A replaced view also stays a correct basis for reads at sequences
+** published before it was replaced: its memtables and files still hold all
+** of that data. Holding it only keeps those alive longer.) strata_get
+** takes db->mu once, to reference the current view.
+** A view also pins the readers of the tables that lookups through it
+** touch, in one slot per file of its version, filled on first use and
+** released with the view; so a lookup probes a table without going
+** through the table cache. Versions with more files than half of
+** max_open_files pin nothing, to keep the open files within the limit. A
+** view that cannot be allocated leaves db->pView NULL, and lookups then
+** take references one by one as before.
 **
 ** RECOVERY
 ** Open reads CURRENT and the manifest, replays every WAL not yet covered by
@@ -33,6 +59,7 @@
 */
 #include "strataInt.h"
 
+#include <assert.h>
 #include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -228,6 +255,83 @@ static int bgErrorReport(strata *db) {
                    db->zBgError);
 }
 
+/* READ VIEWS (see the file header) */
+
+struct ReadView {
+  _Atomic int nRef;
+  strata *db;
+  Memtable *pMem, *pImm;  /* one reference each (pImm may be NULL) */
+  Version *pVersion;      /* one reference */
+  int nPin;               /* slots in aPin; 0 when tables are not pinned */
+  int aBase[STRATA_MAX_LEVELS]; /* slot of each level's first file */
+  _Atomic(CacheHandle *) aPin[]; /* per file: its pinned reader, or NULL */
+};
+
+static void viewRef(ReadView *v) { atomic_fetch_add_explicit(&v->nRef, 1, memory_order_relaxed); }
+
+/* Drop a reference; the last one unpins the tables and releases the rest.
+** Accepts NULL. */
+void strataDbViewUnref(ReadView *v) {
+  int i;
+  if (!v || atomic_fetch_sub_explicit(&v->nRef, 1, memory_order_acq_rel) != 1) return;
+  for (i = 0; i < v->nPin; i++) {
+    CacheHandle *h = atomic_load_explicit(&v->aPin[i], memory_order_acquire);
+    if (h) strataCacheRelease(v->db->pTableCache, h);
+  }
+  strataMemtableUnref(v->pMem);
+  strataMemtableUnref(v->pImm);
+  strataVersionUnref(v->pVersion);
+  strataFreeMem(v);
+}
+
+/* Make db->pView match db->pMem, db->pImm and the current version (db->mu
+** held; a no-op if it does already). Called after every change of one of
+** them. If no view can be allocated, db->pView becomes NULL. */
+static void dbViewInstall(strata *db) {
+  ReadView *pOld = atomic_load_explicit(&db->pView, memory_order_relaxed);
+  Version *pVer = db->vs ? db->vs->pCurrent : NULL;
+  ReadView *v = NULL;
+  int nFile = 0, i;
+  if (pOld && pOld->pMem == db->pMem && pOld->pImm == db->pImm && pOld->pVersion == pVer) return;
+  if (db->pMem && pVer) {
+    for (i = 0; i < STRATA_MAX_LEVELS; i++) nFile += pVer->nFile[i];
+    if (nFile > db->opts.max_open_files / 2) nFile = 0;
+    v = strataMallocZero(sizeof(ReadView) + sizeof(v->aPin[0]) * (size_t)nFile);
+  }
+  if (v) {
+    atomic_init(&v->nRef, 1);
+    v->db = db;
+    v->pMem = db->pMem;
+    strataMemtableRef(v->pMem);
+    v->pImm = db->pImm;
+    if (v->pImm) strataMemtableRef(v->pImm);
+    v->pVersion = pVer;
+    strataVersionRef(pVer);
+    v->nPin = nFile;
+    for (i = 0, nFile = 0; v->nPin && i < STRATA_MAX_LEVELS; i++) {
+      v->aBase[i] = nFile;
+      nFile += pVer->nFile[i];
+    }
+    for (i = 0; i < v->nPin; i++) atomic_init(&v->aPin[i], NULL);
+  }
+  atomic_store_explicit(&db->pView, v, memory_order_release);
+  strataDbViewUnref(pOld);
+}
+
+/* A reference to the current view (NULL if none can be allocated). */
+static ReadView *dbViewGet(strata *db) {
+  ReadView *v;
+  pthread_mutex_lock(&db->mu);
+  v = atomic_load_explicit(&db->pView, memory_order_relaxed);
+  if (!v) { /* an earlier allocation failed: try again */
+    dbViewInstall(db);
+    v = atomic_load_explicit(&db->pView, memory_order_relaxed);
+  }
+  if (v) viewRef(v);
+  pthread_mutex_unlock(&db->mu);
+  return v;
+}
+
 /* Table options for output level `level`. */
 void strataDbSstOptions(const strata *db, int level, SstOptions *pOut) {
   *pOut = db->sstOpts;
@@ -332,6 +436,7 @@ static int flushImmutable(strata *db) {
   }
   /* After a failed manifest write the edit may or may not be on disk, so
   ** the new table stays: the next open deletes it if no version has it. */
+  dbViewInstall(db);
   strataFileMetaUnref(f);
   db->bFlushing = 0;
   if (rc) setBgError(db, rc);
@@ -349,6 +454,7 @@ static void *bgMain(void *pArg) {
       flushImmutable(db);
     } else if (db->bgError == STRATA_OK && strataCompactPick(db)) {
       strataCompactRun(db); /* releases and retakes db->mu */
+      dbViewInstall(db);    /* a new version */
     } else {
       pthread_cond_wait(&db->bgCv, &db->mu);
     }
@@ -357,8 +463,13 @@ static void *bgMain(void *pArg) {
   return NULL;
 }
 
-/* Wake the background threads (db->mu held). */
-void strataDbScheduleWork(strata *db) { pthread_cond_broadcast(&db->bgCv); }
+/* Wake the background threads (db->mu held). Also brings the read view up
+** to date, since callers (manual compaction among them) call it after
+** changing the version. */
+void strataDbScheduleWork(strata *db) {
+  dbViewInstall(db);
+  pthread_cond_broadcast(&db->bgCv);
+}
 
 /* A memtable for the write path: with a key filter sized for a full one
 ** (~16 bits per 100-byte entry). */
@@ -452,6 +563,7 @@ static int makeRoom(strata *db, int bForce) {
       atomic_store(&db->bImmPending, 1);
       db->immWalNumber = oldNumber;
       db->pMem = pNew;
+      dbViewInstall(db);
       bForce = 0;
       strataDbScheduleWork(db);
     }
@@ -462,6 +574,8 @@ static int makeRoom(strata *db, int bForce) {
 
 typedef struct Writer {
   const strata_batch *pBatch; /* NULL: only make room / sync */
+  Memtable *pIndex;           /* NULL, or pBatch's operations in key order (txn) */
+  const BatchOpRef *aSorted;  /* NULL, or the same as an array (txn) */
   int bForceFlush;            /* switch the memtable even if not full */
   int bSync;                  /* fsync the WAL after this write */
   int bDone;
@@ -566,7 +680,16 @@ static int dbWrite(strata *db, Writer *w, int bOwner) {
         rc = strataLogFlush(db->pWal);
       }
     }
-    if (rc == STRATA_OK) {
+    if (rc == STRATA_OK && pGroup == w->pBatch && w->pIndex) {
+      rc = strataMemtableAddAll(db->pMem, w->pIndex, STRATA_TXN_SEQ_BASE, seq);
+    } else if (rc == STRATA_OK && pGroup == w->pBatch && w->aSorted) {
+      const BatchOpRef *a = w->aSorted;
+      u32 i;
+      for (i = 0; i < nOp && rc == STRATA_OK; i++) {
+        rc = strataMemtableAdd(db->pMem, seq + a[i].iOp, a[i].type, a[i].pKey, a[i].nKey,
+                               a[i].pVal, a[i].nVal);
+      }
+    } else if (rc == STRATA_OK) {
       rc = strataBatchIterate(pGroup->rep.a, pGroup->rep.n, db->pMem, memInsertOp);
     }
   } else if (rc == STRATA_OK && w->bSync) {
@@ -609,6 +732,18 @@ int strataDbWriteBatch(strata *db, const strata_batch *b, int bOwner) {
   w.pBatch = b;
   if (strataBatchCount(b) == 0) return STRATA_OK;
   return dbWrite(db, &w, bOwner);
+}
+
+int strataDbWriteTxn(strata *db, const strata_batch *b, Memtable *pIndex,
+                     const BatchOpRef *aSorted) {
+  Writer w;
+  memset(&w, 0, sizeof(w));
+  w.pBatch = b;
+  w.pIndex = pIndex;
+  w.aSorted = pIndex ? NULL : aSorted;
+  assert(pIndex ? strataMemtableCount(pIndex) == strataBatchCount(b) : aSorted != NULL);
+  if (strataBatchCount(b) == 0) return STRATA_OK;
+  return dbWrite(db, &w, 1);
 }
 
 int strata_write(strata *db, const strata_batch *pBatch) {
@@ -760,15 +895,33 @@ void strata_value_free(strata_value *pVal) {
   memset(pVal, 0, sizeof(*pVal));
 }
 
-/* Look up one table. *pbDone = 1 if it held an entry for the key. */
-static int getFromTable(strata *db, FileMeta *f, const u8 *pKey, size_t nKey, u64 seq,
-                        strata_value *pVal, StrataReadStats *pRs, int *pbDone) {
+/* Look up one table, file iFile of view v's version (v may be NULL).
+** *pbDone = 1 if it held an entry for the key. */
+static int getFromTable(strata *db, ReadView *v, int iFile, FileMeta *f, const u8 *pKey,
+                        size_t nKey, u64 seq, strata_value *pVal, StrataReadStats *pRs,
+                        int *pbDone) {
   CacheHandle *h = NULL;
-  int rc = tableGet(db, f, &h);
-  int bFound = 0, type = 0;
+  int rc = STRATA_OK, bFound = 0, type = 0, bPinned = 0;
   StrataBuf buf;
   *pbDone = 0;
-  if (rc) return rc;
+  if (v && iFile < v->nPin) {
+    h = atomic_load_explicit(&v->aPin[iFile], memory_order_acquire);
+    if (!h) {
+      CacheHandle *pNone = NULL;
+      rc = tableGet(db, f, &h);
+      if (rc) return rc;
+      /* Another lookup may have pinned it meanwhile: keep one pin. */
+      if (!atomic_compare_exchange_strong_explicit(&v->aPin[iFile], &pNone, h,
+                                                   memory_order_acq_rel, memory_order_acquire)) {
+        strataCacheRelease(db->pTableCache, h);
+        h = pNone;
+      }
+    }
+    bPinned = 1;
+  } else {
+    rc = tableGet(db, f, &h);
+    if (rc) return rc;
+  }
   /* The value is copied straight into the caller's buffer. */
   buf.a = pVal->p;
   buf.n = 0;
@@ -776,7 +929,7 @@ static int getFromTable(strata *db, FileMeta *f, const u8 *pKey, size_t nKey, u6
   rc = strataSstGet((SstReader *)strataCacheValue(h), pKey, nKey, seq, pRs, &bFound, &type, &buf);
   pVal->p = buf.a;
   pVal->nAlloc = buf.nAlloc;
-  strataCacheRelease(db->pTableCache, h);
+  if (!bPinned) strataCacheRelease(db->pTableCache, h);
   if (rc) return rc;
   if (bFound) {
     *pbDone = 1;
@@ -791,15 +944,17 @@ static inline int keyInFile(const FileMeta *f, const u8 *pKey, size_t nKey) {
          strataUkeyCompare(pKey, nKey, f->largest.a, f->largest.n - 8) <= 0;
 }
 
-static int getFromVersion(strata *db, Version *v, const u8 *pKey, size_t nKey, u64 seq,
-                          strata_value *pVal) {
+/* Look up version v (pView: NULL, or a view holding v, whose pinned tables
+** are used). */
+static int getFromVersion(strata *db, Version *v, ReadView *pView, const u8 *pKey, size_t nKey,
+                          u64 seq, strata_value *pVal) {
   StrataReadStats rs = {0, 0};
   int rc = STRATA_NOTFOUND, level, i, bDone = 0;
   /* L0: newest file first. */
   for (i = v->nFile[0] - 1; i >= 0 && !bDone; i--) {
     FileMeta *f = v->aFile[0][i];
     if (!keyInFile(f, pKey, nKey)) continue;
-    rc = getFromTable(db, f, pKey, nKey, seq, pVal, &rs, &bDone);
+    rc = getFromTable(db, pView, i, f, pKey, nKey, seq, pVal, &rs, &bDone);
     if (rc != STRATA_OK && rc != STRATA_NOTFOUND) break;
     if (!bDone) rc = STRATA_NOTFOUND;
   }
@@ -816,7 +971,8 @@ static int getFromVersion(strata *db, Version *v, const u8 *pKey, size_t nKey, u
       }
     }
     if (lo < v->nFile[level] && keyInFile(v->aFile[level][lo], pKey, nKey)) {
-      rc = getFromTable(db, v->aFile[level][lo], pKey, nKey, seq, pVal, &rs, &bDone);
+      rc = getFromTable(db, pView, pView ? pView->aBase[level] + lo : 0, v->aFile[level][lo], pKey,
+                        nKey, seq, pVal, &rs, &bDone);
       if (!bDone && rc == STRATA_OK) rc = STRATA_NOTFOUND;
     }
   }
@@ -838,15 +994,40 @@ static int memGet(Memtable *m, const u8 *pKey, size_t nKey, u64 seq, strata_valu
   return 1;
 }
 
-int strataDbGetInternal(strata *db, const u8 *pKey, size_t nKey, u64 seq, strata_value *pVal) {
+/* Without a view: references taken one by one (the fallback). */
+static int getNoView(strata *db, const u8 *pKey, size_t nKey, u64 seq, strata_value *pVal) {
   ReadState s;
   int rc;
   readStateGet(db, &s);
   if (!memGet(s.pMem, pKey, nKey, seq, pVal, &rc) &&
       !(s.pImm && memGet(s.pImm, pKey, nKey, seq, pVal, &rc))) {
-    rc = getFromVersion(db, s.pVersion, pKey, nKey, seq, pVal);
+    rc = getFromVersion(db, s.pVersion, NULL, pKey, nKey, seq, pVal);
   }
   readStateRelease(&s);
+  return rc;
+}
+
+int strataDbGetInternal(strata *db, ReadView **ppView, const u8 *pKey, size_t nKey, u64 seq,
+                        strata_value *pVal) {
+  ReadView *v = ppView ? *ppView : NULL;
+  int rc;
+  /* acquire: pairs with the release in dbViewInstall, so the view's fields
+  ** are seen initialized. The caller's seq was read before this load, so a
+  ** view that is still current holds every write up to seq. */
+  if (!v || v != atomic_load_explicit(&db->pView, memory_order_acquire)) {
+    ReadView *pNew = dbViewGet(db);
+    if (ppView) {
+      strataDbViewUnref(v);
+      *ppView = pNew;
+    }
+    v = pNew;
+    if (!v) return getNoView(db, pKey, nKey, seq, pVal);
+  }
+  if (!memGet(v->pMem, pKey, nKey, seq, pVal, &rc) &&
+      !(v->pImm && memGet(v->pImm, pKey, nKey, seq, pVal, &rc))) {
+    rc = getFromVersion(db, v->pVersion, v, pKey, nKey, seq, pVal);
+  }
+  if (!ppView) strataDbViewUnref(v);
   return rc;
 }
 
@@ -856,7 +1037,7 @@ int strata_get(strata *db, const strata_snapshot *pSnap, const void *pKey, size_
   if (!db || !pVal || (!pKey && nKey)) return strataErr(STRATA_MISUSE, "strata_get: NULL argument");
   if (nKey > STRATA_MAX_KEY) return STRATA_NOTFOUND;
   seq = pSnap ? pSnap->seq : atomic_load_explicit(&db->lastSeq, memory_order_acquire);
-  return strataDbGetInternal(db, pKey, nKey, seq, pVal);
+  return strataDbGetInternal(db, NULL, pKey, nKey, seq, pVal);
 }
 
 /* ITERATORS */
@@ -1181,6 +1362,7 @@ static void deleteObsoleteFiles(strata *db, char **azName, int nName) {
 
 static void dbFree(strata *db) {
   if (!db) return;
+  strataDbViewUnref(atomic_load(&db->pView)); /* before the table cache goes */
   strataLogWriterClose(db->pWal);
   strataMemtableUnref(db->pMem);
   strataMemtableUnref(db->pImm);
@@ -1321,7 +1503,10 @@ int strata_open(const char *zPath, const strata_options *pOpts, strata **ppDb) {
   pthread_mutex_unlock(&db->mu);
   if (rc) goto open_failed;
   adoptVersionFiles(db);
+  pthread_mutex_lock(&db->mu);
   strataCompactUpdateDebt(db);
+  dbViewInstall(db);
+  pthread_mutex_unlock(&db->mu);
   deleteObsoleteFiles(db, azName, nName);
   strataFreeList(azName, nName);
   azName = NULL;

@@ -31,6 +31,7 @@ typedef struct CacheHandle CacheHandle;
 typedef struct LogReader LogReader;
 typedef struct LogWriter LogWriter;
 typedef struct Memtable Memtable;
+typedef struct ReadView ReadView;
 typedef struct SstBuilder SstBuilder;
 typedef struct SstOptions SstOptions;
 typedef struct SstProps SstProps;
@@ -306,6 +307,9 @@ void strataMemtableUnref(Memtable *p); /* frees on the last reference */
 ** (key, seq) is never added twice. */
 int strataMemtableAdd(Memtable *p, u64 seq, int type, const u8 *pKey, size_t nKey,
                       const u8 *pVal, size_t nVal);
+/* Add all of pSrc's entries, sequence s becoming s - seqFrom + seqTo, in key
+** order (cheap for the skiplist). On error p holds some of them. */
+int strataMemtableAddAll(Memtable *p, Memtable *pSrc, u64 seqFrom, u64 seqTo);
 /* Newest entry for pKey with sequence <= seq. Returns 0 if there is none;
 ** otherwise 1 with *pType set and, for a value, *ppVal and *pnVal pointing into
 ** the memtable (valid while the caller holds a reference). */
@@ -370,6 +374,18 @@ int strataBatchAppend(strata_batch *pDst, const strata_batch *pSrc); /* ops of s
 int strataBatchIterate(const u8 *rep, size_t n, void *pCtx,
                        int (*xOp)(void *pCtx, u64 seq, int type, const u8 *pKey, size_t nKey,
                                   const u8 *pVal, size_t nVal));
+/* The same for a batch built in memory (trusted), from the operation that
+** starts at byte iOff, numbering them from seq. */
+int strataBatchForEach(const strata_batch *b, size_t iOff, u64 seq, void *pCtx,
+                       int (*xOp)(void *pCtx, u64 seq, int type, const u8 *pKey, size_t nKey,
+                                  const u8 *pVal, size_t nVal));
+/* One operation of a batch, by reference into it; iOp is its position. */
+typedef struct BatchOpRef {
+  const u8 *pKey, *pVal;
+  u32 nKey, nVal;
+  u32 iOp;
+  int type;
+} BatchOpRef;
 
 /* ------------------------------------------------------------------ */
 /* cache.c: a sharded LRU cache with a byte budget, keyed by (id, offset).
@@ -615,6 +631,12 @@ int strataDbIterNew(StrataIter *pInternal, u64 seq, const strata_read_options *r
 /* Commit a batch through the group-commit write path. bOwner: the caller
 ** holds the transaction write lock. */
 int strataDbWriteBatch(strata *db, const strata_batch *b, int bOwner);
+/* Commit a transaction's batch b (the caller holds the write lock). What
+** goes into the memtable, in key order, is either pIndex, holding the same
+** operations, operation i with sequence STRATA_TXN_SEQ_BASE + i, or (pIndex
+** NULL) aSorted, b's operations sorted by key, later ones first. */
+int strataDbWriteTxn(strata *db, const strata_batch *b, Memtable *pIndex,
+                     const BatchOpRef *aSorted);
 /* Take / drop the transaction write lock. Take fails with STRATA_BUSY after
 ** the busy timeout, or at once if the database changed after seqSnapshot. */
 int strataDbWriteLock(strata *db, u64 seqSnapshot);
@@ -623,9 +645,13 @@ void strataDbWriteUnlock(strata *db);
 ** release function for the references it took. */
 int strataDbInternalIter(strata *db, int bFillCache, StrataIter **ppIter, void **ppRelease);
 void strataDbReleaseIterState(void *p);
-/* Lookup at seq: STRATA_OK (found, value in pVal), STRATA_NOTFOUND, error.
-** *pbDeleted = 1 if the newest entry is a tombstone. */
-int strataDbGetInternal(strata *db, const u8 *pKey, size_t nKey, u64 seq, strata_value *pVal);
+/* Lookup at seq: STRATA_OK (found, value in pVal), STRATA_NOTFOUND (absent or
+** deleted), or an error. ppView, if not NULL, caches the read view (what
+** the lookup searches) between calls of one thread: start it NULL, and
+** drop it with strataDbViewUnref before the database is closed. */
+int strataDbGetInternal(strata *db, ReadView **ppView, const u8 *pKey, size_t nKey, u64 seq,
+                        strata_value *pVal);
+void strataDbViewUnref(ReadView *pView); /* NULL is fine */
 u64 strataDbLastSeq(strata *db);
 int strataDbBusyTimeout(strata *db);
 int strataValueSet(strata_value *pVal, const void *p, size_t n);
@@ -668,6 +694,7 @@ struct strata {
   pthread_cond_t queueCv; /* a commit group finished */
   Memtable *pMem;         /* active memtable */
   Memtable *pImm;         /* being flushed, or NULL */
+  _Atomic(ReadView *) pView; /* pMem + pImm + current version, for lookups (db.c) */
   _Atomic int bImmPending; /* pImm != NULL, readable without the mutex */
   u64 immWalNumber;       /* the WAL that pImm's writes are in */
   LogWriter *pWal;        /* used only by the commit leader */

@@ -6,6 +6,7 @@
 #include "testutil.h"
 
 #include <pthread.h>
+#include <stdatomic.h>
 
 static strata *openDb(const char *zDir, int busyMs) {
   strata_options o;
@@ -239,11 +240,247 @@ static void test_counter_no_lost_updates(void) {
   test_rmdir(zDir);
 }
 
+/* A commit inserts the transaction's writes into the memtable in key order
+** (each with the sequence number of its place in the batch): writes in
+** random order with repeated keys, deletions and a savepoint rolled back
+** must read back as the last write of each key, from the transaction,
+** after the commit, through an iterator and after recovery from the WAL;
+** a snapshot from before the commit sees none of them. 20000 writes also
+** fill the transaction's key filter well past its design load. */
+static void commitKeyOrder(const char *zName, const char *zFmt, int bReadOwn) {
+  enum { NKEY = 5000, NOP = 20000 };
+  const char *zDir = test_dir(zName);
+  strata *db = openDb(zDir, 100);
+  strata_txn *t = NULL;
+  const strata_snapshot *pSnap;
+  strata_stats st0, st1;
+  static int aModel[NKEY], aSaved[NKEY]; /* -1 absent, else the value's number */
+  TestRng rng;
+  char zKey[32], zVal[32], z[128];
+  int i, iSp = -1, nOp = 0, nCommitted = 0;
+  if (!db) return;
+  test_srand(&rng, test_seed("txn_order"));
+  for (i = 0; i < NKEY; i++) {
+    aModel[i] = -1;
+    if (i % 3 == 0) { /* some keys exist before the transaction */
+      snprintf(zKey, sizeof(zKey), zFmt, i);
+      strata_put(db, zKey, strlen(zKey), "before", 6);
+      aModel[i] = 0;
+    }
+  }
+  pSnap = strata_snapshot_new(db);
+  CHECK_EQ(strata_get_stats(db, &st0), STRATA_OK);
+  CHECK_EQ(strata_txn_begin(db, STRATA_TXN_WRITE, &t), STRATA_OK);
+  for (i = 0; i < NOP; i++) {
+    int k = (int)test_randn(&rng, NKEY);
+    snprintf(zKey, sizeof(zKey), zFmt, k);
+    if (i == NOP / 2) {
+      CHECK_EQ(strata_txn_savepoint(t, &iSp), STRATA_OK);
+      memcpy(aSaved, aModel, sizeof(aModel));
+      nCommitted = nOp;
+    }
+    if (test_randn(&rng, 4) == 0) {
+      CHECK_EQ(strata_txn_delete(t, zKey, strlen(zKey)), STRATA_OK);
+      aModel[k] = -1;
+    } else {
+      snprintf(zVal, sizeof(zVal), "v%d", i + 1);
+      CHECK_EQ(strata_txn_put(t, zKey, strlen(zKey), zVal, strlen(zVal)), STRATA_OK);
+      aModel[k] = i + 1;
+    }
+    nOp++;
+    if (i == NOP / 2 + 1000) { /* undo 1000 writes */
+      CHECK_EQ(strata_txn_rollback_to(t, iSp), STRATA_OK);
+      memcpy(aModel, aSaved, sizeof(aModel));
+      nOp = nCommitted;
+    }
+  }
+  for (i = 0; i < NKEY && bReadOwn; i++) { /* the transaction reads its own writes */
+    int rc;
+    snprintf(zKey, sizeof(zKey), zFmt, i);
+    rc = tget(t, zKey, z);
+    CHECK_EQ(rc, aModel[i] < 0 ? STRATA_NOTFOUND : STRATA_OK);
+    if (rc == STRATA_OK && aModel[i] > 0) CHECK_EQ(atoi(z + 1), aModel[i]);
+  }
+  CHECK_EQ(strata_txn_count(t), nOp);
+  CHECK_EQ(strata_txn_commit(t), STRATA_OK);
+  CHECK_EQ(strata_get_stats(db, &st1), STRATA_OK);
+  CHECK_EQ(st1.last_sequence - st0.last_sequence, (uint64_t)nOp); /* one number per op */
+  for (int pass = 0; pass < 2; pass++) {
+    strata_iter *it = NULL;
+    int nSeen = 0, nLive = 0;
+    for (i = 0; i < NKEY; i++) {
+      strata_value v = {0};
+      int rc;
+      snprintf(zKey, sizeof(zKey), zFmt, i);
+      rc = strata_get(db, NULL, zKey, strlen(zKey), &v);
+      CHECK_EQ(rc, aModel[i] < 0 ? STRATA_NOTFOUND : STRATA_OK);
+      if (rc == STRATA_OK) {
+        snprintf(z, sizeof(z), "%.*s", (int)v.n, (const char *)v.p);
+        if (aModel[i] == 0) CHECK(!strcmp(z, "before"));
+        if (aModel[i] > 0) CHECK_EQ(atoi(z + 1), aModel[i]);
+        nLive++;
+      }
+      if (pass == 0) { /* the snapshot from before the commit */
+        rc = strata_get(db, pSnap, zKey, strlen(zKey), &v);
+        CHECK_EQ(rc, i % 3 == 0 ? STRATA_OK : STRATA_NOTFOUND);
+      }
+      strata_value_free(&v);
+    }
+    CHECK_EQ(strata_iter_new(db, NULL, &it), STRATA_OK);
+    for (strata_iter_seek_first(it); strata_iter_valid(it); strata_iter_next(it)) nSeen++;
+    CHECK_EQ(strata_iter_status(it), STRATA_OK);
+    strata_iter_free(it);
+    CHECK_EQ(nSeen, nLive);
+    if (pass == 0) { /* the same again after recovery from the WAL */
+      strata_snapshot_release(db, pSnap);
+      strata_close(db);
+      db = openDb(zDir, 100);
+      if (!db) return;
+    }
+  }
+  strata_close(db);
+  test_rmdir(zDir);
+}
+
+/* Read back before the commit (the commit inserts from the index), and not
+** (the commit sorts the batch), with short keys and with long keys that
+** share their first 8 bytes (the sort's prefix ties). */
+static void test_commit_key_order(void) {
+  commitKeyOrder("txn_order", "k%07d", 1);
+  commitKeyOrder("txn_order2", "k%07d", 0);
+  commitKeyOrder("txn_order3", "common/prefix/%07d", 0);
+  commitKeyOrder("txn_order4", "%d", 0);
+}
+
+/* Lookups of a transaction keep a read view (memtables + version, with the
+** tables it probed pinned) between calls and take a new one when the
+** database has changed. Flushes, compactions and deletions after the
+** transaction began must not change what it reads. */
+static void test_cached_view(void) {
+  enum { NKEY = 2000 };
+  const char *zDir = test_dir("txn_view");
+  strata *db = openDb(zDir, 100);
+  strata_txn *t = NULL;
+  char zKey[32], zVal[128], z[128];
+  int i, round;
+  if (!db) return;
+  for (i = 0; i < NKEY; i++) {
+    snprintf(zKey, sizeof(zKey), "k%06d", i);
+    snprintf(zVal, sizeof(zVal), "%-60s", "r0");
+    strata_put(db, zKey, strlen(zKey), zVal, strlen(zVal));
+  }
+  CHECK_EQ(strata_flush(db), STRATA_OK);
+  CHECK_EQ(strata_txn_begin(db, STRATA_TXN_READ, &t), STRATA_OK);
+  CHECK_EQ(tget(t, "k000007", z), STRATA_OK);
+  for (round = 1; round <= 4; round++) {
+    for (i = 0; i < NKEY; i++) {
+      snprintf(zKey, sizeof(zKey), "k%06d", i);
+      snprintf(zVal, sizeof(zVal), "r%-59d", round);
+      if (i % 7 == round) {
+        strata_delete(db, zKey, strlen(zKey));
+      } else {
+        strata_put(db, zKey, strlen(zKey), zVal, strlen(zVal));
+      }
+    }
+    if (round % 2) CHECK_EQ(strata_flush(db), STRATA_OK);
+    if (round == 3) CHECK_EQ(strata_compact_range(db, NULL, 0, NULL, 0), STRATA_OK);
+    for (i = 0; i < NKEY; i += 3) {
+      snprintf(zKey, sizeof(zKey), "k%06d", i);
+      CHECK_EQ(tget(t, zKey, z), STRATA_OK); /* the snapshot's value */
+      CHECK(!strncmp(z, "r0 ", 3));
+      if (i % 7 == round) {
+        CHECK_EQ(dget(db, zKey, z), STRATA_NOTFOUND);
+      } else {
+        CHECK_EQ(dget(db, zKey, z), STRATA_OK);
+        CHECK_EQ(atoi(z + 1), round);
+      }
+    }
+  }
+  CHECK_EQ(strata_txn_commit(t), STRATA_OK);
+  strata_close(db);
+  test_rmdir(zDir);
+}
+
+typedef struct ViewArg {
+  strata *db;
+  _Atomic int *pbStop;
+  int nBad, nRead;
+} ViewArg;
+
+/* Read "a" and "b" (always written together with the same number) in read
+** transactions while the database flushes and compacts under them. */
+static void *viewReaderMain(void *p) {
+  ViewArg *a = p;
+  long lastSeen = 0;
+  while (!atomic_load(a->pbStop)) {
+    strata_txn *t = NULL;
+    char za[128], zb[128], za2[128];
+    if (strata_txn_begin(a->db, STRATA_TXN_READ, &t) != STRATA_OK) {
+      a->nBad++;
+      break;
+    }
+    for (int j = 0; j < 20; j++) {
+      int ra = tget(t, "a", za), rb = tget(t, "b", zb), ra2 = tget(t, "a", za2);
+      if (ra != rb || ra != ra2 || (ra == STRATA_OK && (strcmp(za, zb) || strcmp(za, za2)))) {
+        a->nBad++;
+      }
+      if (ra == STRATA_OK) {
+        if (atol(za) < lastSeen) a->nBad++; /* snapshots never go back in time */
+        if (j == 0) lastSeen = atol(za);
+      }
+      a->nRead++;
+    }
+    strata_txn_commit(t);
+  }
+  return NULL;
+}
+
+static void test_cached_view_concurrent(void) {
+  const char *zDir = test_dir("txn_viewmt");
+  strata *db = openDb(zDir, 1000);
+  _Atomic int bStop = 0;
+  pthread_t th[2];
+  ViewArg a[2];
+  char zVal[160];
+  int i, n;
+  if (!db) return;
+  for (i = 0; i < 2; i++) {
+    a[i].db = db;
+    a[i].pbStop = &bStop;
+    a[i].nBad = a[i].nRead = 0;
+    pthread_create(&th[i], NULL, viewReaderMain, &a[i]);
+  }
+  for (n = 1; n <= 6000; n++) {
+    strata_batch *b = NULL;
+    char zFill[32];
+    CHECK_EQ(strata_batch_new(&b), STRATA_OK);
+    if (!b) break;
+    snprintf(zVal, sizeof(zVal), "%-100d", n);
+    strata_batch_put(b, "a", 1, zVal, strlen(zVal));
+    strata_batch_put(b, "b", 1, zVal, strlen(zVal));
+    snprintf(zFill, sizeof(zFill), "fill%06d", n % 1500); /* more tables to compact */
+    strata_batch_put(b, zFill, strlen(zFill), zVal, strlen(zVal));
+    CHECK_EQ(strata_write(db, b), STRATA_OK);
+    strata_batch_free(b);
+  }
+  atomic_store(&bStop, 1);
+  for (i = 0; i < 2; i++) {
+    pthread_join(th[i], NULL);
+    CHECK_EQ(a[i].nBad, 0);
+    CHECK(a[i].nRead > 0);
+  }
+  strata_close(db);
+  test_rmdir(zDir);
+}
+
 int main(void) {
   RUN(test_own_writes_and_commit);
   RUN(test_snapshot_isolation);
   RUN(test_savepoints);
   RUN(test_txn_iterator);
   RUN(test_counter_no_lost_updates);
+  RUN(test_commit_key_order);
+  RUN(test_cached_view);
+  RUN(test_cached_view_concurrent);
   return TEST_SUMMARY();
 }
