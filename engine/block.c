@@ -26,13 +26,25 @@
 **   is already positioned, its current restart narrows the search, and a
 **   forward seek that lands in the current restart region continues from the
 **   current entry: merging iterators seek near where they are all the time.
-**   Prev goes back to the restart before the current entry and decodes
-**   forward to the entry just before it (at most restartInterval entries).
+**   Prev: see REVERSE.
 **
 **   A key that starts a restart region (shared = 0) is used in place; other
 **   keys are assembled in the iterator's key buffer, which starts as an
 **   inline array and grows (once) only when a longer key appears. So
 **   stepping through a block never allocates.
+**
+** REVERSE
+**
+**   Prefix compression only decodes forward, so the first step back into a
+**   restart region decodes the region from its restart point up to the
+**   entry just before the current one, recording each entry (offsets, and
+**   a copy of its key in prevKeys); the following steps back within the
+**   region just pop the record. A backward scan thus decodes every entry
+**   once instead of restartInterval / 2 times on average. SeekLast fills
+**   the record of the last region the same way. The record is trusted only
+**   while its last entry is the current entry of the same block (Init
+**   empties it); if its memory cannot be had, Prev decodes from the restart
+**   point every time, as correct and slower.
 **
 ** DAMAGE
 **
@@ -142,6 +154,16 @@ int strataBlockBuilderFinish(BlockBuilder *b, const u8 **ppOut, size_t *pnOut) {
 
 static const StrataIterMethods blockIterMethods;
 
+/* An entry of the reverse record (REVERSE). */
+struct BlockPrevEntry {
+  u32 iCur;     /* offset of the entry */
+  u32 iRestart; /* its restart region */
+  u32 iKey;     /* its key is prevKeys.a[iKey .. iKey + nKey) */
+  u32 nKey;
+  u32 iVal; /* its value is aData[iVal .. iVal + nVal) */
+  u32 nVal;
+};
+
 static inline u32 restartAt(const BlockIter *it, u32 i) {
   return strataGet32(it->aRestart + 4 * (size_t)i);
 }
@@ -165,7 +187,11 @@ void strataBlockIterInit(BlockIter *it, const u8 *a, size_t n) {
   if (it->aKey == NULL) {
     it->aKey = it->aKeyInline;
     it->nKeyAlloc = BLOCK_INLINE_KEY;
+    it->aPrev = NULL;
+    it->nPrevAlloc = 0;
+    memset(&it->prevKeys, 0, sizeof(it->prevKeys));
   }
+  it->nPrev = 0;
   it->aData = a;
   it->aRestart = a;
   it->nLimit = 0;
@@ -186,9 +212,14 @@ void strataBlockIterInit(BlockIter *it, const u8 *a, size_t n) {
 }
 
 void strataBlockIterRelease(BlockIter *it) {
-  if (it->aKey && it->aKey != it->aKeyInline) strataFreeMem(it->aKey);
+  if (it->aKey == NULL) return; /* never Init'ed, or already released */
+  if (it->aKey != it->aKeyInline) strataFreeMem(it->aKey);
   it->aKey = NULL;
   it->nKeyAlloc = 0;
+  strataFreeMem(it->aPrev);
+  it->aPrev = NULL;
+  it->nPrev = it->nPrevAlloc = 0;
+  strataBufFree(&it->prevKeys);
 }
 
 /* Position before the entry at restart point i. Returns 0 on damage. */
@@ -294,13 +325,52 @@ void strataBlockIterSeekFirst(BlockIter *it) {
   if (seekToRestart(it, 0)) parseNext(it);
 }
 
+/* Add the current entry to the reverse record. Returns 0 if memory for it
+** cannot be had (the record is then dropped: Prev works without it). */
+static int prevRecord(BlockIter *it) {
+  struct BlockPrevEntry *e;
+  if (it->nPrev == it->nPrevAlloc) {
+    u32 nNew = it->nPrevAlloc ? it->nPrevAlloc * 2 : 32;
+    struct BlockPrevEntry *aNew = strataRealloc(it->aPrev, nNew * sizeof(*aNew));
+    if (!aNew) return 0;
+    it->aPrev = aNew;
+    it->nPrevAlloc = nNew;
+  }
+  if (strataBufReserve(&it->prevKeys, it->base.nKey) != STRATA_OK) return 0;
+  e = &it->aPrev[it->nPrev++];
+  e->iCur = it->iCur;
+  e->iRestart = it->iRestart;
+  e->iKey = (u32)it->prevKeys.n;
+  e->nKey = (u32)it->base.nKey;
+  e->iVal = (u32)(it->base.pVal - it->aData);
+  e->nVal = (u32)it->base.nVal;
+  memcpy(it->prevKeys.a + it->prevKeys.n, it->base.pKey, it->base.nKey);
+  it->prevKeys.n += it->base.nKey;
+  return 1;
+}
+
+/* Decode from restart r through the entry that ends at offset stop (or the
+** last one before the end of the entries), recording each (REVERSE), and
+** leave the last one current. Returns 0 if no entry was decoded or on
+** damage (rc set) or end of the entries; then the iterator is invalid. */
+static int prevFill(BlockIter *it, u32 r, u32 stop) {
+  int bRecord = 1;
+  it->nPrev = 0;
+  it->prevKeys.n = 0;
+  if (!seekToRestart(it, r)) return 0;
+  do {
+    if (!parseNext(it)) return 0;
+    if (bRecord && !prevRecord(it)) {
+      bRecord = 0;
+      it->nPrev = 0;
+    }
+  } while (it->iNext < stop);
+  return 1;
+}
+
 void strataBlockIterSeekLast(BlockIter *it) {
   if (it->base.rc) return;
-  if (!seekToRestart(it, it->nRestart - 1)) return;
-  if (!parseNext(it)) return;
-  while (it->iNext < it->nLimit) {
-    if (!parseNext(it)) return;
-  }
+  prevFill(it, it->nRestart - 1, it->nLimit);
 }
 
 void strataBlockIterSeek(BlockIter *it, const u8 *pKey, size_t nKey) {
@@ -343,6 +413,18 @@ void strataBlockIterNext(BlockIter *it) {
 void strataBlockIterPrev(BlockIter *it) {
   u32 orig = it->iCur, r = it->iRestart;
   if (!it->base.bValid) return;
+  if (it->nPrev > 1 && it->aPrev[it->nPrev - 1].iCur == orig) {
+    /* The entry before is recorded: no decoding. */
+    const struct BlockPrevEntry *e = &it->aPrev[--it->nPrev - 1];
+    it->base.pKey = it->prevKeys.a + e->iKey;
+    it->base.nKey = e->nKey;
+    it->base.pVal = it->aData + e->iVal;
+    it->base.nVal = e->nVal;
+    it->iCur = e->iCur;
+    it->iNext = e->iVal + e->nVal;
+    it->iRestart = e->iRestart;
+    return;
+  }
   while (restartAt(it, r) >= orig) {
     if (r == 0) {
       it->base.bValid = 0; /* before the first entry */
@@ -350,13 +432,10 @@ void strataBlockIterPrev(BlockIter *it) {
     }
     r--;
   }
-  if (!seekToRestart(it, r)) return;
-  do {
-    if (!parseNext(it)) {
-      if (!it->base.rc) blockCorrupt(it, "restart points out of order", orig);
-      return;
-    }
-  } while (it->iNext < orig);
+  if (!prevFill(it, r, orig)) {
+    if (!it->base.rc) blockCorrupt(it, "restart points out of order", orig);
+    return;
+  }
   if (it->iNext != orig) blockCorrupt(it, "restart points out of order", orig);
 }
 
