@@ -320,6 +320,25 @@ static int restartKey(BlockIter *it, u32 i, const u8 **ppKey, size_t *pnKey) {
   return 1;
 }
 
+int strataBlockRestartKey(BlockIter *it, u32 i, const u8 **ppKey, size_t *pnKey) {
+  if (it->base.rc) return it->base.rc;
+  if (i >= it->nRestart) {
+    blockCorrupt(it, "restart index out of range", i);
+  } else {
+    restartKey(it, i, ppKey, pnKey);
+  }
+  return it->base.rc;
+}
+
+void strataBlockIterSeekRestart(BlockIter *it, u32 i) {
+  if (it->base.rc) return;
+  if (i >= it->nRestart) {
+    it->base.bValid = 0;
+    return;
+  }
+  if (seekToRestart(it, i)) parseNext(it);
+}
+
 void strataBlockIterSeekFirst(BlockIter *it) {
   if (it->base.rc) return;
   if (seekToRestart(it, 0)) parseNext(it);

@@ -90,6 +90,14 @@ void strataBlockIterRelease(BlockIter *it);
 void strataBlockIterSeekFirst(BlockIter *it);
 void strataBlockIterSeekLast(BlockIter *it);
 void strataBlockIterSeek(BlockIter *it, const u8 *pKey, size_t nKey); /* first key >= */
+/* Position on the entry that restart point i starts (invalid if i is
+** nRestart or more). For blocks whose every entry is a restart point (index
+** blocks) entry i is restart i, so a caller that has located an entry by
+** other means can land on it without a search. */
+void strataBlockIterSeekRestart(BlockIter *it, u32 i);
+/* The key of restart entry i (< nRestart), in place. STRATA_OK or
+** STRATA_CORRUPT (the iterator is then invalid with rc set). */
+int strataBlockRestartKey(BlockIter *it, u32 i, const u8 **ppKey, size_t *pnKey);
 void strataBlockIterNext(BlockIter *it);
 void strataBlockIterPrev(BlockIter *it);
 

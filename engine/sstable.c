@@ -465,8 +465,28 @@ struct SstReader {
   size_t nIndex;
   u8 *aFilter; /* filter, NULL if none */
   size_t nFilter;
-  CacheHandle *hMeta; /* pins aIndex and aFilter in pCache, if there is one */
+  /* INDEX WINDOWS: NULL if not built. */
+  u64 *aIxWindow;      /* per index entry: 8 bytes of its user key, see below */
+  u32 nIx;             /* entries with a window: all but the last index entry */
+  size_t nIxCommon;    /* bytes every one of their user keys starts with... */
+  const u8 *pIxCommon; /* ...namely these (in aIndex) */
+  CacheHandle *hMeta;  /* pins aIndex, aFilter, aIxWindow in pCache, if there is one */
 };
+
+/* INDEX WINDOWS
+** The index block is binary-searched once per Get and per Seek. Read in
+** place, every probe costs two cache misses (the restart array, then the
+** key) and a varint decode. So a reader also keeps, per index entry, the
+** 8 bytes of its user key that follow the prefix common to all of them,
+** as a big-endian integer padded with zeros: a dense array in which the
+** search mostly stays within a few cache lines. Padded windows order keys
+** correctly when they differ; equal windows fall back to comparing the
+** keys. The last separator is left out: it is a short key above the
+** table, which would leave the others no common prefix (and the window
+** covering too little of them). Built at open (8 bytes per data block,
+** charged with the index)
+** when every index entry is a restart point, as the builder writes them;
+** otherwise, or without memory for it, seeks search the block itself. */
 
 /* CHARGING THE CACHE
 ** With a block cache, the index and filter blocks are inserted into it as
@@ -479,13 +499,105 @@ struct SstReader {
 typedef struct SstMeta {
   u8 *aIndex;
   u8 *aFilter;
+  u64 *aIxWindow;
 } SstMeta;
 
 static void sstMetaFree(void *p) {
   SstMeta *m = p;
   strataFreeMem(m->aIndex);
   strataFreeMem(m->aFilter);
+  strataFreeMem(m->aIxWindow);
   strataFreeMem(m);
+}
+
+/* The window of user key u/nu: its 8 bytes after the first c, big-endian,
+** zero padded (INDEX WINDOWS). */
+static inline u64 sstIxWindow(const u8 *u, size_t nu, size_t c) {
+  u8 a[8] = {0};
+  if (LIKELY(nu >= c + 8)) return __builtin_bswap64(strataGet64(u + c));
+  if (nu > c) memcpy(a, u + c, nu - c);
+  return __builtin_bswap64(strataGet64(a));
+}
+
+/* Build r->aIxWindow from the (checked) index block, if every entry is a
+** restart point. Leaves it NULL if not, or if out of memory. */
+static void sstIxWindowBuild(SstReader *r) {
+  BlockIter ix;
+  const u8 *pFirst, *pLast, *k;
+  size_t nFirst, nLast, nk, c = 0;
+  u64 *a;
+  u32 i, n;
+  ix.aKey = NULL;
+  strataBlockIterInit(&ix, r->aIndex, r->nIndex);
+  if (ix.base.rc || ix.nRestart != r->props.nDataBlocks || ix.nRestart < 2) goto build_done;
+  n = ix.nRestart - 1; /* all but the last entry */
+  if (strataBlockRestartKey(&ix, 0, &pFirst, &nFirst) ||
+      strataBlockRestartKey(&ix, n - 1, &pLast, &nLast)) {
+    goto build_done;
+  }
+  nFirst -= STRATA_TRAILER;
+  nLast -= STRATA_TRAILER;
+  while (c < nFirst && c < nLast && pFirst[c] == pLast[c]) c++;
+  a = strataMalloc(sizeof(u64) * n);
+  if (!a) goto build_done;
+  for (i = 0; i < n; i++) {
+    if (strataBlockRestartKey(&ix, i, &k, &nk)) {
+      strataFreeMem(a);
+      goto build_done;
+    }
+    a[i] = sstIxWindow(k, nk - STRATA_TRAILER, c);
+  }
+  r->aIxWindow = a;
+  r->nIx = n;
+  r->nIxCommon = c;
+  r->pIxCommon = pFirst;
+build_done:
+  strataBlockIterRelease(&ix);
+}
+
+/* Position index iterator ix (over r->aIndex) on the first entry >= the
+** internal key pKey/nKey, as strataBlockIterSeek does, through the windows
+** when there are any. */
+static void sstIndexSeek(const SstReader *r, BlockIter *ix, const u8 *pKey, size_t nKey) {
+  size_t nu = nKey - STRATA_TRAILER, c = r->nIxCommon;
+  u32 lo = 0, hi = r->nIx;
+  u64 t;
+  int cmp;
+  if (!r->aIxWindow) {
+    strataBlockIterSeek(ix, pKey, nKey);
+    return;
+  }
+  if (ix->base.rc) return;
+  /* Every windowed key starts with the common prefix. */
+  cmp = c ? memcmp(pKey, r->pIxCommon, nu < c ? nu : c) : 0;
+  if (cmp < 0 || (cmp == 0 && nu < c)) {
+    strataBlockIterSeekRestart(ix, 0); /* below them all */
+    return;
+  }
+  if (cmp > 0) lo = hi; /* above them all */
+  t = sstIxWindow(pKey, nu, c);
+  while (lo < hi) {
+    u32 mid = lo + (hi - lo) / 2;
+    u64 w = r->aIxWindow[mid];
+    if (w < t) {
+      lo = mid + 1;
+    } else if (w > t) {
+      hi = mid;
+    } else {
+      const u8 *k;
+      size_t nk;
+      if (strataBlockRestartKey(ix, mid, &k, &nk)) return;
+      if (strataIkeyCompare(k, nk, pKey, nKey) < 0)
+        lo = mid + 1;
+      else
+        hi = mid;
+    }
+  }
+  strataBlockIterSeekRestart(ix, lo);
+  if (lo == r->nIx && ix->base.bValid &&
+      strataIkeyCompare(ix->base.pKey, ix->base.nKey, pKey, nKey) < 0) {
+    strataBlockIterNext(ix); /* above the last separator too: invalid */
+  }
 }
 
 /* Report corruption in r at offset off. Returns STRATA_CORRUPT. */
@@ -702,6 +814,7 @@ int strataSstOpen(strata_env *env, const char *zPath, u64 id, BlockCache *pCache
   r->nDataEnd = nMin;
   r->indexOff = strataGet64(aFooter + SST_FOOTER_INDEX);
   r->props.fileSize = r->fileSize;
+  sstIxWindowBuild(r);
   if (pCache) {
     SstMeta *m = strataMalloc(sizeof(*m));
     if (!m) {
@@ -710,9 +823,11 @@ int strataSstOpen(strata_env *env, const char *zPath, u64 id, BlockCache *pCache
     }
     m->aIndex = r->aIndex;
     m->aFilter = r->aFilter;
+    m->aIxWindow = r->aIxWindow;
     r->hMeta = strataCacheInsert(pCache, id, SST_META_OFF, m, strataSstMemoryUsage(r), sstMetaFree);
     if (!r->hMeta) { /* sstMetaFree has run */
       r->aIndex = r->aFilter = NULL;
+      r->aIxWindow = NULL;
       rc = strataErr(STRATA_NOMEM, "out of memory");
       goto open_failed;
     }
@@ -735,6 +850,7 @@ void strataSstClose(SstReader *r) {
   } else {
     strataFreeMem(r->aIndex);
     strataFreeMem(r->aFilter);
+    strataFreeMem(r->aIxWindow);
   }
   strataSstPropsFree(&r->props);
   strataFreeMem(r);
@@ -745,8 +861,8 @@ const SstProps *strataSstProps(const SstReader *r) {
 }
 
 size_t strataSstMemoryUsage(const SstReader *r) {
-  return sizeof(*r) + r->nIndex + r->nFilter + r->props.smallest.nAlloc + r->props.largest.nAlloc +
-         strlen(r->zPath) + 1;
+  return sizeof(*r) + r->nIndex + r->nFilter + (r->aIxWindow ? sizeof(u64) * r->nIx : 0) +
+         r->props.smallest.nAlloc + r->props.largest.nAlloc + strlen(r->zPath) + 1;
 }
 
 /* Decode a block handle from an index value and check it against the data
@@ -845,7 +961,7 @@ int strataSstGet(SstReader *r, const u8 *pUkey, size_t nUkey, u64 seq, StrataRea
   ix.aKey = NULL;
   dt.aKey = NULL;
   strataBlockIterInit(&ix, r->aIndex, r->nIndex);
-  strataBlockIterSeek(&ix, pLookup, nLookup);
+  sstIndexSeek(r, &ix, pLookup, nLookup);
   /* Normally one block answers; if the key falls past the last entry of the
   ** block its separator chose, the next block's first entry decides. */
   while (ix.base.bValid) {
@@ -1083,7 +1199,7 @@ static void sstIterSeek(StrataIter *p, const u8 *pKey, size_t nKey) {
   SstIter *it = (SstIter *)p;
   if (it->base.rc) return;
   it->nForward = 0;
-  strataBlockIterSeek(&it->index, pKey, nKey);
+  sstIndexSeek(it->r, &it->index, pKey, nKey);
   if (!sstIterIndexOk(it)) return;
   if (sstIterLoad(it)) return;
   strataBlockIterSeek(&it->data, pKey, nKey);
