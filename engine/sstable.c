@@ -71,6 +71,7 @@
 */
 #include "block.h"
 
+#include <pthread.h>
 #include <stddef.h>
 #include <stdio.h>
 
@@ -95,7 +96,8 @@
 
 /* A decoded data block as held in the cache: one allocation. */
 typedef struct SstBlock {
-  size_t n;
+  size_t n;      /* bytes of the block in a[] */
+  size_t nAlloc; /* room in a[] */
   u8 a[];
 } SstBlock;
 
@@ -876,10 +878,120 @@ static int sstHandleDecode(const SstReader *r, const u8 *p, size_t n, u64 *pOff,
   return STRATA_OK;
 }
 
+/* SPARE BLOCK BUFFERS
+** A point lookup that misses the cache reads a block into a new buffer and
+** inserts it, and the insert evicts the oldest block, whose buffer is
+** freed: a malloc and a free of a cold 4 KiB chunk per miss. Instead, a
+** freed block buffer goes to a small stash of the freeing thread (eviction
+** runs in the inserting thread), and the next block loaded by that thread
+** takes a buffer from it if one is big enough. Buffers are sized in steps
+** of SST_BLOCK_ROUND so that blocks of similar size share them; the cache
+** is charged the whole buffer. A thread's stash is freed when it exits. */
+#define SST_SPARE_MAX 8
+#define SST_SPARE_LARGEST (64 * 1024) /* bigger buffers are not kept */
+#define SST_BLOCK_ROUND 128
+
+typedef struct SstSpare {
+  int n;
+  int bRegistered; /* the exit destructor knows this stash */
+  SstBlock *a[SST_SPARE_MAX];
+} SstSpare;
+
+static _Thread_local SstSpare sstSpare;
+static pthread_key_t sstSpareKey;
+static pthread_once_t sstSpareOnce = PTHREAD_ONCE_INIT;
+static int bSpareKeyOk;
+
+static void sstSpareDestroy(void *p) {
+  SstSpare *s = p;
+  while (s->n > 0) strataFreeMem(s->a[--s->n]);
+}
+
+static void sstSpareInit(void) {
+  bSpareKeyOk = pthread_key_create(&sstSpareKey, sstSpareDestroy) == 0;
+}
+
+/* A block buffer with room for n bytes: a spare or a new one. NULL if out
+** of memory (message set). */
+static SstBlock *sstBlockAlloc(size_t n) {
+  SstSpare *s = &sstSpare;
+  SstBlock *p;
+  size_t nAlloc;
+  int i;
+  for (i = s->n - 1; i >= 0; i--) {
+    p = s->a[i];
+    if (p->nAlloc >= n && p->nAlloc - n < SST_BLOCK_ROUND) {
+      s->a[i] = s->a[--s->n];
+      return p;
+    }
+  }
+  nAlloc = (n + SST_BLOCK_ROUND - 1) & ~(size_t)(SST_BLOCK_ROUND - 1);
+  p = strataMalloc(offsetof(SstBlock, a) + nAlloc);
+  if (!p) {
+    strataErr(STRATA_NOMEM, "out of memory (%zu byte block)", n);
+    return NULL;
+  }
+  p->nAlloc = nAlloc;
+  return p;
+}
+
+/* Free a block buffer (into the stash if there is room): the cache's
+** xFree for data blocks. NULL is a no-op. */
+static void sstBlockFree(void *pArg) {
+  SstSpare *s = &sstSpare;
+  SstBlock *p = pArg;
+  if (!p) return;
+  if (s->n < SST_SPARE_MAX && p->nAlloc <= SST_SPARE_LARGEST) {
+    if (!s->bRegistered) {
+      pthread_once(&sstSpareOnce, sstSpareInit);
+      if (!bSpareKeyOk || pthread_setspecific(sstSpareKey, s) != 0) {
+        strataFreeMem(p);
+        return;
+      }
+      s->bRegistered = 1;
+    }
+    s->a[s->n++] = p;
+    return;
+  }
+  strataFreeMem(p);
+}
+
+/* Read data block (off, size) into a block buffer (*ppBlk, freed with
+** sstBlockFree): the stored bytes land in it directly when the block is not
+** compressed. Returns STRATA_OK or an error (*ppBlk NULL). */
+static int sstLoadBlock(SstReader *r, u64 off, u64 size, SstBlock **ppBlk) {
+  size_t nRaw = (size_t)size + SST_TRAILER, nDec = 0;
+  SstBlock *pRaw, *pOut = NULL;
+  int type = 0, rc;
+  *ppBlk = NULL;
+  pRaw = sstBlockAlloc(nRaw);
+  if (!pRaw) return STRATA_NOMEM;
+  rc = sstReadRaw(r, off, size, pRaw->a, &type);
+  if (rc == STRATA_OK && type == SST_TYPE_NONE) {
+    pRaw->n = (size_t)size;
+    *ppBlk = pRaw;
+    return STRATA_OK;
+  }
+  if (rc == STRATA_OK) rc = sstDecodedSize(r, off, type, pRaw->a, (size_t)size, &nDec);
+  if (rc == STRATA_OK && (pOut = sstBlockAlloc(nDec)) == NULL) rc = STRATA_NOMEM;
+  if (rc == STRATA_OK) {
+    rc = strataDecompress(type, pRaw->a, (size_t)size, pOut->a, nDec);
+    if (rc) rc = sstWrapErr(r, rc, "block", off);
+  }
+  sstBlockFree(pRaw);
+  if (rc) {
+    sstBlockFree(pOut);
+    return rc;
+  }
+  pOut->n = nDec;
+  *ppBlk = pOut;
+  return STRATA_OK;
+}
+
 /* A data block pinned for use: in the cache (h) or owned (pOwned). */
 typedef struct BlockRef {
   CacheHandle *h;
-  u8 *pOwned;
+  SstBlock *pOwned;
   const u8 *a;
   size_t n;
 } BlockRef;
@@ -887,40 +999,38 @@ typedef struct BlockRef {
 /* Pin data block (off, size) from the cache, or read it (and insert it
 ** into the cache if bFill). Returns STRATA_OK or an error. */
 static int sstPinBlock(SstReader *r, u64 off, u64 size, int bFill, BlockRef *pRef) {
-  u8 *pAlloc;
-  size_t n;
+  SstBlock *pBlk;
   int rc;
   pRef->h = NULL;
   pRef->pOwned = NULL;
   if (r->pCache) {
     CacheHandle *h = strataCacheLookup(r->pCache, r->id, off);
     if (h) {
-      SstBlock *pBlk = strataCacheValue(h);
+      pBlk = strataCacheValue(h);
       pRef->h = h;
       pRef->a = pBlk->a;
       pRef->n = pBlk->n;
       return STRATA_OK;
     }
   }
-  rc = sstLoadOwned(r, off, size, offsetof(SstBlock, a), &pAlloc, &n);
+  rc = sstLoadBlock(r, off, size, &pBlk);
   if (rc) return rc;
-  ((SstBlock *)pAlloc)->n = n;
-  pRef->a = ((SstBlock *)pAlloc)->a;
-  pRef->n = n;
+  pRef->a = pBlk->a;
+  pRef->n = pBlk->n;
   if (r->pCache && bFill) {
-    CacheHandle *h =
-        strataCacheInsert(r->pCache, r->id, off, pAlloc, offsetof(SstBlock, a) + n, strataFreeMem);
+    CacheHandle *h = strataCacheInsert(r->pCache, r->id, off, pBlk,
+                                       offsetof(SstBlock, a) + pBlk->nAlloc, sstBlockFree);
     if (!h) return strataErr(STRATA_NOMEM, "out of memory");
     pRef->h = h;
   } else {
-    pRef->pOwned = pAlloc;
+    pRef->pOwned = pBlk;
   }
   return STRATA_OK;
 }
 
 static void sstUnpinBlock(SstReader *r, BlockRef *pRef) {
   if (pRef->h) strataCacheRelease(r->pCache, pRef->h);
-  strataFreeMem(pRef->pOwned);
+  sstBlockFree(pRef->pOwned);
   pRef->h = NULL;
   pRef->pOwned = NULL;
 }
