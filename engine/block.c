@@ -197,6 +197,7 @@ void strataBlockIterInit(BlockIter *it, const u8 *a, size_t n) {
   it->nLimit = 0;
   it->nRestart = 0;
   it->iCur = it->iNext = it->iRestart = 0;
+  it->iRestartNext = UINT32_MAX;
   if (n < 8 || n > STRATA_BLOCK_MAX) {
     blockCorrupt(it, n < 8 ? "too short" : "too long", 0);
     return;
@@ -222,9 +223,15 @@ void strataBlockIterRelease(BlockIter *it) {
   strataBufFree(&it->prevKeys);
 }
 
+/* Make i the current restart region. */
+static inline void setRestart(BlockIter *it, u32 i) {
+  it->iRestart = i;
+  it->iRestartNext = i + 1 < it->nRestart ? restartAt(it, i + 1) : UINT32_MAX;
+}
+
 /* Position before the entry at restart point i. Returns 0 on damage. */
 static int seekToRestart(BlockIter *it, u32 i) {
-  it->iRestart = i;
+  setRestart(it, i);
   it->iNext = restartAt(it, i);
   it->base.pKey = NULL;
   it->base.nKey = 0; /* so the entry there must not claim a shared prefix */
@@ -247,10 +254,17 @@ static inline const u8 *entryHeader(const u8 *p, const u8 *pLimit, u32 *pShared,
   return strataGetVarint32(p, pLimit, pnVal);
 }
 
+/* Copy n bytes in 8-byte words: may read and write up to 7 bytes past
+** the end of both. */
+static inline void copyWords(u8 *pDst, const u8 *pSrc, size_t n) {
+  size_t i;
+  for (i = 0; i < n; i += 8) strataPut64(pDst + i, strataGet64(pSrc + i));
+}
+
 /* Decode the entry at iNext and make it current. Returns 1 if positioned;
 ** 0 at the end of the entries (bValid = 0, rc unchanged) or on damage or
-** OOM (rc set). */
-static int parseNext(BlockIter *it) {
+** OOM (rc set). Inlined: it is the inner loop of Next and of Seek. */
+static inline __attribute__((always_inline)) int parseNext(BlockIter *it) {
   const u8 *p, *pLimit;
   u32 shared, unshared, nVal;
   size_t nKey;
@@ -289,7 +303,13 @@ static int parseNext(BlockIter *it) {
     } else if (it->base.pKey != it->aKey) {
       memcpy(it->aKey, it->base.pKey, shared); /* the previous key was in place */
     }
-    memcpy(it->aKey + shared, p, unshared);
+    /* The key bytes end at or before pLimit, and the restart array and its
+    ** count (8 bytes at least) follow pLimit: a word copy may overrun the
+    ** source, and does not overrun the key buffer if it has 7 bytes spare. */
+    if (LIKELY(nKey + 8 <= it->nKeyAlloc))
+      copyWords(it->aKey + shared, p, unshared);
+    else
+      memcpy(it->aKey + shared, p, unshared);
     it->base.pKey = it->aKey;
   }
   it->base.nKey = nKey;
@@ -297,8 +317,10 @@ static int parseNext(BlockIter *it) {
   it->base.nVal = nVal;
   it->iCur = it->iNext;
   it->iNext = (u32)(p + unshared + nVal - it->aData);
-  while (it->iRestart + 1 < it->nRestart && restartAt(it, it->iRestart + 1) <= it->iCur) {
-    it->iRestart++;
+  if (UNLIKELY(it->iCur >= it->iRestartNext)) {
+    u32 r = it->iRestart + 1;
+    while (r + 1 < it->nRestart && restartAt(it, r + 1) <= it->iCur) r++;
+    setRestart(it, r);
   }
   it->base.bValid = 1;
   return 1;
@@ -441,7 +463,7 @@ void strataBlockIterPrev(BlockIter *it) {
     it->base.nVal = e->nVal;
     it->iCur = e->iCur;
     it->iNext = e->iVal + e->nVal;
-    it->iRestart = e->iRestart;
+    setRestart(it, e->iRestart);
     return;
   }
   while (restartAt(it, r) >= orig) {

@@ -69,6 +69,7 @@ typedef struct BlockIter {
   u32 iCur;     /* offset of the current entry */
   u32 iNext;    /* offset of the entry after it */
   u32 iRestart; /* restart region that holds the current entry */
+  u32 iRestartNext; /* offset of restart iRestart + 1 (UINT32_MAX: none) */
   u8 *aKey;     /* decoded key buffer: aKeyInline or a heap buffer */
   size_t nKeyAlloc;
   /* Reverse steps: the entries of one restart region, decoded once (see
