@@ -886,15 +886,22 @@ static int sstHandleDecode(const SstReader *r, const u8 *p, size_t n, u64 *pOff,
 ** runs in the inserting thread), and the next block loaded by that thread
 ** takes a buffer from it if one is big enough. Buffers are sized in steps
 ** of SST_BLOCK_ROUND so that blocks of similar size share them; the cache
-** is charged the whole buffer. A thread's stash is freed when it exits. */
+** is charged the whole buffer. The stash also keeps one closed table
+** iterator (with its buffers): a level iterator opens one per file it
+** enters, once per seek when seeks are random. A thread's stash is freed
+** when it exits. */
 #define SST_SPARE_MAX 8
 #define SST_SPARE_LARGEST (64 * 1024) /* bigger buffers are not kept */
 #define SST_BLOCK_ROUND 128
+
+struct SstIter;
+static void sstIterFree(struct SstIter *it);
 
 typedef struct SstSpare {
   int n;
   int bRegistered; /* the exit destructor knows this stash */
   SstBlock *a[SST_SPARE_MAX];
+  struct SstIter *pIter; /* a closed iterator, or NULL */
 } SstSpare;
 
 static _Thread_local SstSpare sstSpare;
@@ -905,10 +912,23 @@ static int bSpareKeyOk;
 static void sstSpareDestroy(void *p) {
   SstSpare *s = p;
   while (s->n > 0) strataFreeMem(s->a[--s->n]);
+  sstIterFree(s->pIter);
+  s->pIter = NULL;
 }
 
 static void sstSpareInit(void) {
   bSpareKeyOk = pthread_key_create(&sstSpareKey, sstSpareDestroy) == 0;
+}
+
+/* Make sure the thread's stash is freed when it exits. Returns 0 if that
+** cannot be arranged (then nothing may be stashed). */
+static int sstSpareRegister(SstSpare *s) {
+  if (!s->bRegistered) {
+    pthread_once(&sstSpareOnce, sstSpareInit);
+    if (!bSpareKeyOk || pthread_setspecific(sstSpareKey, s) != 0) return 0;
+    s->bRegistered = 1;
+  }
+  return 1;
 }
 
 /* A block buffer with room for n bytes: a spare or a new one. NULL if out
@@ -941,15 +961,7 @@ static void sstBlockFree(void *pArg) {
   SstSpare *s = &sstSpare;
   SstBlock *p = pArg;
   if (!p) return;
-  if (s->n < SST_SPARE_MAX && p->nAlloc <= SST_SPARE_LARGEST) {
-    if (!s->bRegistered) {
-      pthread_once(&sstSpareOnce, sstSpareInit);
-      if (!bSpareKeyOk || pthread_setspecific(sstSpareKey, s) != 0) {
-        strataFreeMem(p);
-        return;
-      }
-      s->bRegistered = 1;
-    }
+  if (s->n < SST_SPARE_MAX && p->nAlloc <= SST_SPARE_LARGEST && sstSpareRegister(s)) {
     s->a[s->n++] = p;
     return;
   }
@@ -1337,9 +1349,9 @@ static void sstIterPrev(StrataIter *p) {
   sstIterSkipBackward(it);
 }
 
-static void sstIterClose(StrataIter *p) {
-  SstIter *it = (SstIter *)p;
-  sstUnpinBlock(it->r, &it->ref);
+/* Free a closed iterator and its buffers. NULL is a no-op. */
+static void sstIterFree(SstIter *it) {
+  if (!it) return;
   strataBlockIterRelease(&it->index);
   strataBlockIterRelease(&it->data);
   strataBufFree(&it->raw);
@@ -1348,13 +1360,42 @@ static void sstIterClose(StrataIter *p) {
   strataFreeMem(it);
 }
 
+static void sstIterClose(StrataIter *p) {
+  SstIter *it = (SstIter *)p;
+  SstSpare *s = &sstSpare;
+  sstUnpinBlock(it->r, &it->ref);
+  /* Keep it for the next strataSstIterNew of this thread, without a
+  ** readahead window (up to SST_READAHEAD_MAX) that a point seek never uses. */
+  if (s->pIter == NULL && sstSpareRegister(s)) {
+    if (it->ra.nAlloc > SST_SPARE_LARGEST) strataBufFree(&it->ra);
+    s->pIter = it;
+    return;
+  }
+  sstIterFree(it);
+}
+
 static const StrataIterMethods sstIterMethods = {sstIterSeekFirst, sstIterSeekLast, sstIterSeek,
                                                  sstIterNext,      sstIterPrev,     sstIterClose};
 
 int strataSstIterNew(SstReader *r, int bFillCache, StrataIter **ppIter) {
-  SstIter *it = strataMallocZero(sizeof(*it));
+  SstSpare *s = &sstSpare;
+  SstIter *it = s->pIter;
   *ppIter = NULL;
-  if (!it) return strataErr(STRATA_NOMEM, "out of memory");
+  if (it) {
+    /* A stashed iterator: reset all but its buffers (and the BlockIters'
+    ** buffers, which Init keeps). */
+    s->pIter = NULL;
+    memset(&it->base, 0, sizeof(it->base));
+    it->bBlock = 0;
+    it->blockOff = 0;
+    memset(&it->ref, 0, sizeof(it->ref));
+    it->raw.n = it->dec.n = it->ra.n = 0;
+    it->raOff = 0;
+    it->nForward = 0;
+  } else {
+    it = strataMallocZero(sizeof(*it));
+    if (!it) return strataErr(STRATA_NOMEM, "out of memory");
+  }
   it->base.pMethods = &sstIterMethods;
   it->r = r;
   it->bFillCache = bFillCache;
