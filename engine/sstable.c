@@ -469,6 +469,7 @@ struct SstReader {
   size_t nFilter;
   /* INDEX WINDOWS: NULL if not built. */
   u64 *aIxWindow;      /* per index entry: 8 bytes of its user key, see below */
+  u64 *aIxHandle;      /* (offset, size) of every data block (in aIxWindow's allocation) */
   u32 nIx;             /* entries with a window: all but the last index entry */
   size_t nIxCommon;    /* bytes every one of their user keys starts with... */
   const u8 *pIxCommon; /* ...namely these (in aIndex) */
@@ -485,8 +486,10 @@ struct SstReader {
 ** correctly when they differ; equal windows fall back to comparing the
 ** keys. The last separator is left out: it is a short key above the
 ** table, which would leave the others no common prefix (and the window
-** covering too little of them). Built at open (8 bytes per data block,
-** charged with the index)
+** covering too little of them). Get also finds the decoded, checked block
+** handles there, so it does not touch the index block at all unless
+** windows tie. Built at open (24 bytes per data block, charged with the
+** index)
 ** when every index entry is a restart point, as the builder writes them;
 ** otherwise, or without memory for it, seeks search the block itself. */
 
@@ -521,8 +524,11 @@ static inline u64 sstIxWindow(const u8 *u, size_t nu, size_t c) {
   return __builtin_bswap64(strataGet64(a));
 }
 
-/* Build r->aIxWindow from the (checked) index block, if every entry is a
-** restart point. Leaves it NULL if not, or if out of memory. */
+static int sstHandleDecode(const SstReader *r, const u8 *p, size_t n, u64 *pOff, u64 *pSize);
+
+/* Build r->aIxWindow and r->aIxHandle from the (checked) index block, if
+** every entry is a restart point and every handle is good (r->nDataEnd is
+** set). Leaves them NULL if not, or if out of memory. */
 static void sstIxWindowBuild(SstReader *r) {
   BlockIter ix;
   const u8 *pFirst, *pLast, *k;
@@ -540,16 +546,24 @@ static void sstIxWindowBuild(SstReader *r) {
   nFirst -= STRATA_TRAILER;
   nLast -= STRATA_TRAILER;
   while (c < nFirst && c < nLast && pFirst[c] == pLast[c]) c++;
-  a = strataMalloc(sizeof(u64) * n);
+  a = strataMalloc(sizeof(u64) * (n + 2 * (size_t)(n + 1)));
   if (!a) goto build_done;
-  for (i = 0; i < n; i++) {
-    if (strataBlockRestartKey(&ix, i, &k, &nk)) {
-      strataFreeMem(a);
-      goto build_done;
+  for (i = 0; i <= n; i++) {
+    u64 *pHandle = &a[n + 2 * (size_t)i];
+    if (i < n && strataBlockRestartKey(&ix, i, &k, &nk)) break;
+    if (i < n) a[i] = sstIxWindow(k, nk - STRATA_TRAILER, c);
+    strataBlockIterSeekRestart(&ix, i);
+    if (!ix.base.bValid ||
+        sstHandleDecode(r, ix.base.pVal, ix.base.nVal, &pHandle[0], &pHandle[1]) != STRATA_OK) {
+      break; /* searches of the block itself will report it */
     }
-    a[i] = sstIxWindow(k, nk - STRATA_TRAILER, c);
+  }
+  if (i <= n) {
+    strataFreeMem(a);
+    goto build_done;
   }
   r->aIxWindow = a;
+  r->aIxHandle = a + n;
   r->nIx = n;
   r->nIxCommon = c;
   r->pIxCommon = pFirst;
@@ -557,26 +571,19 @@ build_done:
   strataBlockIterRelease(&ix);
 }
 
-/* Position index iterator ix (over r->aIndex) on the first entry >= the
-** internal key pKey/nKey, as strataBlockIterSeek does, through the windows
-** when there are any. */
-static void sstIndexSeek(const SstReader *r, BlockIter *ix, const u8 *pKey, size_t nKey) {
+/* The first windowed index entry >= internal key pKey/nKey, or nIx if
+** there is none (then only the last entry can be). Ties are broken with the
+** keys, read through ix (Init'ed on r->aIndex), which holds the error if
+** that fails. Requires r->aIxWindow. */
+static u32 sstIxLowerBound(const SstReader *r, BlockIter *ix, const u8 *pKey, size_t nKey) {
   size_t nu = nKey - STRATA_TRAILER, c = r->nIxCommon;
   u32 lo = 0, hi = r->nIx;
   u64 t;
   int cmp;
-  if (!r->aIxWindow) {
-    strataBlockIterSeek(ix, pKey, nKey);
-    return;
-  }
-  if (ix->base.rc) return;
   /* Every windowed key starts with the common prefix. */
   cmp = c ? memcmp(pKey, r->pIxCommon, nu < c ? nu : c) : 0;
-  if (cmp < 0 || (cmp == 0 && nu < c)) {
-    strataBlockIterSeekRestart(ix, 0); /* below them all */
-    return;
-  }
-  if (cmp > 0) lo = hi; /* above them all */
+  if (cmp < 0 || (cmp == 0 && nu < c)) return 0; /* below them all */
+  if (cmp > 0) return hi;                         /* above them all */
   t = sstIxWindow(pKey, nu, c);
   while (lo < hi) {
     u32 mid = lo + (hi - lo) / 2;
@@ -588,13 +595,27 @@ static void sstIndexSeek(const SstReader *r, BlockIter *ix, const u8 *pKey, size
     } else {
       const u8 *k;
       size_t nk;
-      if (strataBlockRestartKey(ix, mid, &k, &nk)) return;
+      if (strataBlockRestartKey(ix, mid, &k, &nk)) return 0;
       if (strataIkeyCompare(k, nk, pKey, nKey) < 0)
         lo = mid + 1;
       else
         hi = mid;
     }
   }
+  return lo;
+}
+
+/* Position index iterator ix (over r->aIndex) on the first entry >= the
+** internal key pKey/nKey, as strataBlockIterSeek does, through the windows
+** when there are any. */
+static void sstIndexSeek(const SstReader *r, BlockIter *ix, const u8 *pKey, size_t nKey) {
+  u32 lo;
+  if (!r->aIxWindow) {
+    strataBlockIterSeek(ix, pKey, nKey);
+    return;
+  }
+  lo = sstIxLowerBound(r, ix, pKey, nKey);
+  if (ix->base.rc) return;
   strataBlockIterSeekRestart(ix, lo);
   if (lo == r->nIx && ix->base.bValid &&
       strataIkeyCompare(ix->base.pKey, ix->base.nKey, pKey, nKey) < 0) {
@@ -863,7 +884,7 @@ const SstProps *strataSstProps(const SstReader *r) {
 }
 
 size_t strataSstMemoryUsage(const SstReader *r) {
-  return sizeof(*r) + r->nIndex + r->nFilter + (r->aIxWindow ? sizeof(u64) * r->nIx : 0) +
+  return sizeof(*r) + r->nIndex + r->nFilter + (r->aIxWindow ? 3 * sizeof(u64) * (r->nIx + 1) : 0) +
          r->props.smallest.nAlloc + r->props.largest.nAlloc + strlen(r->zPath) + 1;
 }
 
@@ -1058,6 +1079,7 @@ int strataSstGet(SstReader *r, const u8 *pUkey, size_t nUkey, u64 seq, StrataRea
   BlockIter ix, dt;
   BlockRef ref = {0};
   int rc = STRATA_OK, bHaveBlock = 0;
+  u32 iIx = 0;
   *pFound = 0;
   *pType = 0;
   if (pr->nEntries == 0) return STRATA_OK;
@@ -1083,13 +1105,26 @@ int strataSstGet(SstReader *r, const u8 *pUkey, size_t nUkey, u64 seq, StrataRea
   ix.aKey = NULL;
   dt.aKey = NULL;
   strataBlockIterInit(&ix, r->aIndex, r->nIndex);
-  sstIndexSeek(r, &ix, pLookup, nLookup);
+  if (r->aIxHandle) {
+    iIx = sstIxLowerBound(r, &ix, pLookup, nLookup);
+  } else {
+    strataBlockIterSeek(&ix, pLookup, nLookup);
+  }
   /* Normally one block answers; if the key falls past the last entry of the
   ** block its separator chose, the next block's first entry decides. */
-  while (ix.base.bValid) {
+  for (;;) {
     u64 off, size;
-    rc = sstHandleDecode(r, ix.base.pVal, ix.base.nVal, &off, &size);
-    if (rc == STRATA_OK) rc = sstPinBlock(r, off, size, 1, &ref);
+    if (r->aIxHandle) { /* handles decoded at open */
+      if (ix.base.rc || iIx > r->nIx) break;
+      off = r->aIxHandle[2 * (size_t)iIx];
+      size = r->aIxHandle[2 * (size_t)iIx + 1];
+      iIx++;
+    } else {
+      if (!ix.base.bValid) break;
+      rc = sstHandleDecode(r, ix.base.pVal, ix.base.nVal, &off, &size);
+      if (rc) break;
+    }
+    rc = sstPinBlock(r, off, size, 1, &ref);
     if (rc) break;
     bHaveBlock = 1;
     strataBlockIterInit(&dt, ref.a, ref.n);
@@ -1113,7 +1148,7 @@ int strataSstGet(SstReader *r, const u8 *pUkey, size_t nUkey, u64 seq, StrataRea
     }
     sstUnpinBlock(r, &ref);
     bHaveBlock = 0;
-    strataBlockIterNext(&ix);
+    if (!r->aIxHandle) strataBlockIterNext(&ix);
   }
   if (rc == STRATA_OK && ix.base.rc) rc = sstWrapErr(r, ix.base.rc, "index block", r->indexOff);
   if (bHaveBlock) sstUnpinBlock(r, &ref);
