@@ -19,7 +19,9 @@
 ** where shift_L(s) = crc(s, L zero bytes) is itself linear in s: it is a
 ** 32x32 bit matrix, applied as four 256-entry tables (one per byte of s)
 ** built once at startup. Rounds use L = 1024 while 3 KiB remain, then
-** L = 128; the rest (under 384 bytes) goes through the single chain.
+** L = 336 (so that a 4 KiB block plus its trailer leaves only a few words
+** over), then L = 64; the rest (under 192 bytes) goes through the single
+** chain.
 */
 #include "strataInt.h"
 
@@ -30,8 +32,10 @@ static _Atomic int eImpl; /* 0 unknown, 1 table, 2 hardware */
 static pthread_once_t crcOnce = PTHREAD_ONCE_INIT;
 
 #define CRC_LONG 1024 /* lane length of long rounds */
-#define CRC_SHORT 128 /* lane length of short rounds */
+#define CRC_MID 336   /* lane length of middle rounds */
+#define CRC_SHORT 64  /* lane length of short rounds */
 static u32 aShiftLong[4][256];  /* shift_CRC_LONG, by byte of the register */
+static u32 aShiftMid[4][256];   /* shift_CRC_MID */
 static u32 aShiftShort[4][256]; /* shift_CRC_SHORT */
 
 /* The raw register after n zero bytes, bit at a time via the byte table. */
@@ -73,6 +77,7 @@ static void crcInit(void) {
     for (j = 1; j < 8; j++) aTable[j][i] = (aTable[j - 1][i] >> 8) ^ aTable[0][aTable[j - 1][i] & 0xff];
   }
   crcInitShift(aShiftLong, CRC_LONG);
+  crcInitShift(aShiftMid, CRC_MID);
   crcInitShift(aShiftShort, CRC_SHORT);
 #if defined(__x86_64__) && defined(__GNUC__)
   __builtin_cpu_init();
@@ -124,6 +129,11 @@ __attribute__((target("sse4.2"))) static u32 crcHardware(u32 crc, const u8 *p, s
     c = crcRound(c, p, CRC_LONG, aShiftLong);
     p += 3 * CRC_LONG;
     n -= 3 * CRC_LONG;
+  }
+  while (n >= 3 * CRC_MID) {
+    c = crcRound(c, p, CRC_MID, aShiftMid);
+    p += 3 * CRC_MID;
+    n -= 3 * CRC_MID;
   }
   while (n >= 3 * CRC_SHORT) {
     c = crcRound(c, p, CRC_SHORT, aShiftShort);

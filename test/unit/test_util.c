@@ -162,11 +162,12 @@ static void test_crc32c(void) {
     }
   }
   CHECK(strataCrc32c(0, aBig + 3, 4096) == crcReference(aBig + 3, 4096));
-  /* Lengths around the three-lane rounds (384 and 3072 bytes per round). */
+  /* Lengths around the three-lane rounds (192, 1008 and 3072 bytes per round). */
   {
     static u8 aLong[3 * 3 * 1024 + 1024 + 16];
-    static const size_t aLen[] = {383,  384,  385,  767,  768,  1151, 3071, 3072,
-                                  3073, 3455, 3456, 4096, 4097, 6144, 6527, 9216 + 1024};
+    static const size_t aLen[] = {191,  192,  193,  383,  384,  1007, 1008, 1009, 1199, 1200,
+                                  3071, 3072, 3073, 4079, 4080, 4081, 4096, 4101, 4271, 4272,
+                                  6144, 6527, 9216 + 1024};
     size_t j;
     for (n = 0; n < sizeof(aLong); n++) aLong[n] = (u8)test_rand(&rng);
     for (j = 0; j < sizeof(aLen) / sizeof(aLen[0]); j++) {
