@@ -254,6 +254,15 @@ static inline const u8 *entryHeader(const u8 *p, const u8 *pLimit, u32 *pShared,
   return strataGetVarint32(p, pLimit, pnVal);
 }
 
+/* Move iRestart forward to the region that holds iCur. */
+static inline void restartFollow(BlockIter *it) {
+  if (UNLIKELY(it->iCur >= it->iRestartNext)) {
+    u32 r = it->iRestart + 1;
+    while (r + 1 < it->nRestart && restartAt(it, r + 1) <= it->iCur) r++;
+    setRestart(it, r);
+  }
+}
+
 /* Copy n bytes in 8-byte words: may read and write up to 7 bytes past
 ** the end of both. */
 static inline void copyWords(u8 *pDst, const u8 *pSrc, size_t n) {
@@ -317,13 +326,71 @@ static inline __attribute__((always_inline)) int parseNext(BlockIter *it) {
   it->base.nVal = nVal;
   it->iCur = it->iNext;
   it->iNext = (u32)(p + unshared + nVal - it->aData);
-  if (UNLIKELY(it->iCur >= it->iRestartNext)) {
-    u32 r = it->iRestart + 1;
-    while (r + 1 < it->nRestart && restartAt(it, r + 1) <= it->iCur) r++;
-    setRestart(it, r);
-  }
+  restartFollow(it);
   it->base.bValid = 1;
   return 1;
+}
+
+/* Seek's forward scan: make current the first entry from iNext on that is
+** >= pKey/nKey (invalid at the end). It is parseNext and a comparison in a
+** loop, with the iterator's state kept in locals (stores into the key
+** buffer would otherwise make the compiler reload it after every entry)
+** while entries take the common form: one-byte lengths, and a key with
+** room for word copies. Anything else is left to parseNext. */
+static void seekScan(BlockIter *it, const u8 *pKey, size_t nKey) {
+  const u8 *a = it->aData, *pLimit = a + it->nLimit;
+  u8 *aKey = it->aKey;
+  const size_t nKeyMax = it->nKeyAlloc - 8; /* nKeyAlloc >= BLOCK_INLINE_KEY */
+  const u8 *pK = it->base.pKey, *pV = NULL;
+  size_t nK = it->base.nKey, nV = 0;
+  u32 iCur = it->iCur, iNext = it->iNext;
+  int bAny = 0, bFound = 0;
+  for (;;) {
+    const u8 *p = a + iNext;
+    u32 shared, unshared, nVal;
+    size_t nk;
+    if (pLimit - p < 3 || (p[0] | p[1] | p[2]) >= 0x80) break;
+    shared = p[0];
+    unshared = p[1];
+    nVal = p[2];
+    p += 3;
+    nk = (size_t)shared + unshared;
+    if (shared > nK || (size_t)unshared + nVal > (size_t)(pLimit - p) || nk < STRATA_TRAILER ||
+        nk > nKeyMax) {
+      break;
+    }
+    if (shared == 0) {
+      pK = p;
+    } else {
+      if (pK != aKey) memcpy(aKey, pK, shared);
+      copyWords(aKey + shared, p, unshared); /* safe: see parseNext */
+      pK = aKey;
+    }
+    nK = nk;
+    pV = p + unshared;
+    nV = nVal;
+    iCur = iNext;
+    iNext = (u32)(pV + nVal - a);
+    bAny = 1;
+    if (strataIkeyCompare(pK, nK, pKey, nKey) >= 0) {
+      bFound = 1;
+      break;
+    }
+  }
+  if (bAny) {
+    it->base.pKey = pK;
+    it->base.nKey = nK;
+    it->base.pVal = pV;
+    it->base.nVal = nV;
+    it->iCur = iCur;
+    it->iNext = iNext;
+    restartFollow(it);
+    it->base.bValid = 1;
+    if (bFound) return;
+  }
+  while (parseNext(it)) {
+    if (strataIkeyCompare(it->base.pKey, it->base.nKey, pKey, nKey) >= 0) return;
+  }
 }
 
 /* The key of restart entry i, in place. Returns 0 on damage (rc set). */
@@ -441,9 +508,7 @@ void strataBlockIterSeek(BlockIter *it, const u8 *pKey, size_t nKey) {
   if (!(it->base.bValid && c < 0 && lo == it->iRestart)) {
     if (!seekToRestart(it, lo)) return;
   }
-  while (parseNext(it)) {
-    if (strataIkeyCompare(it->base.pKey, it->base.nKey, pKey, nKey) >= 0) return;
-  }
+  seekScan(it, pKey, nKey);
 }
 
 void strataBlockIterNext(BlockIter *it) {
