@@ -670,10 +670,11 @@ static int sstDecodedSize(SstReader *r, u64 off, int type, const u8 *a, size_t n
   return STRATA_OK;
 }
 
-/* Read block (off, size) into one exact allocation of nHdr + decoded bytes.
-** *ppAlloc receives it (caller frees), *pn the decoded size; the block
-** starts at *ppAlloc + nHdr. Returns STRATA_OK or an error. */
-static int sstLoadOwned(SstReader *r, u64 off, u64 size, size_t nHdr, u8 **ppAlloc, size_t *pn) {
+/* Read block (off, size) into one exact allocation of its decoded bytes.
+** *ppAlloc receives it (caller frees), *pn the decoded size (metadata
+** blocks and Verify; data blocks for the cache use sstLoadBlock). Returns
+** STRATA_OK or an error. */
+static int sstLoadOwned(SstReader *r, u64 off, u64 size, u8 **ppAlloc, size_t *pn) {
   u8 *aRaw, *aOut = NULL;
   size_t nRaw = (size_t)size + SST_TRAILER, nDec = 0;
   int type = 0, rc;
@@ -681,21 +682,21 @@ static int sstLoadOwned(SstReader *r, u64 off, u64 size, size_t nHdr, u8 **ppAll
   *pn = 0;
   /* Read straight into an allocation that becomes the result if the block
   ** is stored uncompressed. */
-  aRaw = strataMalloc(nHdr + nRaw);
+  aRaw = strataMalloc(nRaw);
   if (!aRaw) return strataErr(STRATA_NOMEM, "out of memory (%zu byte block)", nRaw);
-  rc = sstReadRaw(r, off, size, aRaw + nHdr, &type);
+  rc = sstReadRaw(r, off, size, aRaw, &type);
   if (rc == STRATA_OK && type == SST_TYPE_NONE) {
     *ppAlloc = aRaw;
     *pn = (size_t)size;
     return STRATA_OK;
   }
-  if (rc == STRATA_OK) rc = sstDecodedSize(r, off, type, aRaw + nHdr, (size_t)size, &nDec);
+  if (rc == STRATA_OK) rc = sstDecodedSize(r, off, type, aRaw, (size_t)size, &nDec);
   if (rc == STRATA_OK) {
-    aOut = strataMalloc(nHdr + nDec);
+    aOut = strataMalloc(nDec);
     if (!aOut) rc = strataErr(STRATA_NOMEM, "out of memory (%zu byte block)", nDec);
   }
   if (rc == STRATA_OK) {
-    rc = strataDecompress(type, aRaw + nHdr, (size_t)size, aOut + nHdr, nDec);
+    rc = strataDecompress(type, aRaw, (size_t)size, aOut, nDec);
     if (rc) rc = sstWrapErr(r, rc, "block", off);
   }
   strataFreeMem(aRaw);
@@ -714,7 +715,7 @@ static int sstLoadMeta(SstReader *r, const u8 *pHandle, const char *zWhat, u8 **
   if (!sstHandleOk(off, size, r->fileSize - SST_FOOTER_SIZE)) {
     return strataErr(STRATA_CORRUPT, "sstable %s: %s block handle out of range", r->zPath, zWhat);
   }
-  return sstLoadOwned(r, off, size, 0, ppOut, pn);
+  return sstLoadOwned(r, off, size, ppOut, pn);
 }
 
 static int propsDecode(SstReader *r, const u8 *p, size_t n) {
@@ -1471,7 +1472,7 @@ int strataSstVerify(SstReader *r) {
     }
     expectOff = off + size + SST_TRAILER;
     strataFreeMem(pAlloc);
-    if ((rc = sstLoadOwned(r, off, size, 0, &pAlloc, &n)) != STRATA_OK) break;
+    if ((rc = sstLoadOwned(r, off, size, &pAlloc, &n)) != STRATA_OK) break;
     if ((rc = strataBlockCheck(pAlloc, n, &nInBlock)) != STRATA_OK) {
       rc = sstWrapErr(r, rc, "data block", off);
       break;
