@@ -444,7 +444,11 @@ static int prevRecord(BlockIter *it) {
     it->aPrev = aNew;
     it->nPrevAlloc = nNew;
   }
-  if (strataBufReserve(&it->prevKeys, it->base.nKey) != STRATA_OK) return 0;
+  /* 8 bytes spare for a word copy. */
+  if (it->prevKeys.n + it->base.nKey + 8 > it->prevKeys.nAlloc &&
+      strataBufReserve(&it->prevKeys, it->base.nKey + 8) != STRATA_OK) {
+    return 0;
+  }
   e = &it->aPrev[it->nPrev++];
   e->iCur = it->iCur;
   e->iRestart = it->iRestart;
@@ -452,7 +456,10 @@ static int prevRecord(BlockIter *it) {
   e->nKey = (u32)it->base.nKey;
   e->iVal = (u32)(it->base.pVal - it->aData);
   e->nVal = (u32)it->base.nVal;
-  memcpy(it->prevKeys.a + it->prevKeys.n, it->base.pKey, it->base.nKey);
+  if (it->base.pKey != it->aKey || it->base.nKey + 8 <= it->nKeyAlloc)
+    copyWords(it->prevKeys.a + it->prevKeys.n, it->base.pKey, it->base.nKey);
+  else
+    memcpy(it->prevKeys.a + it->prevKeys.n, it->base.pKey, it->base.nKey);
   it->prevKeys.n += it->base.nKey;
   return 1;
 }

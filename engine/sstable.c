@@ -1382,6 +1382,13 @@ static void sstIterPrev(StrataIter *p) {
   SstIter *it = (SstIter *)p;
   if (!it->base.bValid) return;
   strataBlockIterPrev(&it->data);
+  if (LIKELY(it->data.base.bValid)) {
+    it->base.pKey = it->data.base.pKey;
+    it->base.nKey = it->data.base.nKey;
+    it->base.pVal = it->data.base.pVal;
+    it->base.nVal = it->data.base.nVal;
+    return;
+  }
   sstIterSkipBackward(it);
 }
 
