@@ -26,13 +26,25 @@
 **   is already positioned, its current restart narrows the search, and a
 **   forward seek that lands in the current restart region continues from the
 **   current entry: merging iterators seek near where they are all the time.
-**   Prev goes back to the restart before the current entry and decodes
-**   forward to the entry just before it (at most restartInterval entries).
+**   Prev: see REVERSE.
 **
 **   A key that starts a restart region (shared = 0) is used in place; other
 **   keys are assembled in the iterator's key buffer, which starts as an
 **   inline array and grows (once) only when a longer key appears. So
 **   stepping through a block never allocates.
+**
+** REVERSE
+**
+**   Prefix compression only decodes forward, so the first step back into a
+**   restart region decodes the region from its restart point up to the
+**   entry just before the current one, recording each entry (offsets, and
+**   a copy of its key in prevKeys); the following steps back within the
+**   region just pop the record. A backward scan thus decodes every entry
+**   once instead of restartInterval / 2 times on average. SeekLast fills
+**   the record of the last region the same way. The record is trusted only
+**   while its last entry is the current entry of the same block (Init
+**   empties it); if its memory cannot be had, Prev decodes from the restart
+**   point every time, as correct and slower.
 **
 ** DAMAGE
 **
@@ -142,6 +154,16 @@ int strataBlockBuilderFinish(BlockBuilder *b, const u8 **ppOut, size_t *pnOut) {
 
 static const StrataIterMethods blockIterMethods;
 
+/* An entry of the reverse record (REVERSE). */
+struct BlockPrevEntry {
+  u32 iCur;     /* offset of the entry */
+  u32 iRestart; /* its restart region */
+  u32 iKey;     /* its key is prevKeys.a[iKey .. iKey + nKey) */
+  u32 nKey;
+  u32 iVal; /* its value is aData[iVal .. iVal + nVal) */
+  u32 nVal;
+};
+
 static inline u32 restartAt(const BlockIter *it, u32 i) {
   return strataGet32(it->aRestart + 4 * (size_t)i);
 }
@@ -165,12 +187,17 @@ void strataBlockIterInit(BlockIter *it, const u8 *a, size_t n) {
   if (it->aKey == NULL) {
     it->aKey = it->aKeyInline;
     it->nKeyAlloc = BLOCK_INLINE_KEY;
+    it->aPrev = NULL;
+    it->nPrevAlloc = 0;
+    memset(&it->prevKeys, 0, sizeof(it->prevKeys));
   }
+  it->nPrev = 0;
   it->aData = a;
   it->aRestart = a;
   it->nLimit = 0;
   it->nRestart = 0;
   it->iCur = it->iNext = it->iRestart = 0;
+  it->iRestartNext = UINT32_MAX;
   if (n < 8 || n > STRATA_BLOCK_MAX) {
     blockCorrupt(it, n < 8 ? "too short" : "too long", 0);
     return;
@@ -186,14 +213,25 @@ void strataBlockIterInit(BlockIter *it, const u8 *a, size_t n) {
 }
 
 void strataBlockIterRelease(BlockIter *it) {
-  if (it->aKey && it->aKey != it->aKeyInline) strataFreeMem(it->aKey);
+  if (it->aKey == NULL) return; /* never Init'ed, or already released */
+  if (it->aKey != it->aKeyInline) strataFreeMem(it->aKey);
   it->aKey = NULL;
   it->nKeyAlloc = 0;
+  strataFreeMem(it->aPrev);
+  it->aPrev = NULL;
+  it->nPrev = it->nPrevAlloc = 0;
+  strataBufFree(&it->prevKeys);
+}
+
+/* Make i the current restart region. */
+static inline void setRestart(BlockIter *it, u32 i) {
+  it->iRestart = i;
+  it->iRestartNext = i + 1 < it->nRestart ? restartAt(it, i + 1) : UINT32_MAX;
 }
 
 /* Position before the entry at restart point i. Returns 0 on damage. */
 static int seekToRestart(BlockIter *it, u32 i) {
-  it->iRestart = i;
+  setRestart(it, i);
   it->iNext = restartAt(it, i);
   it->base.pKey = NULL;
   it->base.nKey = 0; /* so the entry there must not claim a shared prefix */
@@ -216,10 +254,26 @@ static inline const u8 *entryHeader(const u8 *p, const u8 *pLimit, u32 *pShared,
   return strataGetVarint32(p, pLimit, pnVal);
 }
 
+/* Move iRestart forward to the region that holds iCur. */
+static inline void restartFollow(BlockIter *it) {
+  if (UNLIKELY(it->iCur >= it->iRestartNext)) {
+    u32 r = it->iRestart + 1;
+    while (r + 1 < it->nRestart && restartAt(it, r + 1) <= it->iCur) r++;
+    setRestart(it, r);
+  }
+}
+
+/* Copy n bytes in 8-byte words: may read and write up to 7 bytes past
+** the end of both. */
+static inline void copyWords(u8 *pDst, const u8 *pSrc, size_t n) {
+  size_t i;
+  for (i = 0; i < n; i += 8) strataPut64(pDst + i, strataGet64(pSrc + i));
+}
+
 /* Decode the entry at iNext and make it current. Returns 1 if positioned;
 ** 0 at the end of the entries (bValid = 0, rc unchanged) or on damage or
-** OOM (rc set). */
-static int parseNext(BlockIter *it) {
+** OOM (rc set). Inlined: it is the inner loop of Next and of Seek. */
+static inline __attribute__((always_inline)) int parseNext(BlockIter *it) {
   const u8 *p, *pLimit;
   u32 shared, unshared, nVal;
   size_t nKey;
@@ -258,7 +312,13 @@ static int parseNext(BlockIter *it) {
     } else if (it->base.pKey != it->aKey) {
       memcpy(it->aKey, it->base.pKey, shared); /* the previous key was in place */
     }
-    memcpy(it->aKey + shared, p, unshared);
+    /* The key bytes end at or before pLimit, and the restart array and its
+    ** count (8 bytes at least) follow pLimit: a word copy may overrun the
+    ** source, and does not overrun the key buffer if it has 7 bytes spare. */
+    if (LIKELY(nKey + 8 <= it->nKeyAlloc))
+      copyWords(it->aKey + shared, p, unshared);
+    else
+      memcpy(it->aKey + shared, p, unshared);
     it->base.pKey = it->aKey;
   }
   it->base.nKey = nKey;
@@ -266,11 +326,71 @@ static int parseNext(BlockIter *it) {
   it->base.nVal = nVal;
   it->iCur = it->iNext;
   it->iNext = (u32)(p + unshared + nVal - it->aData);
-  while (it->iRestart + 1 < it->nRestart && restartAt(it, it->iRestart + 1) <= it->iCur) {
-    it->iRestart++;
-  }
+  restartFollow(it);
   it->base.bValid = 1;
   return 1;
+}
+
+/* Seek's forward scan: make current the first entry from iNext on that is
+** >= pKey/nKey (invalid at the end). It is parseNext and a comparison in a
+** loop, with the iterator's state kept in locals (stores into the key
+** buffer would otherwise make the compiler reload it after every entry)
+** while entries take the common form: one-byte lengths, and a key with
+** room for word copies. Anything else is left to parseNext. */
+static void seekScan(BlockIter *it, const u8 *pKey, size_t nKey) {
+  const u8 *a = it->aData, *pLimit = a + it->nLimit;
+  u8 *aKey = it->aKey;
+  const size_t nKeyMax = it->nKeyAlloc - 8; /* nKeyAlloc >= BLOCK_INLINE_KEY */
+  const u8 *pK = it->base.pKey, *pV = NULL;
+  size_t nK = it->base.nKey, nV = 0;
+  u32 iCur = it->iCur, iNext = it->iNext;
+  int bAny = 0, bFound = 0;
+  for (;;) {
+    const u8 *p = a + iNext;
+    u32 shared, unshared, nVal;
+    size_t nk;
+    if (pLimit - p < 3 || (p[0] | p[1] | p[2]) >= 0x80) break;
+    shared = p[0];
+    unshared = p[1];
+    nVal = p[2];
+    p += 3;
+    nk = (size_t)shared + unshared;
+    if (shared > nK || (size_t)unshared + nVal > (size_t)(pLimit - p) || nk < STRATA_TRAILER ||
+        nk > nKeyMax) {
+      break;
+    }
+    if (shared == 0) {
+      pK = p;
+    } else {
+      if (pK != aKey) memcpy(aKey, pK, shared);
+      copyWords(aKey + shared, p, unshared); /* safe: see parseNext */
+      pK = aKey;
+    }
+    nK = nk;
+    pV = p + unshared;
+    nV = nVal;
+    iCur = iNext;
+    iNext = (u32)(pV + nVal - a);
+    bAny = 1;
+    if (strataIkeyCompare(pK, nK, pKey, nKey) >= 0) {
+      bFound = 1;
+      break;
+    }
+  }
+  if (bAny) {
+    it->base.pKey = pK;
+    it->base.nKey = nK;
+    it->base.pVal = pV;
+    it->base.nVal = nV;
+    it->iCur = iCur;
+    it->iNext = iNext;
+    restartFollow(it);
+    it->base.bValid = 1;
+    if (bFound) return;
+  }
+  while (parseNext(it)) {
+    if (strataIkeyCompare(it->base.pKey, it->base.nKey, pKey, nKey) >= 0) return;
+  }
 }
 
 /* The key of restart entry i, in place. Returns 0 on damage (rc set). */
@@ -289,18 +409,83 @@ static int restartKey(BlockIter *it, u32 i, const u8 **ppKey, size_t *pnKey) {
   return 1;
 }
 
+int strataBlockRestartKey(BlockIter *it, u32 i, const u8 **ppKey, size_t *pnKey) {
+  if (it->base.rc) return it->base.rc;
+  if (i >= it->nRestart) {
+    blockCorrupt(it, "restart index out of range", i);
+  } else {
+    restartKey(it, i, ppKey, pnKey);
+  }
+  return it->base.rc;
+}
+
+void strataBlockIterSeekRestart(BlockIter *it, u32 i) {
+  if (it->base.rc) return;
+  if (i >= it->nRestart) {
+    it->base.bValid = 0;
+    return;
+  }
+  if (seekToRestart(it, i)) parseNext(it);
+}
+
 void strataBlockIterSeekFirst(BlockIter *it) {
   if (it->base.rc) return;
   if (seekToRestart(it, 0)) parseNext(it);
 }
 
+/* Add the current entry to the reverse record. Returns 0 if memory for it
+** cannot be had (the record is then dropped: Prev works without it). */
+static int prevRecord(BlockIter *it) {
+  struct BlockPrevEntry *e;
+  if (it->nPrev == it->nPrevAlloc) {
+    u32 nNew = it->nPrevAlloc ? it->nPrevAlloc * 2 : 32;
+    struct BlockPrevEntry *aNew = strataRealloc(it->aPrev, nNew * sizeof(*aNew));
+    if (!aNew) return 0;
+    it->aPrev = aNew;
+    it->nPrevAlloc = nNew;
+  }
+  /* 8 bytes spare for a word copy. */
+  if (it->prevKeys.n + it->base.nKey + 8 > it->prevKeys.nAlloc &&
+      strataBufReserve(&it->prevKeys, it->base.nKey + 8) != STRATA_OK) {
+    return 0;
+  }
+  e = &it->aPrev[it->nPrev++];
+  e->iCur = it->iCur;
+  e->iRestart = it->iRestart;
+  e->iKey = (u32)it->prevKeys.n;
+  e->nKey = (u32)it->base.nKey;
+  e->iVal = (u32)(it->base.pVal - it->aData);
+  e->nVal = (u32)it->base.nVal;
+  if (it->base.pKey != it->aKey || it->base.nKey + 8 <= it->nKeyAlloc)
+    copyWords(it->prevKeys.a + it->prevKeys.n, it->base.pKey, it->base.nKey);
+  else
+    memcpy(it->prevKeys.a + it->prevKeys.n, it->base.pKey, it->base.nKey);
+  it->prevKeys.n += it->base.nKey;
+  return 1;
+}
+
+/* Decode from restart r through the entry that ends at offset stop (or the
+** last one before the end of the entries), recording each (REVERSE), and
+** leave the last one current. Returns 0 if no entry was decoded or on
+** damage (rc set) or end of the entries; then the iterator is invalid. */
+static int prevFill(BlockIter *it, u32 r, u32 stop) {
+  int bRecord = 1;
+  it->nPrev = 0;
+  it->prevKeys.n = 0;
+  if (!seekToRestart(it, r)) return 0;
+  do {
+    if (!parseNext(it)) return 0;
+    if (bRecord && !prevRecord(it)) {
+      bRecord = 0;
+      it->nPrev = 0;
+    }
+  } while (it->iNext < stop);
+  return 1;
+}
+
 void strataBlockIterSeekLast(BlockIter *it) {
   if (it->base.rc) return;
-  if (!seekToRestart(it, it->nRestart - 1)) return;
-  if (!parseNext(it)) return;
-  while (it->iNext < it->nLimit) {
-    if (!parseNext(it)) return;
-  }
+  prevFill(it, it->nRestart - 1, it->nLimit);
 }
 
 void strataBlockIterSeek(BlockIter *it, const u8 *pKey, size_t nKey) {
@@ -330,9 +515,7 @@ void strataBlockIterSeek(BlockIter *it, const u8 *pKey, size_t nKey) {
   if (!(it->base.bValid && c < 0 && lo == it->iRestart)) {
     if (!seekToRestart(it, lo)) return;
   }
-  while (parseNext(it)) {
-    if (strataIkeyCompare(it->base.pKey, it->base.nKey, pKey, nKey) >= 0) return;
-  }
+  seekScan(it, pKey, nKey);
 }
 
 void strataBlockIterNext(BlockIter *it) {
@@ -343,6 +526,18 @@ void strataBlockIterNext(BlockIter *it) {
 void strataBlockIterPrev(BlockIter *it) {
   u32 orig = it->iCur, r = it->iRestart;
   if (!it->base.bValid) return;
+  if (it->nPrev > 1 && it->aPrev[it->nPrev - 1].iCur == orig) {
+    /* The entry before is recorded: no decoding. */
+    const struct BlockPrevEntry *e = &it->aPrev[--it->nPrev - 1];
+    it->base.pKey = it->prevKeys.a + e->iKey;
+    it->base.nKey = e->nKey;
+    it->base.pVal = it->aData + e->iVal;
+    it->base.nVal = e->nVal;
+    it->iCur = e->iCur;
+    it->iNext = e->iVal + e->nVal;
+    setRestart(it, e->iRestart);
+    return;
+  }
   while (restartAt(it, r) >= orig) {
     if (r == 0) {
       it->base.bValid = 0; /* before the first entry */
@@ -350,13 +545,10 @@ void strataBlockIterPrev(BlockIter *it) {
     }
     r--;
   }
-  if (!seekToRestart(it, r)) return;
-  do {
-    if (!parseNext(it)) {
-      if (!it->base.rc) blockCorrupt(it, "restart points out of order", orig);
-      return;
-    }
-  } while (it->iNext < orig);
+  if (!prevFill(it, r, orig)) {
+    if (!it->base.rc) blockCorrupt(it, "restart points out of order", orig);
+    return;
+  }
   if (it->iNext != orig) blockCorrupt(it, "restart points out of order", orig);
 }
 

@@ -53,8 +53,10 @@ static inline int strataBlockBuilderEmpty(const BlockBuilder *b) {
 
 /* ITERATOR. A BlockIter reads a block it does not own: the block bytes must
 ** stay unchanged while the iterator uses them. It may live on the stack or
-** inside another object (no allocation unless a key is longer than
-** BLOCK_INLINE_KEY); strataBlockIterNew makes a standalone StrataIter.
+** inside another object (no allocation moving forward unless a key is
+** longer than BLOCK_INLINE_KEY; the first backward move allocates a small
+** buffer of decoded entries, kept until Release, and goes on without it if
+** that fails); strataBlockIterNew makes a standalone StrataIter.
 ** Its base.pKey/pVal point into the block or into the iterator. Errors
 ** (damaged block: STRATA_CORRUPT; STRATA_NOMEM) are in base.rc, with the
 ** message set, and leave it invalid until the next strataBlockIterInit. */
@@ -67,20 +69,36 @@ typedef struct BlockIter {
   u32 iCur;     /* offset of the current entry */
   u32 iNext;    /* offset of the entry after it */
   u32 iRestart; /* restart region that holds the current entry */
+  u32 iRestartNext; /* offset of restart iRestart + 1 (UINT32_MAX: none) */
   u8 *aKey;     /* decoded key buffer: aKeyInline or a heap buffer */
   size_t nKeyAlloc;
+  /* Reverse steps: the entries of one restart region, decoded once (see
+  ** REVERSE in block.c). Heap buffers, made by the first backward move. */
+  struct BlockPrevEntry *aPrev;
+  u32 nPrev;   /* entries recorded; aPrev[nPrev - 1] is the current one */
+  u32 nPrevAlloc;
+  StrataBuf prevKeys; /* their keys, back to back */
   u8 aKeyInline[BLOCK_INLINE_KEY];
 } BlockIter;
 
-/* Point it at block a/n (keeping any key buffer). Unpositioned afterwards;
+/* Point it at block a/n (keeping any buffers). Unpositioned afterwards;
 ** a structurally impossible block (restart array) sets base.rc =
-** STRATA_CORRUPT. Call first with it zeroed or after strataBlockIterRelease. */
+** STRATA_CORRUPT. Call first with aKey = NULL (the other buffers are then
+** set up too), or after strataBlockIterRelease. */
 void strataBlockIterInit(BlockIter *it, const u8 *a, size_t n);
-/* Free the key buffer (the iterator can be Init'ed again afterwards). */
+/* Free the buffers (the iterator can be Init'ed again afterwards). */
 void strataBlockIterRelease(BlockIter *it);
 void strataBlockIterSeekFirst(BlockIter *it);
 void strataBlockIterSeekLast(BlockIter *it);
 void strataBlockIterSeek(BlockIter *it, const u8 *pKey, size_t nKey); /* first key >= */
+/* Position on the entry that restart point i starts (invalid if i is
+** nRestart or more). For blocks whose every entry is a restart point (index
+** blocks) entry i is restart i, so a caller that has located an entry by
+** other means can land on it without a search. */
+void strataBlockIterSeekRestart(BlockIter *it, u32 i);
+/* The key of restart entry i (< nRestart), in place. STRATA_OK or
+** STRATA_CORRUPT (the iterator is then invalid with rc set). */
+int strataBlockRestartKey(BlockIter *it, u32 i, const u8 **ppKey, size_t *pnKey);
 void strataBlockIterNext(BlockIter *it);
 void strataBlockIterPrev(BlockIter *it);
 

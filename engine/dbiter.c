@@ -31,6 +31,16 @@ struct strata_iter {
   void *pReleaseArg;
 };
 
+/* strataBufSet with the common case (it fits) inline: one per step. */
+static inline int bufSet(StrataBuf *b, const u8 *p, size_t n) {
+  if (LIKELY(n <= b->nAlloc && n > 0)) {
+    memcpy(b->a, p, n);
+    b->n = n;
+    return STRATA_OK;
+  }
+  return strataBufSet(b, p, n);
+}
+
 static inline int isVisible(const strata_iter *it, u64 seq) {
   return seq <= it->seq || seq >= STRATA_TXN_SEQ_BASE;
 }
@@ -75,7 +85,7 @@ static void findNextUserEntry(strata_iter *it, int bSkip) {
       } else if (it->bUpper && strataUkeyCompare(in->pKey, nU, it->upper.a, it->upper.n) >= 0) {
         break; /* past the range: stop here, not after a run of tombstones */
       } else if ((trailer & 0xff) == STRATA_TYPE_DELETE) {
-        if (strataBufSet(&it->savedKey, in->pKey, nU)) {
+        if (bufSet(&it->savedKey, in->pKey, nU)) {
           it->rc = STRATA_NOMEM;
           break;
         }
@@ -114,8 +124,8 @@ static void findPrevUserEntry(strata_iter *it) {
       if (type == STRATA_TYPE_DELETE) {
         it->savedKey.n = 0;
         it->savedVal.n = 0;
-      } else if (strataBufSet(&it->savedKey, in->pKey, nU) ||
-                 strataBufSet(&it->savedVal, in->pVal, in->nVal)) {
+      } else if (bufSet(&it->savedKey, in->pKey, nU) ||
+                 bufSet(&it->savedVal, in->pVal, in->nVal)) {
         it->rc = STRATA_NOMEM;
         it->bValid = 0;
         return;
@@ -189,7 +199,7 @@ void strata_iter_next(strata_iter *it) {
   StrataIter *in = it->pIter;
   if (!it->bValid) return;
   if (it->bForward) {
-    if (strataBufSet(&it->savedKey, in->pKey, in->nKey - 8)) {
+    if (bufSet(&it->savedKey, in->pKey, in->nKey - 8)) {
       it->rc = STRATA_NOMEM;
       it->bValid = 0;
       return;
@@ -211,7 +221,7 @@ void strata_iter_prev(strata_iter *it) {
   if (!it->bValid) return;
   if (it->bForward) {
     /* Move before every entry of the current key. */
-    if (strataBufSet(&it->savedKey, in->pKey, in->nKey - 8)) {
+    if (bufSet(&it->savedKey, in->pKey, in->nKey - 8)) {
       it->rc = STRATA_NOMEM;
       it->bValid = 0;
       return;

@@ -8,6 +8,14 @@
 ** so there are no ties to break. Changing direction re-seeks every child
 ** but the current one to the current key, as a merge must.
 **
+** A step moves the top child and restores the heap. Scans usually take
+** runs of entries from one child (the biggest level holds most keys), so
+** the iterator remembers which of the top's two children is the smaller
+** (iSecond): after a step one comparison with it says whether the top
+** stays, and if not, it is the new top without comparing again, and the
+** sift continues below it. iSecond is forgotten whenever the heap
+** changes otherwise.
+**
 ** LEVEL ITERATOR
 ** Concatenates the tables of one level (sorted, non-overlapping), opening
 ** only the table under the cursor. A seek binary-searches the files by
@@ -43,6 +51,7 @@ typedef struct MergeIter {
   int bForward;     /* direction of the heap */
   int nHeap;
   StrataIter **aHeap; /* heap of valid children; aHeap[0] is current */
+  int iSecond;        /* 1 or 2: the smaller child of aHeap[0]; 0: not known */
 } MergeIter;
 
 /* 1 if a should be above b in the heap for the current direction. */
@@ -82,6 +91,7 @@ static void heapSiftUp(MergeIter *m, int i) {
 static void mergeBuild(MergeIter *m) {
   int i;
   m->nHeap = 0;
+  m->iSecond = 0;
   for (i = 0; i < m->nChild; i++) {
     StrataIter *c = m->apChild[i];
     if (c->rc && !m->base.rc) m->base.rc = c->rc;
@@ -143,10 +153,22 @@ static void mergeStep(MergeIter *m) {
   if (c->rc) {
     m->base.rc = c->rc;
   } else if (c->bValid) {
-    heapSiftDown(m, 0);
+    StrataIter **h = m->aHeap;
+    if (m->nHeap > 1) {
+      int j = m->iSecond;
+      if (j == 0) j = m->iSecond = (m->nHeap > 2 && heapBefore(m, h[2], h[1])) ? 2 : 1;
+      if (!heapBefore(m, c, h[j])) {
+        /* h[j] is the smallest now: it goes up, c sifts down from j. */
+        h[0] = h[j];
+        h[j] = c;
+        heapSiftDown(m, j);
+        m->iSecond = 0;
+      }
+    }
   } else {
     m->aHeap[0] = m->aHeap[--m->nHeap];
     if (m->nHeap) heapSiftDown(m, 0);
+    m->iSecond = 0;
   }
   mergePublish(m);
 }
@@ -343,9 +365,23 @@ static void levelSeek(StrataIter *p, const u8 *pKey, size_t nKey) {
   levelPublish(l);
 }
 
+/* A step that stays inside the current table: publish it directly. */
+static inline int levelStepped(LevelIter *l) {
+  StrataIter *t = l->pTable;
+  if (LIKELY(t->bValid)) {
+    l->base.pKey = t->pKey;
+    l->base.nKey = t->nKey;
+    l->base.pVal = t->pVal;
+    l->base.nVal = t->nVal;
+    return 1;
+  }
+  return 0;
+}
+
 static void levelNext(StrataIter *p) {
   LevelIter *l = (LevelIter *)p;
   l->pTable->pMethods->xNext(l->pTable);
+  if (levelStepped(l)) return;
   levelSkipForward(l);
   levelPublish(l);
 }
@@ -353,6 +389,7 @@ static void levelNext(StrataIter *p) {
 static void levelPrev(StrataIter *p) {
   LevelIter *l = (LevelIter *)p;
   l->pTable->pMethods->xPrev(l->pTable);
+  if (levelStepped(l)) return;
   levelSkipBackward(l);
   levelPublish(l);
 }

@@ -71,6 +71,7 @@
 */
 #include "block.h"
 
+#include <pthread.h>
 #include <stddef.h>
 #include <stdio.h>
 
@@ -95,7 +96,8 @@
 
 /* A decoded data block as held in the cache: one allocation. */
 typedef struct SstBlock {
-  size_t n;
+  size_t n;      /* bytes of the block in a[] */
+  size_t nAlloc; /* room in a[] */
   u8 a[];
 } SstBlock;
 
@@ -465,8 +467,31 @@ struct SstReader {
   size_t nIndex;
   u8 *aFilter; /* filter, NULL if none */
   size_t nFilter;
-  CacheHandle *hMeta; /* pins aIndex and aFilter in pCache, if there is one */
+  /* INDEX WINDOWS: NULL if not built. */
+  u64 *aIxWindow;      /* per index entry: 8 bytes of its user key, see below */
+  u64 *aIxHandle;      /* (offset, size) of every data block (in aIxWindow's allocation) */
+  u32 nIx;             /* entries with a window: all but the last index entry */
+  size_t nIxCommon;    /* bytes every one of their user keys starts with... */
+  const u8 *pIxCommon; /* ...namely these (in aIndex) */
+  CacheHandle *hMeta;  /* pins aIndex, aFilter, aIxWindow in pCache, if there is one */
 };
+
+/* INDEX WINDOWS
+** The index block is binary-searched once per Get and per Seek. Read in
+** place, every probe costs two cache misses (the restart array, then the
+** key) and a varint decode. So a reader also keeps, per index entry, the
+** 8 bytes of its user key that follow the prefix common to all of them,
+** as a big-endian integer padded with zeros: a dense array in which the
+** search mostly stays within a few cache lines. Padded windows order keys
+** correctly when they differ; equal windows fall back to comparing the
+** keys. The last separator is left out: it is a short key above the
+** table, which would leave the others no common prefix (and the window
+** covering too little of them). Get also finds the decoded, checked block
+** handles there, so it does not touch the index block at all unless
+** windows tie. Built at open (24 bytes per data block, charged with the
+** index)
+** when every index entry is a restart point, as the builder writes them;
+** otherwise, or without memory for it, seeks search the block itself. */
 
 /* CHARGING THE CACHE
 ** With a block cache, the index and filter blocks are inserted into it as
@@ -479,13 +504,123 @@ struct SstReader {
 typedef struct SstMeta {
   u8 *aIndex;
   u8 *aFilter;
+  u64 *aIxWindow;
 } SstMeta;
 
 static void sstMetaFree(void *p) {
   SstMeta *m = p;
   strataFreeMem(m->aIndex);
   strataFreeMem(m->aFilter);
+  strataFreeMem(m->aIxWindow);
   strataFreeMem(m);
+}
+
+/* The window of user key u/nu: its 8 bytes after the first c, big-endian,
+** zero padded (INDEX WINDOWS). */
+static inline u64 sstIxWindow(const u8 *u, size_t nu, size_t c) {
+  u8 a[8] = {0};
+  if (LIKELY(nu >= c + 8)) return __builtin_bswap64(strataGet64(u + c));
+  if (nu > c) memcpy(a, u + c, nu - c);
+  return __builtin_bswap64(strataGet64(a));
+}
+
+static int sstHandleDecode(const SstReader *r, const u8 *p, size_t n, u64 *pOff, u64 *pSize);
+
+/* Build r->aIxWindow and r->aIxHandle from the (checked) index block, if
+** every entry is a restart point and every handle is good (r->nDataEnd is
+** set). Leaves them NULL if not, or if out of memory. */
+static void sstIxWindowBuild(SstReader *r) {
+  BlockIter ix;
+  const u8 *pFirst, *pLast, *k;
+  size_t nFirst, nLast, nk, c = 0;
+  u64 *a;
+  u32 i, n;
+  ix.aKey = NULL;
+  strataBlockIterInit(&ix, r->aIndex, r->nIndex);
+  if (ix.base.rc || ix.nRestart != r->props.nDataBlocks || ix.nRestart < 2) goto build_done;
+  n = ix.nRestart - 1; /* all but the last entry */
+  if (strataBlockRestartKey(&ix, 0, &pFirst, &nFirst) ||
+      strataBlockRestartKey(&ix, n - 1, &pLast, &nLast)) {
+    goto build_done;
+  }
+  nFirst -= STRATA_TRAILER;
+  nLast -= STRATA_TRAILER;
+  while (c < nFirst && c < nLast && pFirst[c] == pLast[c]) c++;
+  a = strataMalloc(sizeof(u64) * (n + 2 * (size_t)(n + 1)));
+  if (!a) goto build_done;
+  for (i = 0; i <= n; i++) {
+    u64 *pHandle = &a[n + 2 * (size_t)i];
+    if (i < n && strataBlockRestartKey(&ix, i, &k, &nk)) break;
+    if (i < n) a[i] = sstIxWindow(k, nk - STRATA_TRAILER, c);
+    strataBlockIterSeekRestart(&ix, i);
+    if (!ix.base.bValid ||
+        sstHandleDecode(r, ix.base.pVal, ix.base.nVal, &pHandle[0], &pHandle[1]) != STRATA_OK) {
+      break; /* searches of the block itself will report it */
+    }
+  }
+  if (i <= n) {
+    strataFreeMem(a);
+    goto build_done;
+  }
+  r->aIxWindow = a;
+  r->aIxHandle = a + n;
+  r->nIx = n;
+  r->nIxCommon = c;
+  r->pIxCommon = pFirst;
+build_done:
+  strataBlockIterRelease(&ix);
+}
+
+/* The first windowed index entry >= internal key pKey/nKey, or nIx if
+** there is none (then only the last entry can be). Ties are broken with the
+** keys, read through ix (Init'ed on r->aIndex), which holds the error if
+** that fails. Requires r->aIxWindow. */
+static u32 sstIxLowerBound(const SstReader *r, BlockIter *ix, const u8 *pKey, size_t nKey) {
+  size_t nu = nKey - STRATA_TRAILER, c = r->nIxCommon;
+  u32 lo = 0, hi = r->nIx;
+  u64 t;
+  int cmp;
+  /* Every windowed key starts with the common prefix. */
+  cmp = c ? memcmp(pKey, r->pIxCommon, nu < c ? nu : c) : 0;
+  if (cmp < 0 || (cmp == 0 && nu < c)) return 0; /* below them all */
+  if (cmp > 0) return hi;                         /* above them all */
+  t = sstIxWindow(pKey, nu, c);
+  while (lo < hi) {
+    u32 mid = lo + (hi - lo) / 2;
+    u64 w = r->aIxWindow[mid];
+    if (w < t) {
+      lo = mid + 1;
+    } else if (w > t) {
+      hi = mid;
+    } else {
+      const u8 *k;
+      size_t nk;
+      if (strataBlockRestartKey(ix, mid, &k, &nk)) return 0;
+      if (strataIkeyCompare(k, nk, pKey, nKey) < 0)
+        lo = mid + 1;
+      else
+        hi = mid;
+    }
+  }
+  return lo;
+}
+
+/* Position index iterator ix (over r->aIndex) on the first entry >= the
+** internal key pKey/nKey, as strataBlockIterSeek does, through the windows
+** when there are any. */
+static void sstIndexSeek(const SstReader *r, BlockIter *ix, const u8 *pKey, size_t nKey) {
+  u32 lo;
+  if (!r->aIxWindow) {
+    strataBlockIterSeek(ix, pKey, nKey);
+    return;
+  }
+  lo = sstIxLowerBound(r, ix, pKey, nKey);
+  if (ix->base.rc) return;
+  strataBlockIterSeekRestart(ix, lo);
+  if (lo == r->nIx && ix->base.bValid &&
+      strataIkeyCompare(ix->base.pKey, ix->base.nKey, pKey, nKey) < 0) {
+    strataBlockIterNext(ix); /* above the last separator too: invalid */
+  }
 }
 
 /* Report corruption in r at offset off. Returns STRATA_CORRUPT. */
@@ -535,10 +670,11 @@ static int sstDecodedSize(SstReader *r, u64 off, int type, const u8 *a, size_t n
   return STRATA_OK;
 }
 
-/* Read block (off, size) into one exact allocation of nHdr + decoded bytes.
-** *ppAlloc receives it (caller frees), *pn the decoded size; the block
-** starts at *ppAlloc + nHdr. Returns STRATA_OK or an error. */
-static int sstLoadOwned(SstReader *r, u64 off, u64 size, size_t nHdr, u8 **ppAlloc, size_t *pn) {
+/* Read block (off, size) into one exact allocation of its decoded bytes.
+** *ppAlloc receives it (caller frees), *pn the decoded size (metadata
+** blocks and Verify; data blocks for the cache use sstLoadBlock). Returns
+** STRATA_OK or an error. */
+static int sstLoadOwned(SstReader *r, u64 off, u64 size, u8 **ppAlloc, size_t *pn) {
   u8 *aRaw, *aOut = NULL;
   size_t nRaw = (size_t)size + SST_TRAILER, nDec = 0;
   int type = 0, rc;
@@ -546,21 +682,21 @@ static int sstLoadOwned(SstReader *r, u64 off, u64 size, size_t nHdr, u8 **ppAll
   *pn = 0;
   /* Read straight into an allocation that becomes the result if the block
   ** is stored uncompressed. */
-  aRaw = strataMalloc(nHdr + nRaw);
+  aRaw = strataMalloc(nRaw);
   if (!aRaw) return strataErr(STRATA_NOMEM, "out of memory (%zu byte block)", nRaw);
-  rc = sstReadRaw(r, off, size, aRaw + nHdr, &type);
+  rc = sstReadRaw(r, off, size, aRaw, &type);
   if (rc == STRATA_OK && type == SST_TYPE_NONE) {
     *ppAlloc = aRaw;
     *pn = (size_t)size;
     return STRATA_OK;
   }
-  if (rc == STRATA_OK) rc = sstDecodedSize(r, off, type, aRaw + nHdr, (size_t)size, &nDec);
+  if (rc == STRATA_OK) rc = sstDecodedSize(r, off, type, aRaw, (size_t)size, &nDec);
   if (rc == STRATA_OK) {
-    aOut = strataMalloc(nHdr + nDec);
+    aOut = strataMalloc(nDec);
     if (!aOut) rc = strataErr(STRATA_NOMEM, "out of memory (%zu byte block)", nDec);
   }
   if (rc == STRATA_OK) {
-    rc = strataDecompress(type, aRaw + nHdr, (size_t)size, aOut + nHdr, nDec);
+    rc = strataDecompress(type, aRaw, (size_t)size, aOut, nDec);
     if (rc) rc = sstWrapErr(r, rc, "block", off);
   }
   strataFreeMem(aRaw);
@@ -579,7 +715,7 @@ static int sstLoadMeta(SstReader *r, const u8 *pHandle, const char *zWhat, u8 **
   if (!sstHandleOk(off, size, r->fileSize - SST_FOOTER_SIZE)) {
     return strataErr(STRATA_CORRUPT, "sstable %s: %s block handle out of range", r->zPath, zWhat);
   }
-  return sstLoadOwned(r, off, size, 0, ppOut, pn);
+  return sstLoadOwned(r, off, size, ppOut, pn);
 }
 
 static int propsDecode(SstReader *r, const u8 *p, size_t n) {
@@ -702,6 +838,7 @@ int strataSstOpen(strata_env *env, const char *zPath, u64 id, BlockCache *pCache
   r->nDataEnd = nMin;
   r->indexOff = strataGet64(aFooter + SST_FOOTER_INDEX);
   r->props.fileSize = r->fileSize;
+  sstIxWindowBuild(r);
   if (pCache) {
     SstMeta *m = strataMalloc(sizeof(*m));
     if (!m) {
@@ -710,9 +847,11 @@ int strataSstOpen(strata_env *env, const char *zPath, u64 id, BlockCache *pCache
     }
     m->aIndex = r->aIndex;
     m->aFilter = r->aFilter;
+    m->aIxWindow = r->aIxWindow;
     r->hMeta = strataCacheInsert(pCache, id, SST_META_OFF, m, strataSstMemoryUsage(r), sstMetaFree);
     if (!r->hMeta) { /* sstMetaFree has run */
       r->aIndex = r->aFilter = NULL;
+      r->aIxWindow = NULL;
       rc = strataErr(STRATA_NOMEM, "out of memory");
       goto open_failed;
     }
@@ -735,6 +874,7 @@ void strataSstClose(SstReader *r) {
   } else {
     strataFreeMem(r->aIndex);
     strataFreeMem(r->aFilter);
+    strataFreeMem(r->aIxWindow);
   }
   strataSstPropsFree(&r->props);
   strataFreeMem(r);
@@ -745,8 +885,8 @@ const SstProps *strataSstProps(const SstReader *r) {
 }
 
 size_t strataSstMemoryUsage(const SstReader *r) {
-  return sizeof(*r) + r->nIndex + r->nFilter + r->props.smallest.nAlloc + r->props.largest.nAlloc +
-         strlen(r->zPath) + 1;
+  return sizeof(*r) + r->nIndex + r->nFilter + (r->aIxWindow ? 3 * sizeof(u64) * (r->nIx + 1) : 0) +
+         r->props.smallest.nAlloc + r->props.largest.nAlloc + strlen(r->zPath) + 1;
 }
 
 /* Decode a block handle from an index value and check it against the data
@@ -760,10 +900,132 @@ static int sstHandleDecode(const SstReader *r, const u8 *p, size_t n, u64 *pOff,
   return STRATA_OK;
 }
 
+/* SPARE BLOCK BUFFERS
+** A point lookup that misses the cache reads a block into a new buffer and
+** inserts it, and the insert evicts the oldest block, whose buffer is
+** freed: a malloc and a free of a cold 4 KiB chunk per miss. Instead, a
+** freed block buffer goes to a small stash of the freeing thread (eviction
+** runs in the inserting thread), and the next block loaded by that thread
+** takes a buffer from it if one is big enough. Buffers are sized in steps
+** of SST_BLOCK_ROUND so that blocks of similar size share them; the cache
+** is charged the whole buffer. The stash also keeps one closed table
+** iterator (with its buffers): a level iterator opens one per file it
+** enters, once per seek when seeks are random. A thread's stash is freed
+** when it exits. */
+#define SST_SPARE_MAX 8
+#define SST_SPARE_LARGEST (64 * 1024) /* bigger buffers are not kept */
+#define SST_BLOCK_ROUND 128
+
+struct SstIter;
+static void sstIterFree(struct SstIter *it);
+
+typedef struct SstSpare {
+  int n;
+  int bRegistered; /* the exit destructor knows this stash */
+  SstBlock *a[SST_SPARE_MAX];
+  struct SstIter *pIter; /* a closed iterator, or NULL */
+} SstSpare;
+
+static _Thread_local SstSpare sstSpare;
+static pthread_key_t sstSpareKey;
+static pthread_once_t sstSpareOnce = PTHREAD_ONCE_INIT;
+static int bSpareKeyOk;
+
+static void sstSpareDestroy(void *p) {
+  SstSpare *s = p;
+  while (s->n > 0) strataFreeMem(s->a[--s->n]);
+  sstIterFree(s->pIter);
+  s->pIter = NULL;
+}
+
+static void sstSpareInit(void) {
+  bSpareKeyOk = pthread_key_create(&sstSpareKey, sstSpareDestroy) == 0;
+}
+
+/* Make sure the thread's stash is freed when it exits. Returns 0 if that
+** cannot be arranged (then nothing may be stashed). */
+static int sstSpareRegister(SstSpare *s) {
+  if (!s->bRegistered) {
+    pthread_once(&sstSpareOnce, sstSpareInit);
+    if (!bSpareKeyOk || pthread_setspecific(sstSpareKey, s) != 0) return 0;
+    s->bRegistered = 1;
+  }
+  return 1;
+}
+
+/* A block buffer with room for n bytes: a spare or a new one. NULL if out
+** of memory (message set). */
+static SstBlock *sstBlockAlloc(size_t n) {
+  SstSpare *s = &sstSpare;
+  SstBlock *p;
+  size_t nAlloc;
+  int i;
+  for (i = s->n - 1; i >= 0; i--) {
+    p = s->a[i];
+    if (p->nAlloc >= n && p->nAlloc - n < SST_BLOCK_ROUND) {
+      s->a[i] = s->a[--s->n];
+      return p;
+    }
+  }
+  nAlloc = (n + SST_BLOCK_ROUND - 1) & ~(size_t)(SST_BLOCK_ROUND - 1);
+  p = strataMalloc(offsetof(SstBlock, a) + nAlloc);
+  if (!p) {
+    strataErr(STRATA_NOMEM, "out of memory (%zu byte block)", n);
+    return NULL;
+  }
+  p->nAlloc = nAlloc;
+  return p;
+}
+
+/* Free a block buffer (into the stash if there is room): the cache's
+** xFree for data blocks. NULL is a no-op. */
+static void sstBlockFree(void *pArg) {
+  SstSpare *s = &sstSpare;
+  SstBlock *p = pArg;
+  if (!p) return;
+  if (s->n < SST_SPARE_MAX && p->nAlloc <= SST_SPARE_LARGEST && sstSpareRegister(s)) {
+    s->a[s->n++] = p;
+    return;
+  }
+  strataFreeMem(p);
+}
+
+/* Read data block (off, size) into a block buffer (*ppBlk, freed with
+** sstBlockFree): the stored bytes land in it directly when the block is not
+** compressed. Returns STRATA_OK or an error (*ppBlk NULL). */
+static int sstLoadBlock(SstReader *r, u64 off, u64 size, SstBlock **ppBlk) {
+  size_t nRaw = (size_t)size + SST_TRAILER, nDec = 0;
+  SstBlock *pRaw, *pOut = NULL;
+  int type = 0, rc;
+  *ppBlk = NULL;
+  pRaw = sstBlockAlloc(nRaw);
+  if (!pRaw) return STRATA_NOMEM;
+  rc = sstReadRaw(r, off, size, pRaw->a, &type);
+  if (rc == STRATA_OK && type == SST_TYPE_NONE) {
+    pRaw->n = (size_t)size;
+    *ppBlk = pRaw;
+    return STRATA_OK;
+  }
+  if (rc == STRATA_OK) rc = sstDecodedSize(r, off, type, pRaw->a, (size_t)size, &nDec);
+  if (rc == STRATA_OK && (pOut = sstBlockAlloc(nDec)) == NULL) rc = STRATA_NOMEM;
+  if (rc == STRATA_OK) {
+    rc = strataDecompress(type, pRaw->a, (size_t)size, pOut->a, nDec);
+    if (rc) rc = sstWrapErr(r, rc, "block", off);
+  }
+  sstBlockFree(pRaw);
+  if (rc) {
+    sstBlockFree(pOut);
+    return rc;
+  }
+  pOut->n = nDec;
+  *ppBlk = pOut;
+  return STRATA_OK;
+}
+
 /* A data block pinned for use: in the cache (h) or owned (pOwned). */
 typedef struct BlockRef {
   CacheHandle *h;
-  u8 *pOwned;
+  SstBlock *pOwned;
   const u8 *a;
   size_t n;
 } BlockRef;
@@ -771,40 +1033,38 @@ typedef struct BlockRef {
 /* Pin data block (off, size) from the cache, or read it (and insert it
 ** into the cache if bFill). Returns STRATA_OK or an error. */
 static int sstPinBlock(SstReader *r, u64 off, u64 size, int bFill, BlockRef *pRef) {
-  u8 *pAlloc;
-  size_t n;
+  SstBlock *pBlk;
   int rc;
   pRef->h = NULL;
   pRef->pOwned = NULL;
   if (r->pCache) {
     CacheHandle *h = strataCacheLookup(r->pCache, r->id, off);
     if (h) {
-      SstBlock *pBlk = strataCacheValue(h);
+      pBlk = strataCacheValue(h);
       pRef->h = h;
       pRef->a = pBlk->a;
       pRef->n = pBlk->n;
       return STRATA_OK;
     }
   }
-  rc = sstLoadOwned(r, off, size, offsetof(SstBlock, a), &pAlloc, &n);
+  rc = sstLoadBlock(r, off, size, &pBlk);
   if (rc) return rc;
-  ((SstBlock *)pAlloc)->n = n;
-  pRef->a = ((SstBlock *)pAlloc)->a;
-  pRef->n = n;
+  pRef->a = pBlk->a;
+  pRef->n = pBlk->n;
   if (r->pCache && bFill) {
-    CacheHandle *h =
-        strataCacheInsert(r->pCache, r->id, off, pAlloc, offsetof(SstBlock, a) + n, strataFreeMem);
+    CacheHandle *h = strataCacheInsert(r->pCache, r->id, off, pBlk,
+                                       offsetof(SstBlock, a) + pBlk->nAlloc, sstBlockFree);
     if (!h) return strataErr(STRATA_NOMEM, "out of memory");
     pRef->h = h;
   } else {
-    pRef->pOwned = pAlloc;
+    pRef->pOwned = pBlk;
   }
   return STRATA_OK;
 }
 
 static void sstUnpinBlock(SstReader *r, BlockRef *pRef) {
   if (pRef->h) strataCacheRelease(r->pCache, pRef->h);
-  strataFreeMem(pRef->pOwned);
+  sstBlockFree(pRef->pOwned);
   pRef->h = NULL;
   pRef->pOwned = NULL;
 }
@@ -820,6 +1080,7 @@ int strataSstGet(SstReader *r, const u8 *pUkey, size_t nUkey, u64 seq, StrataRea
   BlockIter ix, dt;
   BlockRef ref = {0};
   int rc = STRATA_OK, bHaveBlock = 0;
+  u32 iIx = 0;
   *pFound = 0;
   *pType = 0;
   if (pr->nEntries == 0) return STRATA_OK;
@@ -845,13 +1106,26 @@ int strataSstGet(SstReader *r, const u8 *pUkey, size_t nUkey, u64 seq, StrataRea
   ix.aKey = NULL;
   dt.aKey = NULL;
   strataBlockIterInit(&ix, r->aIndex, r->nIndex);
-  strataBlockIterSeek(&ix, pLookup, nLookup);
+  if (r->aIxHandle) {
+    iIx = sstIxLowerBound(r, &ix, pLookup, nLookup);
+  } else {
+    strataBlockIterSeek(&ix, pLookup, nLookup);
+  }
   /* Normally one block answers; if the key falls past the last entry of the
   ** block its separator chose, the next block's first entry decides. */
-  while (ix.base.bValid) {
+  for (;;) {
     u64 off, size;
-    rc = sstHandleDecode(r, ix.base.pVal, ix.base.nVal, &off, &size);
-    if (rc == STRATA_OK) rc = sstPinBlock(r, off, size, 1, &ref);
+    if (r->aIxHandle) { /* handles decoded at open */
+      if (ix.base.rc || iIx > r->nIx) break;
+      off = r->aIxHandle[2 * (size_t)iIx];
+      size = r->aIxHandle[2 * (size_t)iIx + 1];
+      iIx++;
+    } else {
+      if (!ix.base.bValid) break;
+      rc = sstHandleDecode(r, ix.base.pVal, ix.base.nVal, &off, &size);
+      if (rc) break;
+    }
+    rc = sstPinBlock(r, off, size, 1, &ref);
     if (rc) break;
     bHaveBlock = 1;
     strataBlockIterInit(&dt, ref.a, ref.n);
@@ -875,7 +1149,7 @@ int strataSstGet(SstReader *r, const u8 *pUkey, size_t nUkey, u64 seq, StrataRea
     }
     sstUnpinBlock(r, &ref);
     bHaveBlock = 0;
-    strataBlockIterNext(&ix);
+    if (!r->aIxHandle) strataBlockIterNext(&ix);
   }
   if (rc == STRATA_OK && ix.base.rc) rc = sstWrapErr(r, ix.base.rc, "index block", r->indexOff);
   if (bHaveBlock) sstUnpinBlock(r, &ref);
@@ -1083,7 +1357,7 @@ static void sstIterSeek(StrataIter *p, const u8 *pKey, size_t nKey) {
   SstIter *it = (SstIter *)p;
   if (it->base.rc) return;
   it->nForward = 0;
-  strataBlockIterSeek(&it->index, pKey, nKey);
+  sstIndexSeek(it->r, &it->index, pKey, nKey);
   if (!sstIterIndexOk(it)) return;
   if (sstIterLoad(it)) return;
   strataBlockIterSeek(&it->data, pKey, nKey);
@@ -1108,12 +1382,19 @@ static void sstIterPrev(StrataIter *p) {
   SstIter *it = (SstIter *)p;
   if (!it->base.bValid) return;
   strataBlockIterPrev(&it->data);
+  if (LIKELY(it->data.base.bValid)) {
+    it->base.pKey = it->data.base.pKey;
+    it->base.nKey = it->data.base.nKey;
+    it->base.pVal = it->data.base.pVal;
+    it->base.nVal = it->data.base.nVal;
+    return;
+  }
   sstIterSkipBackward(it);
 }
 
-static void sstIterClose(StrataIter *p) {
-  SstIter *it = (SstIter *)p;
-  sstUnpinBlock(it->r, &it->ref);
+/* Free a closed iterator and its buffers. NULL is a no-op. */
+static void sstIterFree(SstIter *it) {
+  if (!it) return;
   strataBlockIterRelease(&it->index);
   strataBlockIterRelease(&it->data);
   strataBufFree(&it->raw);
@@ -1122,13 +1403,42 @@ static void sstIterClose(StrataIter *p) {
   strataFreeMem(it);
 }
 
+static void sstIterClose(StrataIter *p) {
+  SstIter *it = (SstIter *)p;
+  SstSpare *s = &sstSpare;
+  sstUnpinBlock(it->r, &it->ref);
+  /* Keep it for the next strataSstIterNew of this thread, without a
+  ** readahead window (up to SST_READAHEAD_MAX) that a point seek never uses. */
+  if (s->pIter == NULL && sstSpareRegister(s)) {
+    if (it->ra.nAlloc > SST_SPARE_LARGEST) strataBufFree(&it->ra);
+    s->pIter = it;
+    return;
+  }
+  sstIterFree(it);
+}
+
 static const StrataIterMethods sstIterMethods = {sstIterSeekFirst, sstIterSeekLast, sstIterSeek,
                                                  sstIterNext,      sstIterPrev,     sstIterClose};
 
 int strataSstIterNew(SstReader *r, int bFillCache, StrataIter **ppIter) {
-  SstIter *it = strataMallocZero(sizeof(*it));
+  SstSpare *s = &sstSpare;
+  SstIter *it = s->pIter;
   *ppIter = NULL;
-  if (!it) return strataErr(STRATA_NOMEM, "out of memory");
+  if (it) {
+    /* A stashed iterator: reset all but its buffers (and the BlockIters'
+    ** buffers, which Init keeps). */
+    s->pIter = NULL;
+    memset(&it->base, 0, sizeof(it->base));
+    it->bBlock = 0;
+    it->blockOff = 0;
+    memset(&it->ref, 0, sizeof(it->ref));
+    it->raw.n = it->dec.n = it->ra.n = 0;
+    it->raOff = 0;
+    it->nForward = 0;
+  } else {
+    it = strataMallocZero(sizeof(*it));
+    if (!it) return strataErr(STRATA_NOMEM, "out of memory");
+  }
   it->base.pMethods = &sstIterMethods;
   it->r = r;
   it->bFillCache = bFillCache;
@@ -1169,7 +1479,7 @@ int strataSstVerify(SstReader *r) {
     }
     expectOff = off + size + SST_TRAILER;
     strataFreeMem(pAlloc);
-    if ((rc = sstLoadOwned(r, off, size, 0, &pAlloc, &n)) != STRATA_OK) break;
+    if ((rc = sstLoadOwned(r, off, size, &pAlloc, &n)) != STRATA_OK) break;
     if ((rc = strataBlockCheck(pAlloc, n, &nInBlock)) != STRATA_OK) {
       rc = sstWrapErr(r, rc, "data block", off);
       break;

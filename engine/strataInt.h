@@ -111,6 +111,7 @@ void strataBufFree(StrataBuf *b);
 
 /* crc32c.c: CRC-32C (Castagnoli), hardware accelerated where available. */
 u32 strataCrc32c(u32 crc, const void *p, size_t n);
+u32 strataCrc32cSoftware(u32 crc, const void *p, size_t n); /* the table version (tests) */
 /* Stored CRCs are masked (rotated and offset) so that a CRC of data that
 ** itself contains CRCs stays well distributed. */
 static inline u32 strataCrcMask(u32 c) { return ((c >> 15) | (c << 17)) + 0xa282ead8u; }

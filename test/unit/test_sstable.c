@@ -1136,6 +1136,105 @@ static void test_sst_threads(void) {
 /* ------------------------------------------------------------------ */
 /* SPEED (informational) */
 
+/* The index windows (sstable.c, INDEX WINDOWS): user keys whose 8 bytes
+** after the prefix common to the table are the same for half the table
+** ("pre0AAAAAAAAAA..." and "pre1AAAAAAAAAA..."), so the window search falls
+** back to full keys; keys shorter than prefix + 8; and targets below, above,
+** inside and a prefix of the common prefix. Get and Seek against the model. */
+static void test_sst_index_windows(void) {
+  static const char *azTarget[] = {"",     "p",     "pr",    "pre",   "pre0",  "pre0A",
+                                   "pre1", "pre2",  "prf",   "\xff", "pra",   "pre0B",
+                                   "pre0AAAAAAAAAA", "pre1AAAAAAAAAA999999", "pre1AAAAAAAAAA"};
+  Model m;
+  SstOptions o = defaultOpts();
+  SstProps props;
+  SstReader *r = NULL;
+  StrataBuf val = {0};
+  StrataIter *it = NULL;
+  TestRng rng;
+  const char *zPath = tablePath("windows.sst");
+  int i, n = 3000, nBad = 0, t;
+  test_srand(&rng, 5);
+  m.a = calloc((size_t)n, sizeof(Ent));
+  m.n = 0;
+  for (i = 0; i < n; i++) {
+    Ent *e = &m.a[m.n++];
+    char z[64];
+    size_t nu;
+    if (i % 10 == 9)
+      nu = (size_t)snprintf(z, sizeof(z), "pre%d", i / 1500 + 2); /* short keys above */
+    else
+      nu = (size_t)snprintf(z, sizeof(z), "pre%dAAAAAAAAAA%06d", i / 1500, (i % 1500) * 2);
+    e->nk = nu + 8;
+    e->k = malloc(e->nk);
+    memcpy(e->k, z, nu);
+    strataPut64(e->k + nu, strataPackTrailer((u64)i + 1, STRATA_TYPE_VALUE));
+    e->nv = 10;
+    e->v = malloc(e->nv);
+    memset(e->v, 'a' + i % 26, e->nv);
+  }
+  qsort(m.a, (size_t)m.n, sizeof(Ent), entCmp);
+  /* Drop duplicate user keys (the short ones repeat): keep the newest. */
+  {
+    int j = 0;
+    for (i = 0; i < m.n; i++) {
+      if (j > 0 && strataUkeyCompare(m.a[j - 1].k, m.a[j - 1].nk - 8, m.a[i].k, m.a[i].nk - 8) == 0) {
+        free(m.a[i].k);
+        free(m.a[i].v);
+      } else {
+        m.a[j++] = m.a[i];
+      }
+    }
+    m.n = j;
+  }
+  o.nBlockSize = 256; /* many index entries */
+  CHECK_EQ(buildTable(zPath, &m, &o, NULL, &props), STRATA_OK);
+  strataSstPropsFree(&props);
+  CHECK_EQ(strataSstOpen(strataEnvDefault(), zPath, 1, NULL, NULL, &r), STRATA_OK);
+  if (!r) {
+    modelFree(&m);
+    return;
+  }
+  CHECK_EQ(strataSstVerify(r), STRATA_OK);
+  /* Every key, and one absent key next to each. */
+  for (i = 0; i < m.n; i++) {
+    int found = 0, type = 0;
+    u8 k[64];
+    size_t nu = m.a[i].nk - 8;
+    if (strataSstGet(r, m.a[i].k, nu, STRATA_MAX_SEQ, NULL, &found, &type, &val) != STRATA_OK ||
+        !found || val.n != m.a[i].nv || memcmp(val.a, m.a[i].v, val.n) != 0) {
+      nBad++;
+    }
+    memcpy(k, m.a[i].k, nu);
+    k[nu] = '5';
+    if (strataSstGet(r, k, nu + 1, STRATA_MAX_SEQ, NULL, &found, &type, &val) != STRATA_OK ||
+        found) {
+      nBad++;
+    }
+  }
+  CHECK_EQ(nBad, 0);
+  /* Seeks to the odd targets, with every trailer kind. */
+  CHECK_EQ(strataSstIterNew(r, 0, &it), STRATA_OK);
+  for (t = 0; it && t < (int)(sizeof(azTarget) / sizeof(azTarget[0])); t++) {
+    u8 k[64];
+    size_t nu = strlen(azTarget[t]);
+    int want, q;
+    memcpy(k, azTarget[t], nu);
+    for (q = 0; q < 3; q++) {
+      strataPut64(k + nu, q == 0 ? ~(u64)0 : q == 1 ? 0 : strataPackTrailer(1500, 1));
+      want = modelLowerBound(&m, k, nu + 8);
+      it->pMethods->xSeek(it, k, nu + 8);
+      if (want >= m.n ? it->bValid : !entMatches(it, &m.a[want])) nBad++;
+    }
+  }
+  CHECK_EQ(nBad, 0);
+  strataIterClose(it);
+  checkIteration(r, &m, 0, 2000, &rng);
+  strataSstClose(r);
+  strataBufFree(&val);
+  modelFree(&m);
+}
+
 static void test_sst_speed(void) {
   int nEnt = bValgrind ? 50000 : 1000000, nGet = nEnt / 4, i, nFound = 0;
   SstOptions o = defaultOpts();
@@ -1217,6 +1316,7 @@ int main(void) {
   RUN(test_sst_write_faults);
   RUN(test_sst_cache);
   RUN(test_sst_threads);
+  RUN(test_sst_index_windows);
   RUN(test_sst_speed);
   strataCacheFree(gCache);
   test_rmdir(zDir);

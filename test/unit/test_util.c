@@ -162,6 +162,42 @@ static void test_crc32c(void) {
     }
   }
   CHECK(strataCrc32c(0, aBig + 3, 4096) == crcReference(aBig + 3, 4096));
+  /* Lengths around the three-lane rounds (192, 1008 and 3072 bytes per round). */
+  {
+    static u8 aLong[3 * 3 * 1024 + 1024 + 16];
+    static const size_t aLen[] = {191,  192,  193,  383,  384,  1007, 1008, 1009, 1199, 1200,
+                                  3071, 3072, 3073, 4079, 4080, 4081, 4096, 4101, 4271, 4272,
+                                  6144, 6527, 9216 + 1024};
+    size_t j;
+    for (n = 0; n < sizeof(aLong); n++) aLong[n] = (u8)test_rand(&rng);
+    for (j = 0; j < sizeof(aLen) / sizeof(aLen[0]); j++) {
+      for (off = 0; off < 16; off += 5) {
+        u32 c = crcReference(aLong + off, aLen[j]);
+        CHECK(strataCrc32c(0, aLong + off, aLen[j]) == c);
+        CHECK(strataCrc32cSoftware(0, aLong + off, aLen[j]) == c);
+      }
+    }
+    /* Random lengths, alignments and split points; hardware and software agree. */
+    for (i = 0; i < 300; i++) {
+      size_t k;
+      u32 c;
+      off = (size_t)test_randn(&rng, 16);
+      n = (size_t)test_randn(&rng, sizeof(aLong) - 16);
+      k = (size_t)test_randn(&rng, n + 1);
+      c = crcReference(aLong + off, n);
+      CHECK(strataCrc32c(0, aLong + off, n) == c);
+      CHECK(strataCrc32cSoftware(0, aLong + off, n) == c);
+      CHECK(strataCrc32c(strataCrc32c(0, aLong + off, k), aLong + off + k, n - k) == c);
+      CHECK(strataCrc32cSoftware(strataCrc32c(0, aLong + off, k), aLong + off + k, n - k) == c);
+    }
+    /* A flipped bit in any lane is seen. */
+    for (j = 0; j < 4096; j += 509) {
+      u32 c0 = strataCrc32c(0, aLong, 4097);
+      aLong[j] ^= 0x01;
+      CHECK(strataCrc32c(0, aLong, 4097) != c0);
+      aLong[j] ^= 0x01;
+    }
+  }
   /* One flipped bit changes it. */
   {
     u32 c0 = strataCrc32c(0, aBig, 1000);
