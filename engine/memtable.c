@@ -382,15 +382,7 @@ void strataMemtableUnref(Memtable *p) {
 ** writer sets a key's bits before the entry is linked, and the database
 ** publishes its sequence number after that, so a reader that may see an
 ** entry also sees its bits. */
-static inline u64 memBloomHash(const u8 *pKey, size_t nKey) {
-  u64 h = 0x9E3779B97F4A7C15ull ^ nKey;
-  size_t i = 0;
-  for (; i + 8 <= nKey; i += 8) h = (h ^ strataGet64(pKey + i)) * 0xff51afd7ed558ccdull, h ^= h >> 32;
-  for (; i < nKey; i++) h = (h ^ pKey[i]) * 0x100000001b3ull;
-  h ^= h >> 29;
-  h *= 0xc4ceb9fe1a85ec53ull;
-  return h ^ (h >> 32);
-}
+static inline u64 memBloomHash(const u8 *pKey, size_t nKey) { return strataKeyHash64(pKey, nKey); }
 
 int strataMemtableEnableBloom(Memtable *p, size_t nBits) {
   u32 nWords = (u32)((nBits + 63) / 64);

@@ -1364,17 +1364,22 @@ static void sstIterSeek(StrataIter *p, const u8 *pKey, size_t nKey) {
   sstIterSkipForward(it);
 }
 
+/* A step that stayed inside the data block: publish its entry directly.
+** Returns 0 (nothing published) if the block iterator ran off its block. */
+static inline int sstIterTakeBlockEntry(SstIter *it) {
+  if (!it->data.base.bValid) return 0;
+  it->base.pKey = it->data.base.pKey;
+  it->base.nKey = it->data.base.nKey;
+  it->base.pVal = it->data.base.pVal;
+  it->base.nVal = it->data.base.nVal;
+  return 1;
+}
+
 static void sstIterNext(StrataIter *p) {
   SstIter *it = (SstIter *)p;
   if (!it->base.bValid) return;
   strataBlockIterNext(&it->data);
-  if (LIKELY(it->data.base.bValid)) {
-    it->base.pKey = it->data.base.pKey;
-    it->base.nKey = it->data.base.nKey;
-    it->base.pVal = it->data.base.pVal;
-    it->base.nVal = it->data.base.nVal;
-    return;
-  }
+  if (LIKELY(sstIterTakeBlockEntry(it))) return;
   sstIterSkipForward(it);
 }
 
@@ -1382,13 +1387,7 @@ static void sstIterPrev(StrataIter *p) {
   SstIter *it = (SstIter *)p;
   if (!it->base.bValid) return;
   strataBlockIterPrev(&it->data);
-  if (LIKELY(it->data.base.bValid)) {
-    it->base.pKey = it->data.base.pKey;
-    it->base.nKey = it->data.base.nKey;
-    it->base.pVal = it->data.base.pVal;
-    it->base.nVal = it->data.base.nVal;
-    return;
-  }
+  if (LIKELY(sstIterTakeBlockEntry(it))) return;
   sstIterSkipBackward(it);
 }
 

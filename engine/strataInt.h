@@ -129,6 +129,19 @@ u64 strataNowMicros(void);
 
 static inline u64 strataPackTrailer(u64 seq, int type) { return (seq << 8) | (u64)type; }
 static inline u64 strataIkeyTrailer(const u8 *pIkey, size_t n) { return strataGet64(pIkey + n - 8); }
+
+/* A 64-bit hash of a user key for in-memory key filters (the memtable's and
+** a transaction's): fast on short keys, every output bit depends on every
+** input bit. Not the table filters' hash, which is part of the file format. */
+static inline u64 strataKeyHash64(const u8 *pKey, size_t nKey) {
+  u64 h = 0x9E3779B97F4A7C15ull ^ nKey;
+  size_t i = 0;
+  for (; i + 8 <= nKey; i += 8) h = (h ^ strataGet64(pKey + i)) * 0xff51afd7ed558ccdull, h ^= h >> 32;
+  for (; i < nKey; i++) h = (h ^ pKey[i]) * 0x100000001b3ull;
+  h ^= h >> 29;
+  h *= 0xc4ceb9fe1a85ec53ull;
+  return h ^ (h >> 32);
+}
 static inline u64 strataIkeySeq(const u8 *pIkey, size_t n) { return strataIkeyTrailer(pIkey, n) >> 8; }
 static inline int strataIkeyType(const u8 *pIkey, size_t n) { return (int)(strataIkeyTrailer(pIkey, n) & 0xff); }
 

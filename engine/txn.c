@@ -132,13 +132,7 @@ int strata_txn_begin(strata *db, int flags, strata_txn **ppTxn) {
 
 /* The four filter bits of a key, and the word that holds them. */
 static inline u64 txnBloomBits(const u8 *pKey, size_t nKey, u32 *piWord) {
-  u64 h = 0x9E3779B97F4A7C15ull ^ nKey;
-  size_t i = 0;
-  for (; i + 8 <= nKey; i += 8) h = (h ^ strataGet64(pKey + i)) * 0xff51afd7ed558ccdull, h ^= h >> 32;
-  for (; i < nKey; i++) h = (h ^ pKey[i]) * 0x100000001b3ull;
-  h ^= h >> 29;
-  h *= 0xc4ceb9fe1a85ec53ull;
-  h ^= h >> 32;
+  u64 h = strataKeyHash64(pKey, nKey);
   *piWord = (u32)(h >> 24) % TXN_BLOOM_WORDS;
   return ((u64)1 << (h & 63)) | ((u64)1 << ((h >> 6) & 63)) | ((u64)1 << ((h >> 12) & 63)) |
          ((u64)1 << ((h >> 18) & 63));
