@@ -16,6 +16,14 @@
 ** sift continues below it. iSecond is forgotten whenever the heap
 ** changes otherwise.
 **
+** KEY PREFIXES
+** Each heap slot carries the first 8 bytes of its child's user key as a
+** big-endian integer (zero padded), taken once per step of that child.
+** Comparisons in the heap compare those first and look at the keys only
+** when they are equal, which for most keys (integers, short or varied
+** prefixes) is never: one integer comparison instead of a key compare
+** through two child pointers.
+**
 ** LEVEL ITERATOR
 ** Concatenates the tables of one level (sorted, non-overlapping), opening
 ** only the table under the cursor. A seek binary-searches the files by
@@ -44,50 +52,76 @@ StrataIter *strataErrorIterNew(int rc) {
 
 /* MERGING ITERATOR */
 
+/* A heap slot: a valid child and the key prefix it is ordered by first. */
+typedef struct MergeSlot {
+  u64 pfx;       /* keyPrefix() of c's current key */
+  StrataIter *c;
+} MergeSlot;
+
 typedef struct MergeIter {
   StrataIter base;
   int nChild;
   StrataIter **apChild;
   int bForward;     /* direction of the heap */
   int nHeap;
-  StrataIter **aHeap; /* heap of valid children; aHeap[0] is current */
-  int iSecond;        /* 1 or 2: the smaller child of aHeap[0]; 0: not known */
+  MergeSlot *aHeap; /* heap of valid children; aHeap[0] is current */
+  int iSecond;      /* 1 or 2: the smaller child of aHeap[0]; 0: not known */
 } MergeIter;
 
-/* 1 if a should be above b in the heap for the current direction. */
-static inline int heapBefore(const MergeIter *m, const StrataIter *a, const StrataIter *b) {
-  int c = strataIkeyCompare(a->pKey, a->nKey, b->pKey, b->nKey);
-  return m->bForward ? c < 0 : c > 0;
+/* The first 8 bytes of the user key of internal key pKey/nKey as a
+** big-endian integer, zero padded: keys whose prefixes differ are ordered
+** by them, equal prefixes say nothing (KEY PREFIXES). */
+static inline u64 keyPrefix(const u8 *pKey, size_t nKey) {
+  if (LIKELY(nKey >= 16)) return __builtin_bswap64(strataGet64(pKey));
+  if (nKey <= STRATA_TRAILER) return 0;
+  /* A short user key: its trailer follows, so 8 bytes can be read; keep
+  ** only the user key's. */
+  return __builtin_bswap64(strataGet64(pKey)) & (~(u64)0 << (8 * (16 - nKey)));
 }
 
-static void heapSiftDown(MergeIter *m, int i) {
-  StrataIter **h = m->aHeap;
+static inline void slotSet(MergeSlot *s, StrataIter *c) {
+  s->c = c;
+  s->pfx = keyPrefix(c->pKey, c->nKey);
+}
+
+/* 1 if a is above b in the heap: it sorts first (bFwd) or last. Callers
+** pass a constant bFwd so that each direction gets its own code. */
+static inline __attribute__((always_inline)) int slotBefore(const MergeSlot *a,
+                                                            const MergeSlot *b, int bFwd) {
+  if (LIKELY(a->pfx != b->pfx)) return bFwd ? a->pfx < b->pfx : a->pfx > b->pfx;
+  {
+    int c = strataIkeyCompare(a->c->pKey, a->c->nKey, b->c->pKey, b->c->nKey);
+    return bFwd ? c < 0 : c > 0;
+  }
+}
+
+static inline __attribute__((always_inline)) void heapSiftDownDir(MergeIter *m, int i, int bFwd) {
+  MergeSlot *h = m->aHeap;
   int n = m->nHeap;
-  StrataIter *x = h[i];
+  MergeSlot x = h[i];
   for (;;) {
     int c = 2 * i + 1;
     if (c >= n) break;
-    if (c + 1 < n && heapBefore(m, h[c + 1], h[c])) c++;
-    if (!heapBefore(m, h[c], x)) break;
+    if (c + 1 < n && slotBefore(&h[c + 1], &h[c], bFwd)) c++;
+    if (!slotBefore(&h[c], &x, bFwd)) break;
     h[i] = h[c];
     i = c;
   }
   h[i] = x;
 }
 
-static void heapSiftUp(MergeIter *m, int i) {
-  StrataIter **h = m->aHeap;
-  StrataIter *x = h[i];
-  while (i > 0) {
-    int p = (i - 1) / 2;
-    if (!heapBefore(m, x, h[p])) break;
-    h[i] = h[p];
-    i = p;
+static void heapSiftDownFwd(MergeIter *m, int i) { heapSiftDownDir(m, i, 1); }
+static void heapSiftDownRev(MergeIter *m, int i) { heapSiftDownDir(m, i, 0); }
+
+static void heapSiftDown(MergeIter *m, int i) {
+  if (m->bForward) {
+    heapSiftDownFwd(m, i);
+  } else {
+    heapSiftDownRev(m, i);
   }
-  h[i] = x;
 }
 
-/* Rebuild the heap from the children and publish the current entry. */
+/* Rebuild the heap from the children (in m->bForward's direction). */
 static void mergeBuild(MergeIter *m) {
   int i;
   m->nHeap = 0;
@@ -95,24 +129,23 @@ static void mergeBuild(MergeIter *m) {
   for (i = 0; i < m->nChild; i++) {
     StrataIter *c = m->apChild[i];
     if (c->rc && !m->base.rc) m->base.rc = c->rc;
-    if (c->bValid) {
-      m->aHeap[m->nHeap] = c;
-      heapSiftUp(m, m->nHeap);
-      m->nHeap++;
-    }
+    if (c->bValid) slotSet(&m->aHeap[m->nHeap++], c);
   }
+  for (i = m->nHeap / 2 - 1; i >= 0; i--) heapSiftDown(m, i);
 }
 
-static void mergePublish(MergeIter *m) {
-  if (m->base.rc || m->nHeap == 0) {
+static inline void mergePublish(MergeIter *m) {
+  const StrataIter *c;
+  if (UNLIKELY(m->base.rc || m->nHeap == 0)) {
     m->base.bValid = 0;
     return;
   }
+  c = m->aHeap[0].c;
   m->base.bValid = 1;
-  m->base.pKey = m->aHeap[0]->pKey;
-  m->base.nKey = m->aHeap[0]->nKey;
-  m->base.pVal = m->aHeap[0]->pVal;
-  m->base.nVal = m->aHeap[0]->nVal;
+  m->base.pKey = c->pKey;
+  m->base.nKey = c->nKey;
+  m->base.pVal = c->pVal;
+  m->base.nVal = c->nVal;
 }
 
 static void mergeSeekFirst(StrataIter *p) {
@@ -142,89 +175,104 @@ static void mergeSeek(StrataIter *p, const u8 *pKey, size_t nKey) {
   mergePublish(m);
 }
 
-/* Advance the top child and restore the heap. */
-static void mergeStep(MergeIter *m) {
-  StrataIter *c = m->aHeap[0];
-  if (m->bForward) {
+/* Step the top child (forward if bFwd, which is the heap's direction) and
+** restore the heap. */
+static inline __attribute__((always_inline)) void mergeStep(MergeIter *m, int bFwd) {
+  MergeSlot *h = m->aHeap;
+  StrataIter *c = h[0].c;
+  if (bFwd) {
     c->pMethods->xNext(c);
   } else {
     c->pMethods->xPrev(c);
   }
-  if (c->rc) {
+  if (UNLIKELY(c->rc)) {
     m->base.rc = c->rc;
-  } else if (c->bValid) {
-    StrataIter **h = m->aHeap;
+    m->base.bValid = 0;
+    return;
+  }
+  if (LIKELY(c->bValid)) {
+    h[0].pfx = keyPrefix(c->pKey, c->nKey);
     if (m->nHeap > 1) {
       int j = m->iSecond;
-      if (j == 0) j = m->iSecond = (m->nHeap > 2 && heapBefore(m, h[2], h[1])) ? 2 : 1;
-      if (!heapBefore(m, c, h[j])) {
+      if (j == 0) j = m->iSecond = (m->nHeap > 2 && slotBefore(&h[2], &h[1], bFwd)) ? 2 : 1;
+      if (!slotBefore(&h[0], &h[j], bFwd)) {
         /* h[j] is the smallest now: it goes up, c sifts down from j. */
+        MergeSlot x = h[0];
         h[0] = h[j];
-        h[j] = c;
-        heapSiftDown(m, j);
+        h[j] = x;
+        if (2 * j + 1 < m->nHeap) heapSiftDownDir(m, j, bFwd);
         m->iSecond = 0;
       }
     }
   } else {
-    m->aHeap[0] = m->aHeap[--m->nHeap];
-    if (m->nHeap) heapSiftDown(m, 0);
+    h[0] = h[--m->nHeap];
+    if (m->nHeap) heapSiftDownDir(m, 0, bFwd);
     m->iSecond = 0;
   }
   mergePublish(m);
 }
 
-static void mergeNext(StrataIter *p) {
-  MergeIter *m = (MergeIter *)p;
-  if (!m->bForward) {
-    /* Every child but the current one must move to the first entry after
-    ** the current key; the current one just steps. */
-    StrataIter *cur = m->aHeap[0];
-    const u8 *pKey = cur->pKey;
-    size_t nKey = cur->nKey;
-    int i;
-    for (i = 0; i < m->nChild; i++) {
-      StrataIter *c = m->apChild[i];
-      if (c == cur) continue;
-      c->pMethods->xSeek(c, pKey, nKey);
-      if (c->bValid && strataIkeyCompare(c->pKey, c->nKey, pKey, nKey) == 0) c->pMethods->xNext(c);
-    }
-    m->bForward = 1;
-    mergeBuild(m);
-    /* cur is in the heap at its own key, the smallest: step it. */
-    if (m->base.rc) {
-      mergePublish(m);
-      return;
+/* Direction change to forward: every child but the current one must move
+** to the first entry after the current key; the current one is then
+** stepped like any top. Returns 0 if that failed (published invalid). */
+static int mergeTurnForward(MergeIter *m) {
+  StrataIter *cur = m->aHeap[0].c;
+  const u8 *pKey = cur->pKey;
+  size_t nKey = cur->nKey;
+  int i;
+  for (i = 0; i < m->nChild; i++) {
+    StrataIter *c = m->apChild[i];
+    if (c == cur) continue;
+    c->pMethods->xSeek(c, pKey, nKey);
+    if (c->bValid && strataIkeyCompare(c->pKey, c->nKey, pKey, nKey) == 0) c->pMethods->xNext(c);
+  }
+  m->bForward = 1;
+  mergeBuild(m);
+  /* cur is in the heap at its own key, the smallest. */
+  if (m->base.rc) {
+    mergePublish(m);
+    return 0;
+  }
+  return 1;
+}
+
+/* Direction change to backward: every other child moves to the last entry
+** before the current key. */
+static int mergeTurnBackward(MergeIter *m) {
+  StrataIter *cur = m->aHeap[0].c;
+  const u8 *pKey = cur->pKey;
+  size_t nKey = cur->nKey;
+  int i;
+  for (i = 0; i < m->nChild; i++) {
+    StrataIter *c = m->apChild[i];
+    if (c == cur) continue;
+    /* Last entry < key: seek to >= key, then step back once. */
+    c->pMethods->xSeek(c, pKey, nKey);
+    if (c->bValid) {
+      c->pMethods->xPrev(c);
+    } else if (!c->rc) {
+      c->pMethods->xSeekLast(c);
     }
   }
-  mergeStep(m);
+  m->bForward = 0;
+  mergeBuild(m);
+  if (m->base.rc) {
+    mergePublish(m);
+    return 0;
+  }
+  return 1;
+}
+
+static void mergeNext(StrataIter *p) {
+  MergeIter *m = (MergeIter *)p;
+  if (UNLIKELY(!m->bForward) && !mergeTurnForward(m)) return;
+  mergeStep(m, 1);
 }
 
 static void mergePrev(StrataIter *p) {
   MergeIter *m = (MergeIter *)p;
-  if (m->bForward) {
-    StrataIter *cur = m->aHeap[0];
-    const u8 *pKey = cur->pKey;
-    size_t nKey = cur->nKey;
-    int i;
-    for (i = 0; i < m->nChild; i++) {
-      StrataIter *c = m->apChild[i];
-      if (c == cur) continue;
-      /* Last entry < key: seek to >= key, then step back once. */
-      c->pMethods->xSeek(c, pKey, nKey);
-      if (c->bValid) {
-        c->pMethods->xPrev(c);
-      } else if (!c->rc) {
-        c->pMethods->xSeekLast(c);
-      }
-    }
-    m->bForward = 0;
-    mergeBuild(m);
-    if (m->base.rc) {
-      mergePublish(m);
-      return;
-    }
-  }
-  mergeStep(m);
+  if (UNLIKELY(m->bForward) && !mergeTurnBackward(m)) return;
+  mergeStep(m, 0);
 }
 
 static void mergeClose(StrataIter *p) {
@@ -245,7 +293,7 @@ int strataMergeIterNew(StrataIter **apChild, int nChild, StrataIter **ppIter) {
   *ppIter = NULL;
   if (m) {
     m->apChild = strataMalloc(sizeof(StrataIter *) * (size_t)(nChild ? nChild : 1));
-    m->aHeap = strataMalloc(sizeof(StrataIter *) * (size_t)(nChild ? nChild : 1));
+    m->aHeap = strataMalloc(sizeof(MergeSlot) * (size_t)(nChild ? nChild : 1));
   }
   if (!m || !m->apChild || !m->aHeap) {
     for (i = 0; i < nChild; i++) strataIterClose(apChild[i]);

@@ -116,6 +116,76 @@ static void test_merge_random(void) {
   for (i = 0; i < NCHILD; i++) strataMemtableUnref(apMem[i]);
 }
 
+/* Keys built to defeat the heap's key prefixes: lengths around 8, zero
+** bytes (so "ab" and "ab\0" pad to the same prefix), long keys equal in
+** their first 8 bytes, and several versions of one user key in different
+** children. The merge must still follow the reference exactly, both ways,
+** and across direction changes at every kind of tie. */
+static void test_merge_prefix_ties(void) {
+  static const u8 aAlpha[4] = {0x00, 0x01, 'a', 0xff};
+  TestRng r;
+  Memtable *apMem[NCHILD];
+  StrataIter *apIt[NCHILD], *pMerge = NULL;
+  int i, nBad = 0;
+  test_srand(&r, test_seed("merge-ties"));
+  nRef = 0;
+  for (i = 0; i < NCHILD; i++) strataMemtableNew(&apMem[i]);
+  for (i = 0; i < NKEY; i++) {
+    u8 z[16];
+    int c = (int)test_randn(&r, NCHILD), j;
+    int nz = (int)test_randn(&r, 15); /* 0..14 bytes */
+    u64 seq = (u64)i + 1;
+    /* Half share an 8-byte head, so only the bytes after it differ. */
+    int bHead = test_randn(&r, 2) == 0;
+    for (j = 0; j < nz; j++) z[j] = (bHead && j < 8) ? (u8)"prefix!!"[j] : aAlpha[test_randn(&r, 4)];
+    strataMemtableAdd(apMem[c], seq, STRATA_TYPE_VALUE, z, (size_t)nz, (const u8 *)&seq, 8);
+    memcpy(aRef[nRef].k, z, (size_t)nz);
+    strataPut64(aRef[nRef].k + nz, strataPackTrailer(seq, STRATA_TYPE_VALUE));
+    aRef[nRef].n = (size_t)nz + 8;
+    aRef[nRef].child = c;
+    nRef++;
+  }
+  qsort(aRef, (size_t)nRef, sizeof(Ref), refCmp);
+  for (i = 0; i < NCHILD; i++) strataMemtableIterNew(apMem[i], &apIt[i]);
+  CHECK_EQ(strataMergeIterNew(apIt, NCHILD, &pMerge), STRATA_OK);
+  if (pMerge) {
+    StrataIter *it = pMerge;
+    it->pMethods->xSeekFirst(it);
+    for (i = 0; i < nRef && nBad < 3; i++) {
+      if (!atRef(it, i)) nBad++;
+      it->pMethods->xNext(it);
+    }
+    CHECK(!it->bValid);
+    it->pMethods->xSeekLast(it);
+    for (i = nRef - 1; i >= 0 && nBad < 3; i--) {
+      if (!atRef(it, i)) nBad++;
+      it->pMethods->xPrev(it);
+    }
+    CHECK(!it->bValid);
+    /* Seek to reference keys and zig-zag from there. */
+    for (i = 0; i < 2000 && nBad < 3; i++) {
+      int pos = (int)test_randn(&r, (u64)nRef), j, steps = (int)test_randn(&r, 12);
+      it->pMethods->xSeek(it, aRef[pos].k, aRef[pos].n);
+      if (!atRef(it, pos)) nBad++;
+      for (j = 0; j < steps && it->bValid; j++) {
+        if (test_randn(&r, 2)) {
+          it->pMethods->xNext(it);
+          pos++;
+        } else {
+          it->pMethods->xPrev(it);
+          pos--;
+        }
+        if (!atRef(it, pos)) nBad++;
+        if (pos < 0 || pos >= nRef) break;
+      }
+    }
+    CHECK_EQ(nBad, 0);
+    CHECK_EQ(it->rc, STRATA_OK);
+    strataIterClose(pMerge);
+  }
+  for (i = 0; i < NCHILD; i++) strataMemtableUnref(apMem[i]);
+}
+
 static void test_merge_empty(void) {
   StrataIter *pMerge = NULL;
   Memtable *m;
@@ -214,6 +284,7 @@ static void test_level_iter(void) {
 
 int main(void) {
   RUN(test_merge_random);
+  RUN(test_merge_prefix_ties);
   RUN(test_merge_empty);
   RUN(test_merge_error);
   RUN(test_level_iter);
