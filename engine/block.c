@@ -38,8 +38,8 @@
 **   Prefix compression only decodes forward, so the first step back into a
 **   restart region decodes the region from its restart point up to the
 **   entry just before the current one, recording each entry (offsets, and
-**   a copy of its key in prevKeys); the following steps back within the
-**   region just pop the record. A backward scan thus decodes every entry
+**   its key, assembled in place in prevKeys from the key recorded before
+**   it); the following steps back within the region just pop the record. A backward scan thus decodes every entry
 **   once instead of restartInterval / 2 times on average. SeekLast fills
 **   the record of the last region the same way. The record is trusted only
 **   while its last entry is the current entry of the same block (Init
@@ -154,11 +154,11 @@ int strataBlockBuilderFinish(BlockBuilder *b, const u8 **ppOut, size_t *pnOut) {
 
 static const StrataIterMethods blockIterMethods;
 
-/* An entry of the reverse record (REVERSE). */
+/* An entry of the reverse record (REVERSE). Every entry of a record is in
+** the same restart region, iRestart's while the record is in use. */
 struct BlockPrevEntry {
-  u32 iCur;     /* offset of the entry */
-  u32 iRestart; /* its restart region */
-  u32 iKey;     /* its key is prevKeys.a[iKey .. iKey + nKey) */
+  u32 iCur; /* offset of the entry */
+  u32 iKey; /* its key is prevKeys.a[iKey .. iKey + nKey) */
   u32 nKey;
   u32 iVal; /* its value is aData[iVal .. iVal + nVal) */
   u32 nVal;
@@ -433,53 +433,110 @@ void strataBlockIterSeekFirst(BlockIter *it) {
   if (seekToRestart(it, 0)) parseNext(it);
 }
 
-/* Add the current entry to the reverse record. Returns 0 if memory for it
-** cannot be had (the record is then dropped: Prev works without it). */
-static int prevRecord(BlockIter *it) {
-  struct BlockPrevEntry *e;
-  if (it->nPrev == it->nPrevAlloc) {
+/* Make room in the reverse record for one more entry with a key of nKey
+** bytes (and 8 spare for word copies). Returns 0 if it cannot be had. */
+static int prevReserve(BlockIter *it, u32 n, size_t nKeyBytes, size_t nKey) {
+  if (n == it->nPrevAlloc) {
     u32 nNew = it->nPrevAlloc ? it->nPrevAlloc * 2 : 32;
     struct BlockPrevEntry *aNew = strataRealloc(it->aPrev, nNew * sizeof(*aNew));
     if (!aNew) return 0;
     it->aPrev = aNew;
     it->nPrevAlloc = nNew;
   }
-  /* 8 bytes spare for a word copy. */
-  if (it->prevKeys.n + it->base.nKey + 8 > it->prevKeys.nAlloc &&
-      strataBufReserve(&it->prevKeys, it->base.nKey + 8) != STRATA_OK) {
-    return 0;
+  if (nKeyBytes + nKey + 8 > it->prevKeys.nAlloc) {
+    it->prevKeys.n = nKeyBytes;
+    if (strataBufReserve(&it->prevKeys, nKey + 8) != STRATA_OK) return 0;
   }
-  e = &it->aPrev[it->nPrev++];
-  e->iCur = it->iCur;
-  e->iRestart = it->iRestart;
-  e->iKey = (u32)it->prevKeys.n;
-  e->nKey = (u32)it->base.nKey;
-  e->iVal = (u32)(it->base.pVal - it->aData);
-  e->nVal = (u32)it->base.nVal;
-  if (it->base.pKey != it->aKey || it->base.nKey + 8 <= it->nKeyAlloc)
-    copyWords(it->prevKeys.a + it->prevKeys.n, it->base.pKey, it->base.nKey);
-  else
-    memcpy(it->prevKeys.a + it->prevKeys.n, it->base.pKey, it->base.nKey);
-  it->prevKeys.n += it->base.nKey;
   return 1;
 }
 
-/* Decode from restart r through the entry that ends at offset stop (or the
-** last one before the end of the entries), recording each (REVERSE), and
-** leave the last one current. Returns 0 if no entry was decoded or on
-** damage (rc set) or end of the entries; then the iterator is invalid. */
-static int prevFill(BlockIter *it, u32 r, u32 stop) {
-  int bRecord = 1;
+/* prevFill without the record (its memory could not be had): decode from
+** restart r to the entry that ends at stop and leave it current. */
+static int prevFillSlow(BlockIter *it, u32 r, u32 stop) {
   it->nPrev = 0;
-  it->prevKeys.n = 0;
   if (!seekToRestart(it, r)) return 0;
   do {
     if (!parseNext(it)) return 0;
-    if (bRecord && !prevRecord(it)) {
-      bRecord = 0;
-      it->nPrev = 0;
-    }
   } while (it->iNext < stop);
+  return 1;
+}
+
+/* Decode restart region r from its restart point through the entry that
+** ends at offset stop (or the last entry before the end of the entries),
+** recording each (REVERSE), and leave the last one current. Each key is
+** assembled in its place in prevKeys, from the key recorded before it, so
+** an entry is decoded and copied once. Returns 0 if no entry was decoded or
+** on damage (rc set) or end of the entries; then the iterator is invalid. */
+static int prevFill(BlockIter *it, u32 r, u32 stop) {
+  const u8 *a = it->aData, *pLimit = a + it->nLimit;
+  u32 off, n = 0, iPrevKey = 0;
+  size_t nKeyBytes = 0, nPrevKey = 0;
+  /* In locals: the key copies are byte stores, which could alias the
+  ** iterator's fields as far as the compiler knows. */
+  struct BlockPrevEntry *aPrev = it->aPrev, *e;
+  u8 *aKeys = it->prevKeys.a;
+  u32 nPrevAlloc = it->nPrevAlloc;
+  size_t nKeysAlloc = it->prevKeys.nAlloc;
+  it->nPrev = 0;
+  it->prevKeys.n = 0;
+  setRestart(it, r);
+  off = restartAt(it, r);
+  if (off > it->nLimit) return blockCorrupt(it, "restart offset out of range", off);
+  do {
+    const u8 *p;
+    u8 *pKey;
+    u32 shared, unshared, nVal;
+    size_t nKey;
+    if (off >= it->nLimit) break;
+    if ((p = entryHeader(a + off, pLimit, &shared, &unshared, &nVal)) == NULL) {
+      return blockCorrupt(it, "bad entry header", off);
+    }
+    if (shared > nPrevKey) return blockCorrupt(it, "shared prefix too long", off);
+    if ((u64)unshared + nVal > (u64)(pLimit - p)) {
+      return blockCorrupt(it, "entry overruns the block", off);
+    }
+    nKey = (size_t)shared + unshared;
+    if (nKey < STRATA_TRAILER) return blockCorrupt(it, "key too short", off);
+    if (UNLIKELY(n == nPrevAlloc || nKeyBytes + nKey + 8 > nKeysAlloc)) {
+      if (!prevReserve(it, n, nKeyBytes, nKey)) return prevFillSlow(it, r, stop);
+      aPrev = it->aPrev;
+      nPrevAlloc = it->nPrevAlloc;
+      aKeys = it->prevKeys.a;
+      nKeysAlloc = it->prevKeys.nAlloc;
+    }
+    /* The shared bytes come from the key just before, which ends where
+    ** this one starts: a word copy may read past them into bytes it has
+    ** just written, but those land at or after pKey + shared, which the
+    ** unshared copy then overwrites. That one may read up to 7 bytes past
+    ** the key, as in parseNext. */
+    pKey = aKeys + nKeyBytes;
+    if (shared) copyWords(pKey, aKeys + iPrevKey, shared);
+    copyWords(pKey + shared, p, unshared);
+    e = &aPrev[n++];
+    e->iCur = off;
+    e->iKey = (u32)nKeyBytes;
+    e->nKey = (u32)nKey;
+    e->iVal = (u32)(p + unshared - a);
+    e->nVal = nVal;
+    iPrevKey = (u32)nKeyBytes;
+    nPrevKey = nKey;
+    nKeyBytes += nKey;
+    off = e->iVal + nVal;
+  } while (off < stop);
+  if (n == 0) {
+    it->base.bValid = 0;
+    return 0;
+  }
+  it->nPrev = n;
+  it->prevKeys.n = nKeyBytes;
+  e = &aPrev[n - 1];
+  it->base.pKey = aKeys + e->iKey;
+  it->base.nKey = e->nKey;
+  it->base.pVal = a + e->iVal;
+  it->base.nVal = e->nVal;
+  it->iCur = e->iCur;
+  it->iNext = off;
+  it->base.bValid = 1;
   return 1;
 }
 
@@ -535,8 +592,7 @@ void strataBlockIterPrev(BlockIter *it) {
     it->base.nVal = e->nVal;
     it->iCur = e->iCur;
     it->iNext = e->iVal + e->nVal;
-    setRestart(it, e->iRestart);
-    return;
+    return; /* same restart region */
   }
   while (restartAt(it, r) >= orig) {
     if (r == 0) {
