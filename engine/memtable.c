@@ -131,10 +131,18 @@ _Static_assert(offsetof(Memtable, head) == sizeof(MemLink) * MEM_MAX_HEIGHT,
 _Static_assert(sizeof(MemNode) % ARENA_ALIGN == 0, "keys must start aligned");
 _Static_assert(sizeof(ArenaBlock) % ARENA_ALIGN == 0, "block data must start aligned");
 
+/* Nodes a backward step may record (see ITERATOR). */
+#define MEM_BACK_MAX 128
+/* Highest level a backward step searches down to before walking level 0. */
+#define MEM_BACK_LEVEL 3
+
 struct MemIter {
   StrataIter base;
   Memtable *pMem;
   MemNode *pNode; /* current entry, NULL when not valid */
+  int nBack;      /* nodes in aBack */
+  int iBackLevel; /* level the next backward search stops at */
+  MemNode *aBack[MEM_BACK_MAX]; /* nodes before pNode, in order (ITERATOR) */
 };
 
 /* ARENA */
@@ -269,8 +277,9 @@ static MemNode *findGreaterOrEqual(Memtable *p, const u8 *pUkey, size_t nUkey, u
   }
 }
 
-/* The last node < (pUkey/nUkey, trailer), or the head if there is none. */
-static MemNode *findLessThan(Memtable *p, const u8 *pUkey, size_t nUkey, u64 trailer) {
+/* The last node of level iStop (or of the highest level, if that is lower)
+** that is < (pUkey/nUkey, trailer), or the head if there is none. */
+static MemNode *findLessThan(Memtable *p, const u8 *pUkey, size_t nUkey, u64 trailer, int iStop) {
   MemNode *x = &p->head;
   MemNode *pKnownGe = NULL;
   int i = atomic_load_explicit(&p->nHeight, memory_order_relaxed) - 1;
@@ -281,7 +290,7 @@ static MemNode *findLessThan(Memtable *p, const u8 *pUkey, size_t nUkey, u64 tra
       continue;
     }
     pKnownGe = pNext;
-    if (i == 0) return x;
+    if (i <= iStop) return x;
     i--;
   }
 }
@@ -547,7 +556,19 @@ u64 strataMemtableCount(const Memtable *p) {
 
 /* ITERATOR
 ** The current entry is a node pointer; the base fields point into the
-** arena, so they stay valid while the iterator (and its reference) lives. */
+** arena, so they stay valid while the iterator (and its reference) lives.
+**
+** Nodes have no back links, so a step back searches for the last node
+** before the current one. Rather than search from the head at every step,
+** it stops the search at level iBackLevel, walks level 0 from the node it
+** found up to the current one, and records the nodes passed in aBack (the
+** last MEM_BACK_MAX of them): the following steps back pop them, 4^level
+** of them on average per search. A recorded node y is used only if its
+** level-0 successor is still the current node, which proves it is the
+** predecessor now (nodes are never removed); a node inserted since the
+** walk breaks that link and the step searches again. Each search after
+** the first of a backward run stops one level higher, up to MEM_BACK_LEVEL
+** (64 nodes per search), so a single step back after a seek walks few. */
 
 static void iterSet(MemIter *pIter, MemNode *x) {
   StrataIter *b = &pIter->base;
@@ -567,15 +588,22 @@ static void iterSet(MemIter *pIter, MemNode *x) {
   }
 }
 
+/* A positioning other than a step back: the next backward run starts with
+** a short walk. */
+static inline void iterSeekSet(MemIter *pIter, MemNode *x) {
+  pIter->iBackLevel = 0;
+  iterSet(pIter, x);
+}
+
 static void memIterSeekFirst(StrataIter *pBase) {
   MemIter *pIter = (MemIter *)pBase;
-  iterSet(pIter, nodeNext(&pIter->pMem->head, 0));
+  iterSeekSet(pIter, nodeNext(&pIter->pMem->head, 0));
 }
 
 static void memIterSeekLast(StrataIter *pBase) {
   MemIter *pIter = (MemIter *)pBase;
   MemNode *x = findLast(pIter->pMem);
-  iterSet(pIter, x == &pIter->pMem->head ? NULL : x);
+  iterSeekSet(pIter, x == &pIter->pMem->head ? NULL : x);
 }
 
 /* First entry >= the internal key pKey/nKey. A key shorter than a trailer
@@ -589,7 +617,7 @@ static void memIterSeek(StrataIter *pBase, const u8 *pKey, size_t nKey) {
   } else {
     x = findGreaterOrEqual(pIter->pMem, pKey, nKey, UINT64_MAX, NULL);
   }
-  iterSet(pIter, x);
+  iterSeekSet(pIter, x);
 }
 
 static void memIterNext(StrataIter *pBase) {
@@ -597,14 +625,47 @@ static void memIterNext(StrataIter *pBase) {
   if (pIter->pNode) iterSet(pIter, nodeNext(pIter->pNode, 0));
 }
 
-/* No back links: search from the head for the last entry before this one. */
+/* Record the nodes from x (excluded if it is the head) up to but not
+** including pStop, which follows x on level 0. */
+static void backRecord(MemIter *pIter, MemNode *x, MemNode *pStop) {
+  int n = 0;
+  if (x == &pIter->pMem->head) x = nodeNext(x, 0);
+  while (x != pStop) {
+    if (n == MEM_BACK_MAX) {
+      /* Keep the newer half: only the nodes nearest pStop get used first. */
+      memcpy(pIter->aBack, pIter->aBack + MEM_BACK_MAX / 2, sizeof(MemNode *) * (MEM_BACK_MAX / 2));
+      n = MEM_BACK_MAX / 2;
+    }
+    pIter->aBack[n++] = x;
+    x = nodeNext(x, 0);
+  }
+  pIter->nBack = n;
+}
+
 static void memIterPrev(StrataIter *pBase) {
   MemIter *pIter = (MemIter *)pBase;
   MemNode *x = pIter->pNode;
   if (!x) return;
-  x = findLessThan(pIter->pMem, nodeKey(x), x->nKey - STRATA_TRAILER,
-                   strataGet64(nodeKey(x) + x->nKey - STRATA_TRAILER));
-  iterSet(pIter, x == &pIter->pMem->head ? NULL : x);
+  if (pIter->nBack > 0) {
+    MemNode *y = pIter->aBack[pIter->nBack - 1];
+    if (nodeNext(y, 0) == x) {
+      pIter->nBack--;
+      iterSet(pIter, y);
+      return;
+    }
+  }
+  {
+    MemNode *p = findLessThan(pIter->pMem, nodeKey(x), x->nKey - STRATA_TRAILER,
+                              strataGet64(nodeKey(x) + x->nKey - STRATA_TRAILER),
+                              pIter->iBackLevel);
+    if (pIter->iBackLevel < MEM_BACK_LEVEL) pIter->iBackLevel++;
+    backRecord(pIter, p, x);
+  }
+  if (pIter->nBack == 0) {
+    iterSet(pIter, NULL); /* x was the first */
+    return;
+  }
+  iterSet(pIter, pIter->aBack[--pIter->nBack]);
 }
 
 static void memIterClose(StrataIter *pBase) {
@@ -621,9 +682,10 @@ static const StrataIterMethods memIterMethods = {
 ** holds a reference to p until it is closed. STRATA_NOMEM if it cannot be
 ** allocated (*ppIter NULL then). Safe to use concurrently with Add. */
 int strataMemtableIterNew(Memtable *p, StrataIter **ppIter) {
-  MemIter *pIter = strataMallocZero(sizeof(MemIter));
+  MemIter *pIter = strataMalloc(sizeof(MemIter)); /* aBack needs no zeroing */
   *ppIter = NULL;
   if (!pIter) return strataErr(STRATA_NOMEM, "out of memory (memtable iterator)");
+  memset(pIter, 0, offsetof(MemIter, aBack));
   pIter->base.pMethods = &memIterMethods;
   pIter->pMem = p;
   strataMemtableRef(p);

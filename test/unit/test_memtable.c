@@ -5,7 +5,8 @@
 ** values and deletions; edge-case keys (empty, prefixes of each other, zero
 ** bytes, keys that tie on their first 8 bytes); a 64 KiB key and a value
 ** over 1 MiB; iteration forward, backward and by seek against a sorted
-** reference array of 100k random entries; seeks before the start and past
+** reference array of 100k random entries; backward steps with keys added
+** between them; seeks before the start and past
 ** the end; reference counting (an iterator outlives the creator's
 ** reference); allocation failures (STRATA_NOMEM, memtable unchanged) and
 ** oversized lengths (STRATA_TOOBIG); one writer racing two lock-free
@@ -536,6 +537,86 @@ static void test_random_vs_reference(void) {
   free(aKeyMem);
 }
 
+/* Backward steps while new keys are added between them (an iterator may
+** run alongside Adds): every step must land on the predecessor as of that
+** moment, whether an earlier step recorded it or it was added since, with
+** forward zig-zags and seeks in between. */
+static int keyIs(const StrataIter *it, int k) {
+  char z[16];
+  int n = snprintf(z, sizeof z, "%07d", k);
+  return it->bValid && it->nKey == (size_t)n + 8 && memcmp(it->pKey, z, (size_t)n) == 0;
+}
+
+static void test_reverse_inserts(void) {
+  enum { N = 20000, SPACE = 4 * N };
+  static u8 aHave[SPACE];
+  Memtable *p = NULL;
+  StrataIter *it = NULL;
+  TestRng rng;
+  u64 seq = 0;
+  int i, cur, nBad = 0, nStep = 0, nRound;
+  test_srand(&rng, test_seed("memtable reverse"));
+  memset(aHave, 0, sizeof aHave);
+  CHECK_EQ(strataMemtableNew(&p), STRATA_OK);
+  for (i = 0; i < SPACE; i += 4) {
+    char z[16];
+    snprintf(z, sizeof z, "%07d", i);
+    CHECK_EQ(addStr(p, ++seq, STRATA_TYPE_VALUE, z, "v"), STRATA_OK);
+    aHave[i] = 1;
+  }
+  CHECK_EQ(strataMemtableIterNew(p, &it), STRATA_OK);
+  for (nRound = 0; nRound < 3; nRound++) {
+    if (nRound == 0) {
+      it->pMethods->xSeekLast(it);
+      cur = SPACE - 1;
+    } else {
+      /* From a seek to a random present key. */
+      char z[16];
+      u8 k[32];
+      int n;
+      cur = (int)test_randn(&rng, SPACE);
+      while (!aHave[cur]) cur--; /* key 0 is present */
+      n = snprintf(z, sizeof z, "%07d", cur);
+      it->pMethods->xSeek(it, k, mkIkey(k, z, (size_t)n, STRATA_MAX_SEQ, STRATA_TYPE_VALUE));
+    }
+    while (cur >= 0 && !aHave[cur]) cur--;
+    while (cur >= 0 && nBad < 3) {
+      int r = (int)test_randn(&rng, 16);
+      if (!keyIs(it, cur)) nBad++;
+      if (r < 3 && cur > 0) {
+        /* Just before the current key, or anywhere. */
+        int k = r < 2 ? cur - 1 - (int)test_randn(&rng, 3) : (int)test_randn(&rng, SPACE);
+        if (k >= 0 && !aHave[k]) {
+          char z[16];
+          snprintf(z, sizeof z, "%07d", k);
+          CHECK_EQ(addStr(p, ++seq, STRATA_TYPE_VALUE, z, "n"), STRATA_OK);
+          aHave[k] = 1;
+        }
+      } else if (r == 3) {
+        /* Forward and back again. */
+        int nx = cur + 1;
+        while (nx < SPACE && !aHave[nx]) nx++;
+        it->pMethods->xNext(it);
+        if (nx < SPACE ? !keyIs(it, nx) : it->bValid) nBad++;
+        if (it->bValid) {
+          it->pMethods->xPrev(it);
+        } else {
+          it->pMethods->xSeekLast(it); /* cur is the last key */
+        }
+        if (!keyIs(it, cur)) nBad++;
+      }
+      it->pMethods->xPrev(it);
+      nStep++;
+      do cur--; while (cur >= 0 && !aHave[cur]);
+    }
+    if (cur < 0 && it->bValid) nBad++;
+  }
+  CHECK_EQ(nBad, 0);
+  CHECK(nStep > N);
+  strataIterClose(it);
+  strataMemtableUnref(p);
+}
+
 /* Insert orders that take the writer's splice path (ascending runs) or
 ** leave it at once (descending, versions of one key, jitter), checked
 ** against the sorted reference. */
@@ -992,6 +1073,7 @@ int main(void) {
   RUN(test_edge_keys);
   RUN(test_large);
   RUN(test_random_vs_reference);
+  RUN(test_reverse_inserts);
   RUN(test_insert_patterns);
   RUN(test_refcount);
   RUN(test_nomem);
