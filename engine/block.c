@@ -154,16 +154,6 @@ int strataBlockBuilderFinish(BlockBuilder *b, const u8 **ppOut, size_t *pnOut) {
 
 static const StrataIterMethods blockIterMethods;
 
-/* An entry of the reverse record (REVERSE). Every entry of a record is in
-** the same restart region, iRestart's while the record is in use. */
-struct BlockPrevEntry {
-  u32 iCur; /* offset of the entry */
-  u32 iKey; /* its key is prevKeys.a[iKey .. iKey + nKey) */
-  u32 nKey;
-  u32 iVal; /* its value is aData[iVal .. iVal + nVal) */
-  u32 nVal;
-};
-
 static inline u32 restartAt(const BlockIter *it, u32 i) {
   return strataGet32(it->aRestart + 4 * (size_t)i);
 }
@@ -263,11 +253,8 @@ static inline void restartFollow(BlockIter *it) {
   }
 }
 
-/* Copy n bytes in 8-byte words: may read and write up to 7 bytes past
-** the end of both. */
-static inline void copyWords(u8 *pDst, const u8 *pSrc, size_t n) {
-  size_t i;
-  for (i = 0; i < n; i += 8) strataPut64(pDst + i, strataGet64(pSrc + i));
+void strataBlockIterFollowRestart(BlockIter *it) {
+  restartFollow(it);
 }
 
 /* Decode the entry at iNext and make it current. Returns 1 if positioned;
@@ -316,7 +303,7 @@ static inline __attribute__((always_inline)) int parseNext(BlockIter *it) {
     ** count (8 bytes at least) follow pLimit: a word copy may overrun the
     ** source, and does not overrun the key buffer if it has 7 bytes spare. */
     if (LIKELY(nKey + 8 <= it->nKeyAlloc))
-      copyWords(it->aKey + shared, p, unshared);
+      strataBlockCopyWords(it->aKey + shared, p, unshared);
     else
       memcpy(it->aKey + shared, p, unshared);
     it->base.pKey = it->aKey;
@@ -363,7 +350,7 @@ static void seekScan(BlockIter *it, const u8 *pKey, size_t nKey) {
       pK = p;
     } else {
       if (pK != aKey) memcpy(aKey, pK, shared);
-      copyWords(aKey + shared, p, unshared); /* safe: see parseNext */
+      strataBlockCopyWords(aKey + shared, p, unshared); /* safe: see parseNext */
       pK = aKey;
     }
     nK = nk;
@@ -510,8 +497,8 @@ static int prevFill(BlockIter *it, u32 r, u32 stop) {
     ** unshared copy then overwrites. That one may read up to 7 bytes past
     ** the key, as in parseNext. */
     pKey = aKeys + nKeyBytes;
-    if (shared) copyWords(pKey, aKeys + iPrevKey, shared);
-    copyWords(pKey + shared, p, unshared);
+    if (shared) strataBlockCopyWords(pKey, aKeys + iPrevKey, shared);
+    strataBlockCopyWords(pKey + shared, p, unshared);
     e = &aPrev[n++];
     e->iCur = off;
     e->iKey = (u32)nKeyBytes;
@@ -583,17 +570,7 @@ void strataBlockIterNext(BlockIter *it) {
 void strataBlockIterPrev(BlockIter *it) {
   u32 orig = it->iCur, r = it->iRestart;
   if (!it->base.bValid) return;
-  if (it->nPrev > 1 && it->aPrev[it->nPrev - 1].iCur == orig) {
-    /* The entry before is recorded: no decoding. */
-    const struct BlockPrevEntry *e = &it->aPrev[--it->nPrev - 1];
-    it->base.pKey = it->prevKeys.a + e->iKey;
-    it->base.nKey = e->nKey;
-    it->base.pVal = it->aData + e->iVal;
-    it->base.nVal = e->nVal;
-    it->iCur = e->iCur;
-    it->iNext = e->iVal + e->nVal;
-    return; /* same restart region */
-  }
+  if (strataBlockIterStepBack(it)) return;
   while (restartAt(it, r) >= orig) {
     if (r == 0) {
       it->base.bValid = 0; /* before the first entry */

@@ -51,6 +51,17 @@ static inline int strataBlockBuilderEmpty(const BlockBuilder *b) {
   return b->nEntries == 0;
 }
 
+/* An entry of the reverse record (REVERSE in block.c). Every entry of a
+** record is in the same restart region, iRestart's while the record is in
+** use. */
+struct BlockPrevEntry {
+  u32 iCur; /* offset of the entry */
+  u32 iKey; /* its key is prevKeys.a[iKey .. iKey + nKey) */
+  u32 nKey;
+  u32 iVal; /* its value is aData[iVal .. iVal + nVal) */
+  u32 nVal;
+};
+
 /* ITERATOR. A BlockIter reads a block it does not own: the block bytes must
 ** stay unchanged while the iterator uses them. It may live on the stack or
 ** inside another object (no allocation moving forward unless a key is
@@ -80,6 +91,70 @@ typedef struct BlockIter {
   StrataBuf prevKeys; /* their keys, back to back */
   u8 aKeyInline[BLOCK_INLINE_KEY];
 } BlockIter;
+
+/* Copy n bytes in 8-byte words: may read and write up to 7 bytes past
+** the end of both. */
+static inline void strataBlockCopyWords(u8 *pDst, const u8 *pSrc, size_t n) {
+  size_t i;
+  for (i = 0; i < n; i += 8) strataPut64(pDst + i, strataGet64(pSrc + i));
+}
+
+/* Move iRestart to the region of the current entry (for strataBlockIterStep). */
+void strataBlockIterFollowRestart(BlockIter *it);
+
+/* The common case of strataBlockIterNext, inline for the table iterator's
+** step: the iterator is valid, the next entry has one-byte lengths and a
+** key that fits the key buffer with room for word copies, and it either
+** starts a restart region or extends a key already in the buffer. Returns
+** 1 if it stepped; 0 (nothing changed) if the caller must use
+** strataBlockIterNext, which handles every case, the end of the entries
+** and damage included. */
+static inline int strataBlockIterStep(BlockIter *it) {
+  const u8 *a = it->aData, *p = a + it->iNext, *pLimit = a + it->nLimit;
+  u32 shared, unshared, nVal;
+  size_t nKey;
+  /* Also false at the end of the entries (p == pLimit). */
+  if (pLimit - p < 3 || (p[0] | p[1] | p[2]) >= 0x80) return 0;
+  shared = p[0];
+  unshared = p[1];
+  nVal = p[2];
+  p += 3;
+  nKey = (size_t)shared + unshared;
+  if (shared > it->base.nKey || (size_t)unshared + nVal > (size_t)(pLimit - p) ||
+      nKey < STRATA_TRAILER || nKey + 8 > it->nKeyAlloc) {
+    return 0;
+  }
+  if (shared == 0) {
+    it->base.pKey = p; /* whole key in the block: used in place */
+  } else {
+    if (it->base.pKey != it->aKey) return 0; /* the previous key was in place */
+    strataBlockCopyWords(it->aKey + shared, p, unshared); /* safe: see parseNext */
+  }
+  it->base.nKey = nKey;
+  it->base.pVal = p + unshared;
+  it->base.nVal = nVal;
+  it->iCur = it->iNext;
+  it->iNext = (u32)(p + unshared + nVal - a);
+  if (UNLIKELY(it->iCur >= it->iRestartNext)) strataBlockIterFollowRestart(it);
+  return 1;
+}
+
+/* The common case of strataBlockIterPrev, inline: the iterator is valid
+** and the entry before the current one is in the reverse record. Returns 1
+** if it stepped back; 0 (nothing changed) if the caller must use
+** strataBlockIterPrev. */
+static inline int strataBlockIterStepBack(BlockIter *it) {
+  const struct BlockPrevEntry *e;
+  if (it->nPrev < 2 || it->aPrev[it->nPrev - 1].iCur != it->iCur) return 0;
+  e = &it->aPrev[--it->nPrev - 1];
+  it->base.pKey = it->prevKeys.a + e->iKey;
+  it->base.nKey = e->nKey;
+  it->base.pVal = it->aData + e->iVal;
+  it->base.nVal = e->nVal;
+  it->iCur = e->iCur;
+  it->iNext = e->iVal + e->nVal;
+  return 1; /* same restart region */
+}
 
 /* Point it at block a/n (keeping any buffers). Unpositioned afterwards;
 ** a structurally impossible block (restart array) sets base.rc =

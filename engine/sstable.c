@@ -1364,20 +1364,30 @@ static void sstIterSeek(StrataIter *p, const u8 *pKey, size_t nKey) {
   sstIterSkipForward(it);
 }
 
-/* A step that stayed inside the data block: publish its entry directly.
-** Returns 0 (nothing published) if the block iterator ran off its block. */
-static inline int sstIterTakeBlockEntry(SstIter *it) {
-  if (!it->data.base.bValid) return 0;
+/* Publish the entry of a data iterator that stepped within its block. */
+static inline void sstIterCopyEntry(SstIter *it) {
   it->base.pKey = it->data.base.pKey;
   it->base.nKey = it->data.base.nKey;
   it->base.pVal = it->data.base.pVal;
   it->base.nVal = it->data.base.nVal;
+}
+
+/* A step that stayed inside the data block: publish its entry directly.
+** Returns 0 (nothing published) if the block iterator ran off its block. */
+static inline int sstIterTakeBlockEntry(SstIter *it) {
+  if (!it->data.base.bValid) return 0;
+  sstIterCopyEntry(it);
   return 1;
 }
 
 static void sstIterNext(StrataIter *p) {
   SstIter *it = (SstIter *)p;
   if (!it->base.bValid) return;
+  /* A valid table iterator has a valid data iterator. */
+  if (LIKELY(strataBlockIterStep(&it->data))) {
+    sstIterCopyEntry(it);
+    return;
+  }
   strataBlockIterNext(&it->data);
   if (LIKELY(sstIterTakeBlockEntry(it))) return;
   sstIterSkipForward(it);
@@ -1386,6 +1396,10 @@ static void sstIterNext(StrataIter *p) {
 static void sstIterPrev(StrataIter *p) {
   SstIter *it = (SstIter *)p;
   if (!it->base.bValid) return;
+  if (LIKELY(strataBlockIterStepBack(&it->data))) {
+    sstIterCopyEntry(it);
+    return;
+  }
   strataBlockIterPrev(&it->data);
   if (LIKELY(sstIterTakeBlockEntry(it))) return;
   sstIterSkipBackward(it);

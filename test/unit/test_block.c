@@ -162,6 +162,36 @@ static void checkBlock(const Ref *r, int restartInterval, TestRng *rng) {
   CHECK_EQ(it->rc, STRATA_OK);
   CHECK_EQ(nBad, 0);
 
+  /* Both ways again through the inline steps the table iterator uses,
+  ** falling back to Next/Prev where they decline, as it does. */
+  {
+    BlockIter *bi = (BlockIter *)it;
+    int nFast = 0;
+    strataBlockIterSeekFirst(bi);
+    for (i = 0; i < r->n; i++) {
+      if (!atRef(it, r, i)) nBad++;
+      if (strataBlockIterStep(bi)) {
+        nFast++;
+      } else {
+        strataBlockIterNext(bi);
+      }
+    }
+    CHECK(!it->bValid);
+    strataBlockIterSeekLast(bi);
+    for (i = r->n - 1; i >= 0; i--) {
+      if (!atRef(it, r, i)) nBad++;
+      if (strataBlockIterStepBack(bi)) {
+        nFast++;
+      } else {
+        strataBlockIterPrev(bi);
+      }
+    }
+    CHECK(!it->bValid);
+    CHECK_EQ(it->rc, STRATA_OK);
+    CHECK_EQ(nBad, 0);
+    if (r->n > 100 && restartInterval > 1) CHECK(nFast > r->n / 2);
+  }
+
   /* Backward again, on an iterator that cannot allocate its reverse record
   ** (the forward scan first grows its key buffer): the same entries. */
   {
