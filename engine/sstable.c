@@ -1177,6 +1177,8 @@ typedef struct SstIter {
   StrataBuf ra;  /* readahead window: file bytes [raOff, raOff + ra.n) */
   u64 raOff;
   int nForward; /* consecutive forward block moves (drives readahead) */
+  BlockCache *pHoldCache; /* strataSstIterHold: released at close */
+  CacheHandle *pHold;
 } SstIter;
 
 /* Make the iterator invalid with error rc (sticky). */
@@ -1419,15 +1421,28 @@ static void sstIterFree(SstIter *it) {
 static void sstIterClose(StrataIter *p) {
   SstIter *it = (SstIter *)p;
   SstSpare *s = &sstSpare;
+  BlockCache *pHoldCache = it->pHoldCache;
+  CacheHandle *pHold = it->pHold;
   sstUnpinBlock(it->r, &it->ref);
   /* Keep it for the next strataSstIterNew of this thread, without a
   ** readahead window (up to SST_READAHEAD_MAX) that a point seek never uses. */
   if (s->pIter == NULL && sstSpareRegister(s)) {
     if (it->ra.nAlloc > SST_SPARE_LARGEST) strataBufFree(&it->ra);
     s->pIter = it;
-    return;
+  } else {
+    sstIterFree(it);
   }
-  sstIterFree(it);
+  /* Last: this may close the reader. */
+  if (pHold) strataCacheRelease(pHoldCache, pHold);
+}
+
+/* Make pIter release h (pinned in c) when it is closed: the caller's pin
+** on the table cache entry that keeps the reader open, so that no wrapper
+** iterator is needed between the table iterator and its user. */
+void strataSstIterHold(StrataIter *pIter, BlockCache *c, CacheHandle *h) {
+  SstIter *it = (SstIter *)pIter;
+  it->pHoldCache = c;
+  it->pHold = h;
 }
 
 static const StrataIterMethods sstIterMethods = {sstIterSeekFirst, sstIterSeekLast, sstIterSeek,
@@ -1448,6 +1463,8 @@ int strataSstIterNew(SstReader *r, int bFillCache, StrataIter **ppIter) {
     it->raw.n = it->dec.n = it->ra.n = 0;
     it->raOff = 0;
     it->nForward = 0;
+    it->pHoldCache = NULL;
+    it->pHold = NULL;
   } else {
     it = strataMallocZero(sizeof(*it));
     if (!it) return strataErr(STRATA_NOMEM, "out of memory");

@@ -499,6 +499,9 @@ int strataSstGet(SstReader *r, const u8 *pUkey, size_t nUkey, u64 seq, StrataRea
 /* An iterator over the table's internal keys. bFillCache = 0 leaves the
 ** cache unchanged by blocks it reads (for compaction and scans). */
 int strataSstIterNew(SstReader *r, int bFillCache, StrataIter **ppIter);
+/* Make a table iterator release h, pinned in cache c, when it is closed
+** (after it is done with its reader, which h may keep open). */
+void strataSstIterHold(StrataIter *pIter, BlockCache *c, CacheHandle *h);
 /* Check every block's checksum and the key order (tools, tests). */
 int strataSstVerify(SstReader *r);
 

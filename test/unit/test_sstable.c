@@ -929,6 +929,11 @@ static void test_sst_write_faults(void) {
 /* ------------------------------------------------------------------ */
 /* CACHE */
 
+static int nHoldFreed;
+static void holdFree(void *p) {
+  (*(int *)p)++;
+}
+
 static void test_sst_cache(void) {
   TestRng rng;
   Model m;
@@ -954,6 +959,25 @@ static void test_sst_cache(void) {
   CHECK_EQ(strataCacheCount(c), 1);
   CHECK_EQ(strataCacheUsage(c), strataSstMemoryUsage(r));
   CHECK(strataSstMemoryUsage(r) > 1000);
+
+  /* An iterator holding a pinned handle (as a table cache entry keeps the
+  ** reader open) lets go of it when closed, not before. */
+  {
+    u64 idHold = strataCacheNewId(c);
+    CacheHandle *h = strataCacheInsert(c, idHold, 0, &nHoldFreed, 1, holdFree);
+    nHoldFreed = 0;
+    CHECK(h != NULL);
+    CHECK_EQ(strataSstIterNew(r, 0, &it), STRATA_OK);
+    if (h && it) {
+      strataSstIterHold(it, c, h);
+      it->pMethods->xSeekFirst(it);
+      CHECK(it->bValid);
+      strataCacheErase(c, idHold, 0); /* out of the cache, still pinned */
+      CHECK_EQ(nHoldFreed, 0);
+      strataIterClose(it);
+      CHECK_EQ(nHoldFreed, 1);
+    }
+  }
 
   /* A scan that does not fill leaves the cache as it was. */
   CHECK_EQ(strataSstIterNew(r, 0, &it), STRATA_OK);
