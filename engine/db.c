@@ -139,57 +139,6 @@ static int tableGet(strata *db, const FileMeta *f, CacheHandle **ppH) {
   return STRATA_OK;
 }
 
-/* An sstable iterator that keeps its table pinned in the table cache. */
-typedef struct TableIter {
-  StrataIter base;
-  StrataIter *pInner;
-  strata *db;
-  CacheHandle *h;
-} TableIter;
-
-static inline void tablePublish(TableIter *t) {
-  StrataIter *in = t->pInner;
-  t->base.bValid = in->bValid;
-  t->base.rc = in->rc;
-  t->base.pKey = in->pKey;
-  t->base.nKey = in->nKey;
-  t->base.pVal = in->pVal;
-  t->base.nVal = in->nVal;
-}
-static void tiSeekFirst(StrataIter *p) {
-  TableIter *t = (TableIter *)p;
-  t->pInner->pMethods->xSeekFirst(t->pInner);
-  tablePublish(t);
-}
-static void tiSeekLast(StrataIter *p) {
-  TableIter *t = (TableIter *)p;
-  t->pInner->pMethods->xSeekLast(t->pInner);
-  tablePublish(t);
-}
-static void tiSeek(StrataIter *p, const u8 *k, size_t n) {
-  TableIter *t = (TableIter *)p;
-  t->pInner->pMethods->xSeek(t->pInner, k, n);
-  tablePublish(t);
-}
-static void tiNext(StrataIter *p) {
-  TableIter *t = (TableIter *)p;
-  t->pInner->pMethods->xNext(t->pInner);
-  tablePublish(t);
-}
-static void tiPrev(StrataIter *p) {
-  TableIter *t = (TableIter *)p;
-  t->pInner->pMethods->xPrev(t->pInner);
-  tablePublish(t);
-}
-static void tiClose(StrataIter *p) {
-  TableIter *t = (TableIter *)p;
-  strataIterClose(t->pInner);
-  strataCacheRelease(t->db->pTableCache, t->h);
-  strataFreeMem(t);
-}
-static const StrataIterMethods tableIterMethods = {tiSeekFirst, tiSeekLast, tiSeek,
-                                                   tiNext,      tiPrev,     tiClose};
-
 typedef struct TableIterCtx {
   strata *db;
   int bFillCache;
@@ -197,25 +146,16 @@ typedef struct TableIterCtx {
 
 int strataDbTableIter(strata *db, FileMeta *f, int bFillCache, StrataIter **ppIter) {
   CacheHandle *h = NULL;
-  TableIter *t;
   int rc = tableGet(db, f, &h);
   *ppIter = NULL;
   if (rc) return rc;
-  t = strataMallocZero(sizeof(*t));
-  if (!t) {
-    strataCacheRelease(db->pTableCache, h);
-    return strataErr(STRATA_NOMEM, "out of memory");
-  }
-  rc = strataSstIterNew((SstReader *)strataCacheValue(h), bFillCache, &t->pInner);
+  rc = strataSstIterNew((SstReader *)strataCacheValue(h), bFillCache, ppIter);
   if (rc) {
     strataCacheRelease(db->pTableCache, h);
-    strataFreeMem(t);
     return rc;
   }
-  t->base.pMethods = &tableIterMethods;
-  t->db = db;
-  t->h = h;
-  *ppIter = &t->base;
+  /* The iterator keeps the table open, and lets go of it when closed. */
+  strataSstIterHold(*ppIter, db->pTableCache, h);
   return STRATA_OK;
 }
 
