@@ -86,13 +86,16 @@ static inline void slotSet(MergeSlot *s, StrataIter *c) {
 
 /* 1 if a is above b in the heap: it sorts first (bFwd) or last. Callers
 ** pass a constant bFwd so that each direction gets its own code. */
+static __attribute__((noinline)) int slotTieBefore(const MergeSlot *a, const MergeSlot *b,
+                                                   int bFwd) {
+  int c = strataIkeyCompare(a->c->pKey, a->c->nKey, b->c->pKey, b->c->nKey);
+  return bFwd ? c < 0 : c > 0;
+}
+
 static inline __attribute__((always_inline)) int slotBefore(const MergeSlot *a,
                                                             const MergeSlot *b, int bFwd) {
   if (LIKELY(a->pfx != b->pfx)) return bFwd ? a->pfx < b->pfx : a->pfx > b->pfx;
-  {
-    int c = strataIkeyCompare(a->c->pKey, a->c->nKey, b->c->pKey, b->c->nKey);
-    return bFwd ? c < 0 : c > 0;
-  }
+  return slotTieBefore(a, b, bFwd); /* out of line: keeps the step's registers few */
 }
 
 static inline __attribute__((always_inline)) void heapSiftDownDir(MergeIter *m, int i, int bFwd) {
@@ -202,8 +205,15 @@ static inline __attribute__((always_inline)) void mergeStep(MergeIter *m, int bF
         h[j] = x;
         if (2 * j + 1 < m->nHeap) heapSiftDownDir(m, j, bFwd);
         m->iSecond = 0;
+        c = h[0].c;
       }
     }
+    /* Valid before and after the step, without an error: publish c. */
+    m->base.pKey = c->pKey;
+    m->base.nKey = c->nKey;
+    m->base.pVal = c->pVal;
+    m->base.nVal = c->nVal;
+    return;
   } else {
     h[0] = h[--m->nHeap];
     if (m->nHeap) heapSiftDownDir(m, 0, bFwd);
