@@ -62,6 +62,17 @@
 **   moving forward reads ahead: after two consecutive blocks it reads a
 **   window of several blocks at once, doubling up to SST_READAHEAD_MAX.
 **
+** SCANS
+**
+**   An iterator asked to fill the cache stops adding the blocks it reads
+**   once it has moved through SST_SCAN_NOFILL consecutive blocks in one
+**   direction (it still uses blocks that are in the cache), and from there
+**   on reads ahead like a scan that does not fill. A long scan would only
+**   push out the blocks that lookups and short range reads keep using, for
+**   blocks it will not come back to; and inserting a block and evicting
+**   another costs more than reading it. A seek starts the count again, so
+**   short range reads (a few blocks) are cached as before.
+**
 ** THREADS
 **
 **   A reader is immutable after open: any number of threads may call Get and
@@ -92,6 +103,9 @@
 #define SST_MAX_BLOCK_SIZE (256u * 1024 * 1024) /* nBlockSize is clamped to this */
 #define SST_READAHEAD_MIN (16 * 1024)
 #define SST_READAHEAD_MAX (256 * 1024)
+/* Consecutive block moves in one direction after which an iterator stops
+** adding the blocks it reads to the cache (SCANS). */
+#define SST_SCAN_NOFILL 16
 #define SST_LOOKUP_STACK 512 /* lookup keys up to this size need no allocation */
 
 /* A decoded data block as held in the cache: one allocation. */
@@ -1176,10 +1190,17 @@ typedef struct SstIter {
   StrataBuf dec; /* decoded bytes of a compressed one */
   StrataBuf ra;  /* readahead window: file bytes [raOff, raOff + ra.n) */
   u64 raOff;
-  int nForward; /* consecutive forward block moves (drives readahead) */
+  int nForward;  /* consecutive forward block moves (drives readahead) */
+  int nBackward; /* consecutive backward block moves */
   BlockCache *pHoldCache; /* strataSstIterHold: released at close */
   CacheHandle *pHold;
 } SstIter;
+
+/* 1 if blocks the iterator reads go into the cache: it was asked to fill
+** it, and is not deep into a scan (SCANS). */
+static inline int sstIterFills(const SstIter *it) {
+  return it->bFillCache && it->nForward < SST_SCAN_NOFILL && it->nBackward < SST_SCAN_NOFILL;
+}
 
 /* Make the iterator invalid with error rc (sticky). */
 static void sstIterFail(SstIter *it, int rc) {
@@ -1197,7 +1218,7 @@ static int sstIterReadBlock(SstIter *it, u64 off, u64 size, const u8 **pp, size_
   u32 crc;
   if (off >= it->raOff && off + nRaw <= it->raOff + it->ra.n) {
     aRaw = it->ra.a + (off - it->raOff);
-  } else if (!it->bFillCache && it->nForward >= 2) {
+  } else if (!sstIterFills(it) && it->nForward >= 2) {
     /* Read a window of blocks starting here, growing as the scan goes on. */
     u64 nWant = (u64)SST_READAHEAD_MIN << (it->nForward - 2 > 4 ? 4 : it->nForward - 2);
     size_t nRead = 0;
@@ -1256,7 +1277,7 @@ static int sstIterLoad(SstIter *it) {
   if (it->bBlock && off == it->blockOff) return 0;
   sstUnpinBlock(r, &it->ref);
   it->bBlock = 0;
-  if (r->pCache && it->bFillCache) {
+  if (r->pCache && sstIterFills(it)) {
     rc = sstPinBlock(r, off, size, 1, &it->ref); /* from the cache, or read and inserted */
     a = it->ref.a;
     n = it->ref.n;
@@ -1318,6 +1339,7 @@ static void sstIterSkipForward(SstIter *it) {
     strataBlockIterNext(&it->index);
     if (!sstIterIndexOk(it)) return;
     it->nForward++;
+    it->nBackward = 0;
     if (sstIterLoad(it)) return;
     strataBlockIterSeekFirst(&it->data);
   }
@@ -1329,6 +1351,7 @@ static void sstIterSkipBackward(SstIter *it) {
     strataBlockIterPrev(&it->index);
     if (!sstIterIndexOk(it)) return;
     it->nForward = 0;
+    it->nBackward++;
     if (sstIterLoad(it)) return;
     strataBlockIterSeekLast(&it->data);
   }
@@ -1338,7 +1361,7 @@ static void sstIterSkipBackward(SstIter *it) {
 static void sstIterSeekFirst(StrataIter *p) {
   SstIter *it = (SstIter *)p;
   if (it->base.rc) return;
-  it->nForward = 0;
+  it->nForward = it->nBackward = 0;
   strataBlockIterSeekFirst(&it->index);
   if (!sstIterIndexOk(it) || sstIterLoad(it)) return;
   strataBlockIterSeekFirst(&it->data);
@@ -1348,7 +1371,7 @@ static void sstIterSeekFirst(StrataIter *p) {
 static void sstIterSeekLast(StrataIter *p) {
   SstIter *it = (SstIter *)p;
   if (it->base.rc) return;
-  it->nForward = 0;
+  it->nForward = it->nBackward = 0;
   strataBlockIterSeekLast(&it->index);
   if (!sstIterIndexOk(it) || sstIterLoad(it)) return;
   strataBlockIterSeekLast(&it->data);
@@ -1358,7 +1381,7 @@ static void sstIterSeekLast(StrataIter *p) {
 static void sstIterSeek(StrataIter *p, const u8 *pKey, size_t nKey) {
   SstIter *it = (SstIter *)p;
   if (it->base.rc) return;
-  it->nForward = 0;
+  it->nForward = it->nBackward = 0;
   sstIndexSeek(it->r, &it->index, pKey, nKey);
   if (!sstIterIndexOk(it)) return;
   if (sstIterLoad(it)) return;
@@ -1462,7 +1485,7 @@ int strataSstIterNew(SstReader *r, int bFillCache, StrataIter **ppIter) {
     memset(&it->ref, 0, sizeof(it->ref));
     it->raw.n = it->dec.n = it->ra.n = 0;
     it->raOff = 0;
-    it->nForward = 0;
+    it->nForward = it->nBackward = 0;
     it->pHoldCache = NULL;
     it->pHold = NULL;
   } else {

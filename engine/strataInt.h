@@ -497,7 +497,9 @@ size_t strataSstMemoryUsage(const SstReader *r);
 int strataSstGet(SstReader *r, const u8 *pUkey, size_t nUkey, u64 seq, StrataReadStats *pStats,
                  int *pFound, int *pType, StrataBuf *pVal);
 /* An iterator over the table's internal keys. bFillCache = 0 leaves the
-** cache unchanged by blocks it reads (for compaction and scans). */
+** cache unchanged by blocks it reads (for compaction and scans); with 1 it
+** adds them, except those past the first few of a long run of consecutive
+** blocks (see SCANS in sstable.c). */
 int strataSstIterNew(SstReader *r, int bFillCache, StrataIter **ppIter);
 /* Make a table iterator release h, pinned in cache c, when it is closed
 ** (after it is done with its reader, which h may keep open). */

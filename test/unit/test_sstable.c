@@ -985,11 +985,32 @@ static void test_sst_cache(void) {
   CHECK_EQ(n, m.n);
   strataIterClose(it);
   CHECK_EQ(strataCacheCount(c), 1);
-  /* A filling scan caches every block; charge covers the decoded blocks. */
+  /* A filling scan caches its first blocks, then, being a long scan, stops
+  ** adding them; backward too. */
+  CHECK(nBlocks > 30);
   CHECK_EQ(strataSstIterNew(r, 1, &it), STRATA_OK);
   for (n = 0, it->pMethods->xSeekFirst(it); it->bValid; it->pMethods->xNext(it)) n++;
   CHECK_EQ(n, m.n);
+  CHECK(strataCacheCount(c) > 1 + 4);
+  CHECK(strataCacheCount(c) < 1 + nBlocks / 2);
+  strataCacheEraseId(c, id);
+  for (n = 0, it->pMethods->xSeekLast(it); it->bValid; it->pMethods->xPrev(it)) n++;
+  CHECK_EQ(n, m.n);
+  CHECK(strataCacheCount(c) > 4);
+  CHECK(strataCacheCount(c) < nBlocks / 2);
+  /* Short range reads (a seek, a few steps) fill it, however many there
+  ** are; charge covers the decoded blocks. */
+  for (i = 0; i < m.n; i += 7) {
+    int j;
+    it->pMethods->xSeek(it, m.a[i].k, m.a[i].nk);
+    for (j = 0; j < 20 && it->bValid; j++) it->pMethods->xNext(it);
+  }
+  CHECK_EQ(it->rc, STRATA_OK);
   strataIterClose(it);
+  CHECK_EQ(strataCacheCount(c), nBlocks);
+  strataSstClose(r); /* reopen, so that the index and filter are charged again */
+  CHECK_EQ(strataSstOpen(strataEnvDefault(), zPath, id, c, NULL, &r), STRATA_OK);
+  if (!r) return;
   CHECK_EQ(strataCacheCount(c), nBlocks + 1);
   CHECK(strataCacheUsage(c) >= nBlocks * 1000 + strataSstMemoryUsage(r));
 
