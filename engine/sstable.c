@@ -59,8 +59,10 @@
 **   and loads the neighbour. The current block stays pinned (a cache handle
 **   or the iterator's own buffer) until the iterator moves to another block
 **   or is closed. A scan that does not fill the cache (compaction) and keeps
-**   moving forward reads ahead: after two consecutive blocks it reads a
-**   window of several blocks at once, doubling up to SST_READAHEAD_MAX.
+**   moving in one direction reads ahead: after two consecutive blocks it
+**   reads a window of several blocks at once (starting at the block it
+**   needs, or ending there when moving backward), doubling up to
+**   SST_READAHEAD_MAX.
 **
 ** SCANS
 **
@@ -1218,21 +1220,28 @@ static int sstIterReadBlock(SstIter *it, u64 off, u64 size, const u8 **pp, size_
   u32 crc;
   if (off >= it->raOff && off + nRaw <= it->raOff + it->ra.n) {
     aRaw = it->ra.a + (off - it->raOff);
-  } else if (!sstIterFills(it) && it->nForward >= 2) {
-    /* Read a window of blocks starting here, growing as the scan goes on. */
-    u64 nWant = (u64)SST_READAHEAD_MIN << (it->nForward - 2 > 4 ? 4 : it->nForward - 2);
+  } else if (!sstIterFills(it) && (it->nForward >= 2 || it->nBackward >= 2)) {
+    /* Read a window of blocks starting here (ending here, backward),
+    ** growing as the scan goes on. */
+    int nRun = it->nForward >= 2 ? it->nForward : it->nBackward;
+    u64 nWant = (u64)SST_READAHEAD_MIN << (nRun - 2 > 4 ? 4 : nRun - 2), winOff = off;
     size_t nRead = 0;
     if (nWant > SST_READAHEAD_MAX) nWant = SST_READAHEAD_MAX;
     if (nWant < nRaw) nWant = nRaw;
-    if (nWant > r->nDataEnd - off) nWant = r->nDataEnd - off;
+    if (it->nForward >= 2) {
+      if (nWant > r->nDataEnd - off) nWant = r->nDataEnd - off;
+    } else {
+      if (nWant > off + nRaw) nWant = off + nRaw;
+      winOff = off + nRaw - nWant;
+    }
     it->ra.n = 0;
     if ((rc = strataBufReserve(&it->ra, (size_t)nWant)) != STRATA_OK) return rc;
-    if ((rc = strataFileRead(r->pFile, it->ra.a, (size_t)nWant, off, &nRead)) != STRATA_OK)
+    if ((rc = strataFileRead(r->pFile, it->ra.a, (size_t)nWant, winOff, &nRead)) != STRATA_OK)
       return rc;
     it->ra.n = nRead;
-    it->raOff = off;
-    if (nRead < nRaw) return sstCorrupt(r, off, "block truncated");
-    aRaw = it->ra.a;
+    it->raOff = winOff;
+    if (nRead < off - winOff + nRaw) return sstCorrupt(r, off, "block truncated");
+    aRaw = it->ra.a + (off - winOff);
   } else {
     it->raw.n = 0;
     if ((rc = strataBufReserve(&it->raw, nRaw)) != STRATA_OK) return rc;
