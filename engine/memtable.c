@@ -131,8 +131,10 @@ _Static_assert(offsetof(Memtable, head) == sizeof(MemLink) * MEM_MAX_HEIGHT,
 _Static_assert(sizeof(MemNode) % ARENA_ALIGN == 0, "keys must start aligned");
 _Static_assert(sizeof(ArenaBlock) % ARENA_ALIGN == 0, "block data must start aligned");
 
-/* Nodes a backward step may record (see ITERATOR). */
-#define MEM_BACK_MAX 128
+/* Nodes a backward step may record (see ITERATOR). With it the iterator
+** stays below 1 KiB, which malloc serves from its per-thread cache: an
+** iterator is made per statement. */
+#define MEM_BACK_MAX 112
 /* Highest level a backward step searches down to before walking level 0. */
 #define MEM_BACK_LEVEL 3
 
@@ -144,6 +146,7 @@ struct MemIter {
   int iBackLevel; /* level the next backward search stops at */
   MemNode *aBack[MEM_BACK_MAX]; /* nodes before pNode, in order (ITERATOR) */
 };
+_Static_assert(sizeof(MemIter) <= 1024, "see MEM_BACK_MAX");
 
 /* ARENA */
 
@@ -568,7 +571,8 @@ u64 strataMemtableCount(const Memtable *p) {
 ** predecessor now (nodes are never removed); a node inserted since the
 ** walk breaks that link and the step searches again. Each search after
 ** the first of a backward run stops one level higher, up to MEM_BACK_LEVEL
-** (64 nodes per search), so a single step back after a seek walks few. */
+** (64 nodes per search on average), so a single step back after a seek
+** walks few. */
 
 static void iterSet(MemIter *pIter, MemNode *x) {
   StrataIter *b = &pIter->base;

@@ -289,31 +289,27 @@ static void mergeClose(StrataIter *p) {
   MergeIter *m = (MergeIter *)p;
   int i;
   for (i = 0; i < m->nChild; i++) strataIterClose(m->apChild[i]);
-  strataFreeMem(m->apChild);
-  strataFreeMem(m->aHeap);
-  strataFreeMem(m);
+  strataFreeMem(m); /* the arrays are in the same allocation */
 }
 
 static const StrataIterMethods mergeMethods = {mergeSeekFirst, mergeSeekLast, mergeSeek,
                                                mergeNext,      mergePrev,     mergeClose};
 
 int strataMergeIterNew(StrataIter **apChild, int nChild, StrataIter **ppIter) {
-  MergeIter *m = strataMallocZero(sizeof(*m));
+  /* One allocation (an iterator is made per statement): the struct, the
+  ** heap, then the children. */
+  size_t nSlot = (size_t)(nChild ? nChild : 1);
+  size_t nHead = (sizeof(MergeIter) + sizeof(MergeSlot) - 1) / sizeof(MergeSlot) * sizeof(MergeSlot);
+  MergeIter *m = strataMalloc(nHead + nSlot * (sizeof(MergeSlot) + sizeof(StrataIter *)));
   int i;
   *ppIter = NULL;
-  if (m) {
-    m->apChild = strataMalloc(sizeof(StrataIter *) * (size_t)(nChild ? nChild : 1));
-    m->aHeap = strataMalloc(sizeof(MergeSlot) * (size_t)(nChild ? nChild : 1));
-  }
-  if (!m || !m->apChild || !m->aHeap) {
+  if (!m) {
     for (i = 0; i < nChild; i++) strataIterClose(apChild[i]);
-    if (m) {
-      strataFreeMem(m->apChild);
-      strataFreeMem(m->aHeap);
-      strataFreeMem(m);
-    }
     return strataErr(STRATA_NOMEM, "out of memory");
   }
+  memset(m, 0, sizeof(*m));
+  m->aHeap = (MergeSlot *)(void *)((u8 *)m + nHead);
+  m->apChild = (StrataIter **)(void *)(m->aHeap + nSlot);
   m->base.pMethods = &mergeMethods;
   m->nChild = nChild;
   if (nChild) memcpy(m->apChild, apChild, sizeof(StrataIter *) * (size_t)nChild);
