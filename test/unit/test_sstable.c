@@ -15,7 +15,9 @@
 ** properties or the footer, and truncated files, give STRATA_CORRUPT (at
 ** open or read) and never wrong data. Faults: read errors reach Get and the
 ** iterator's rc as STRATA_IOERR; write errors fail the build and remove
-** the file. The cache test checks hits, bFillCache = 0, that a cached block
+** the file. The cache test checks hits, bFillCache = 0, that a long scan
+** stops filling the cache while short range reads fill it, that an
+** iterator releases a handle it holds when closed, that a cached block
 ** is used in place of the disk, and that a steady-state Get or scan does not
 ** allocate. Four threads share one reader and a small cache. Informational
 ** '#' lines give build and Get speed for 1M entries.
