@@ -1110,6 +1110,31 @@ int strataDbInternalIter(strata *db, int bFillCache, StrataIter **ppIter, void *
   return STRATA_OK;
 }
 
+/* For strata_iter_refresh. The read point is taken before the sources are
+** compared, as strata_iter_new does, so every write at or below it is in
+** them. Equal pointers mean the same objects: the state holds references to
+** them, so none of them can have been freed and its address reused. */
+int strataDbIterRefresh(strata *db, int bFillCache, void **ppState, StrataIter **ppIter,
+                        const strata_snapshot *pSnap, u64 *pSeq) {
+  IterState *st = *ppState;
+  int bCurrent = 0;
+  *pSeq = pSnap ? pSnap->seq : atomic_load_explicit(&db->lastSeq, memory_order_acquire);
+  if (st && *ppIter && (*ppIter)->rc == STRATA_OK) {
+    pthread_mutex_lock(&db->mu);
+    bCurrent = st->s.pMem == db->pMem && st->s.pImm == db->pImm &&
+               st->s.pVersion == db->vs->pCurrent;
+    pthread_mutex_unlock(&db->mu);
+  }
+  if (bCurrent) return STRATA_OK;
+  /* Let go of the old sources first: they may be a flushed memtable and
+  ** deleted files. */
+  strataIterClose(*ppIter);
+  *ppIter = NULL;
+  strataDbReleaseIterState(st);
+  *ppState = NULL;
+  return strataDbInternalIter(db, bFillCache, ppIter, ppState);
+}
+
 int strata_iter_new(strata *db, const strata_read_options *ro, strata_iter **ppIter) {
   StrataIter *pInternal = NULL;
   void *pState = NULL;
@@ -1121,7 +1146,9 @@ int strata_iter_new(strata *db, const strata_read_options *ro, strata_iter **ppI
   seq = (ro && ro->snapshot) ? ro->snapshot->seq : atomic_load(&db->lastSeq);
   rc = strataDbInternalIter(db, ro ? ro->fill_cache : 1, &pInternal, &pState);
   if (rc) return rc;
-  return strataDbIterNew(pInternal, seq, ro, strataDbReleaseIterState, pState, ppIter);
+  rc = strataDbIterNew(pInternal, seq, ro, strataDbReleaseIterState, pState, ppIter);
+  if (rc == STRATA_OK) strataDbIterAllowRefresh(*ppIter, db, ro ? ro->fill_cache : 1);
+  return rc;
 }
 
 /* SNAPSHOTS */

@@ -29,6 +29,8 @@ struct strata_iter {
   StrataBuf seekKey;  /* scratch for internal seek keys */
   void (*xRelease)(void *);
   void *pReleaseArg;
+  strata *db;       /* made by strata_iter_new: pReleaseArg is its state (or */
+  int bFillCache;   /* NULL after a failed refresh), and refresh renews it */
 };
 
 /* strataBufSet with the common case (it fits) inline: one per step. */
@@ -275,6 +277,42 @@ void strata_iter_free(strata_iter *it) {
   strataBufFree(&it->savedVal);
   strataBufFree(&it->seekKey);
   strataFreeMem(it);
+}
+
+void strataDbIterAllowRefresh(strata_iter *it, strata *db, int bFillCache) {
+  it->db = db;
+  it->bFillCache = bFillCache;
+}
+
+/* REFRESH
+** An iterator kept between uses (the SQL cursor of a table between
+** statements) is brought to a new read point without being rebuilt when
+** no flush or compaction happened in between: the memtable iterators read
+** the live skiplists, so writes made since are there, and moving it->seq
+** up makes those at or below the new read point visible and keeps the
+** newer ones hidden. Every position and the saved key are forgotten: the
+** caller seeks next. */
+int strata_iter_refresh(strata_iter *it, const strata_snapshot *pSnap) {
+  u64 seq = 0;
+  int rc;
+  if (!it) return strataErr(STRATA_MISUSE, "strata_iter_refresh: NULL iterator");
+  if (!it->db) {
+    return strataErr(STRATA_MISUSE, "strata_iter_refresh: not an iterator of strata_iter_new");
+  }
+  it->bValid = 0;
+  it->bForward = 1;
+  it->savedKey.n = 0;
+  it->savedVal.n = 0;
+  if (it->rc) {
+    /* Whatever failed is not trusted again: rebuild. */
+    strataIterClose(it->pIter);
+    it->pIter = NULL;
+  }
+  rc = strataDbIterRefresh(it->db, it->bFillCache, &it->pReleaseArg, &it->pIter, pSnap, &seq);
+  it->rc = rc;
+  if (rc) return rc; /* pIter is NULL: every entry point checks rc or bValid first */
+  it->seq = seq;
+  return STRATA_OK;
 }
 
 void strata_read_options_init(strata_read_options *ro) {

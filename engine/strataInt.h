@@ -638,6 +638,9 @@ typedef struct DbIter DbIter;
 ** freed (it drops the references the iterator's sources hold). */
 int strataDbIterNew(StrataIter *pInternal, u64 seq, const strata_read_options *ro,
                     void (*xRelease)(void *), void *pArg, strata_iter **ppIter);
+/* Marks an iterator made by strata_iter_new on db (its release argument is
+** the state of strataDbInternalIter): strata_iter_refresh may renew it. */
+void strataDbIterAllowRefresh(strata_iter *it, strata *db, int bFillCache);
 
 /* ------------------------------------------------------------------ */
 /* db.c internals used by txn.c. */
@@ -659,6 +662,15 @@ void strataDbWriteUnlock(strata *db);
 ** release function for the references it took. */
 int strataDbInternalIter(strata *db, int bFillCache, StrataIter **ppIter, void **ppRelease);
 void strataDbReleaseIterState(void *p);
+/* Renew an internal iterator and its state (*ppIter, *ppState, from
+** strataDbInternalIter; either may be NULL) for a read at pSnap (NULL: the
+** newest state), whose sequence goes to *pSeq. If the memtables and version
+** the state holds are still db's current ones and *ppIter has no error,
+** both are kept (the memtable iterators see later writes; the sequence
+** hides what is too new). Otherwise both are released and rebuilt over the
+** current state; on failure both are NULL. */
+int strataDbIterRefresh(strata *db, int bFillCache, void **ppState, StrataIter **ppIter,
+                        const strata_snapshot *pSnap, u64 *pSeq);
 /* Lookup at seq: STRATA_OK (found, value in pVal), STRATA_NOTFOUND (absent or
 ** deleted), or an error. ppView, if not NULL, caches the read view (what
 ** the lookup searches) between calls of one thread: start it NULL, and

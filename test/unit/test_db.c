@@ -529,12 +529,192 @@ static void test_compress_from_level(void) {
   }
 }
 
+/* Everything an iterator shows, forward then backward, as one string
+** "key=value;" per entry (a reverse scan must mirror the forward one). */
+static char *iterDump(strata_iter *it) {
+  StrataBuf fwd = {0}, rev = {0};
+  const void *p;
+  size_t n;
+  for (strata_iter_seek_first(it); strata_iter_valid(it); strata_iter_next(it)) {
+    p = strata_iter_key(it, &n);
+    strataBufAppend(&fwd, p, n);
+    strataBufAppend(&fwd, "=", 1);
+    p = strata_iter_value(it, &n);
+    strataBufAppend(&fwd, p, n);
+    strataBufAppend(&fwd, ";", 1);
+  }
+  for (strata_iter_seek_last(it); strata_iter_valid(it); strata_iter_prev(it)) {
+    p = strata_iter_key(it, &n);
+    strataBufAppend(&rev, p, n);
+    strataBufAppend(&rev, "=", 1);
+    p = strata_iter_value(it, &n);
+    strataBufAppend(&rev, p, n);
+    strataBufAppend(&rev, ";", 1);
+  }
+  strataBufAppend(&fwd, "|", 1);
+  strataBufAppend(&fwd, rev.a, rev.n);
+  strataBufAppend(&fwd, "", 1);
+  strataBufFree(&rev);
+  return (char *)fwd.a;
+}
+
+/* 1 if the refreshed iterator `it` shows exactly what a new iterator with
+** the same options shows. */
+static int sameAsNew(strata *db, strata_iter *it, const strata_read_options *ro) {
+  strata_iter *pNew = NULL;
+  char *zA, *zB;
+  int bSame;
+  if (strata_iter_new(db, ro, &pNew) != STRATA_OK) return 0;
+  zA = iterDump(it);
+  zB = iterDump(pNew);
+  bSame = zA && zB && strcmp(zA, zB) == 0 && strata_iter_status(it) == STRATA_OK;
+  if (!bSame) fprintf(stderr, "  refreshed: %.200s\n  new:       %.200s\n", zA, zB);
+  strataFreeMem(zA);
+  strataFreeMem(zB);
+  strata_iter_free(pNew);
+  return bSame;
+}
+
+/* Table files in the directory (live and not yet deleted). */
+static int countSst(const char *zDir) {
+  char **az = NULL;
+  int n = 0, i, nSst = 0;
+  u64 num;
+  strata_env *env = strataEnvDefault();
+  if (env->xListDir(env, zDir, &az, &n)) return -1;
+  for (i = 0; i < n; i++) {
+    if (strataParseFileName(az[i], &num) == STRATA_FILE_SST) nSst++;
+  }
+  strataFreeList(az, n);
+  return nSst;
+}
+
+/* strata_iter_refresh: after puts, deletes, flushes and compactions it shows
+** what a new iterator shows, at the newest state or at a snapshot, within
+** its bounds; until refreshed it keeps its read point; it lets go of
+** replaced files when refreshed; a transaction's iterator is refused. */
+static void test_iter_refresh(void) {
+  const char *zDir = test_dir("db_iter_refresh");
+  strata *db = openDb(zDir, 64 << 10);
+  strata_iter *it = NULL, *itB = NULL, *itT = NULL;
+  strata_read_options ro, roB;
+  const strata_snapshot *snap;
+  strata_stats st;
+  strata_txn *t = NULL;
+  char k[16], v[32];
+  char *zBefore, *zAfter;
+  int i, nLive;
+  if (!db) return;
+  fillLayers(db);
+  strata_read_options_init(&ro);
+  strata_read_options_init(&roB);
+  roB.lower = "k0500";
+  roB.nLower = 5;
+  roB.upper = "k0600";
+  roB.nUpper = 5;
+  CHECK_EQ(strata_iter_new(db, &ro, &it), STRATA_OK);
+  CHECK_EQ(strata_iter_new(db, &roB, &itB), STRATA_OK);
+  CHECK(sameAsNew(db, it, &ro));
+
+  /* Writes in the memtable only: the iterator keeps its read point until
+  ** refreshed, then sees them (new keys, overwrites, deletes). */
+  zBefore = iterDump(it);
+  for (i = 0; i < 2000; i += 7) {
+    snprintf(k, sizeof k, "k%04d", i);
+    snprintf(v, sizeof v, "new%d", i);
+    if (i % 3 == 0) {
+      strata_delete(db, k, 5);
+    } else {
+      strata_put(db, k, 5, v, strlen(v));
+    }
+  }
+  strata_put(db, "a", 1, "first", 5);
+  strata_put(db, "z", 1, "last", 4);
+  zAfter = iterDump(it);
+  CHECK(zBefore && zAfter && strcmp(zBefore, zAfter) == 0);
+  strataFreeMem(zBefore);
+  strataFreeMem(zAfter);
+  CHECK_EQ(strata_iter_refresh(it, NULL), STRATA_OK);
+  CHECK(!strata_iter_valid(it));
+  CHECK(sameAsNew(db, it, &ro));
+  CHECK_EQ(strata_iter_refresh(itB, NULL), STRATA_OK);
+  CHECK(sameAsNew(db, itB, &roB));
+
+  /* A snapshot: writes after it stay hidden when refreshed at it. */
+  snap = strata_snapshot_new(db);
+  CHECK(snap != NULL);
+  ro.snapshot = snap;
+  zBefore = iterDump(it);
+  strata_delete(db, "a", 1);
+  strata_put(db, "k0002", 5, "after-snap", 10);
+  strata_put(db, "m", 1, "after-snap", 10);
+  CHECK_EQ(strata_iter_refresh(it, snap), STRATA_OK);
+  zAfter = iterDump(it);
+  CHECK(zBefore && zAfter && strcmp(zBefore, zAfter) == 0);
+  strataFreeMem(zBefore);
+  strataFreeMem(zAfter);
+  CHECK(sameAsNew(db, it, &ro));
+  ro.snapshot = NULL;
+  CHECK_EQ(strata_iter_refresh(it, NULL), STRATA_OK);
+  CHECK(sameAsNew(db, it, &ro));
+
+  /* A flush replaces the memtable, a compaction the files: refreshed, the
+  ** iterator shows the same as a new one, at the snapshot and after it. */
+  for (i = 1; i < 2000; i += 10) {
+    snprintf(k, sizeof k, "k%04d", i);
+    strata_put(db, k, 5, "flushed", 7);
+  }
+  CHECK_EQ(strata_flush(db), STRATA_OK);
+  CHECK_EQ(strata_iter_refresh(it, NULL), STRATA_OK);
+  CHECK(sameAsNew(db, it, &ro));
+  CHECK_EQ(strata_iter_refresh(itB, NULL), STRATA_OK);
+  CHECK(sameAsNew(db, itB, &roB));
+  strata_put(db, "k0004", 5, "after-flush", 11);
+  CHECK_EQ(strata_compact_range(db, NULL, 0, NULL, 0), STRATA_OK);
+  CHECK_EQ(strata_wait_idle(db), STRATA_OK);
+  ro.snapshot = snap;
+  CHECK_EQ(strata_iter_refresh(it, snap), STRATA_OK);
+  CHECK(sameAsNew(db, it, &ro));
+  ro.snapshot = NULL;
+  strata_snapshot_release(db, snap);
+
+  /* Unrefreshed, itB still holds the files the compaction replaced; once
+  ** both iterators are refreshed only the live files remain. */
+  strata_get_stats(db, &st);
+  for (i = 0, nLive = 0; i < STRATA_MAX_LEVELS; i++) nLive += st.level_files[i];
+  CHECK(countSst(zDir) > nLive);
+  CHECK_EQ(strata_iter_refresh(itB, NULL), STRATA_OK);
+  CHECK_EQ(strata_iter_refresh(it, NULL), STRATA_OK);
+  CHECK_EQ(countSst(zDir), nLive);
+  CHECK(sameAsNew(db, it, &ro));
+  CHECK(sameAsNew(db, itB, &roB));
+
+  /* Refreshing twice with nothing in between changes nothing. */
+  CHECK_EQ(strata_iter_refresh(it, NULL), STRATA_OK);
+  CHECK_EQ(strata_iter_refresh(it, NULL), STRATA_OK);
+  CHECK(sameAsNew(db, it, &ro));
+
+  /* A transaction's iterator cannot be refreshed. */
+  CHECK_EQ(strata_txn_begin(db, STRATA_TXN_READ, &t), STRATA_OK);
+  CHECK_EQ(strata_txn_iter_new(t, NULL, &itT), STRATA_OK);
+  CHECK_EQ(strata_iter_refresh(itT, NULL), STRATA_MISUSE);
+  CHECK_EQ(strata_iter_refresh(NULL, NULL), STRATA_MISUSE);
+  strata_iter_free(itT);
+  strata_txn_rollback(t);
+
+  strata_iter_free(it);
+  strata_iter_free(itB);
+  CHECK_EQ(strata_close(db), STRATA_OK);
+  test_rmdir(zDir);
+}
+
 int main(void) {
   RUN(test_compress_from_level);
   RUN(test_basic);
   RUN(test_batch_atomic);
   RUN(test_iterators);
   RUN(test_snapshots);
+  RUN(test_iter_refresh);
   RUN(test_many_flushes_reopen);
   RUN(test_options_and_errors);
   RUN(test_large_values);
