@@ -248,7 +248,7 @@ struct Vtab {
   const strata_snapshot *pSnap;
   int nSnapRef;
   Cursor *pCsrList;
-  Cursor *pIdleCsr; /* a closed cursor kept with its buffers (CURSOR REUSE) */
+  Cursor *pIdleCsr; /* a closed cursor kept with its buffers and iterator (CURSOR REUSE) */
   i64 iNextRowid;
   int bNextRowid;
   /* xUpdate scratch space, reused. */
@@ -285,6 +285,7 @@ struct Cursor {
   /* Source. */
   int eSrc;
   strata_iter *pIter;
+  int bIterKept;          /* pIter is from an earlier statement: refresh before use */
   /* Plan of the current xFilter. */
   int bDesc, bPoint, bEof;
   KeyRange *aRange;
@@ -1459,6 +1460,19 @@ static int dirExists(const char *zPath) {
 static void csrFree(Cursor *c);
 static void compFree(CompList *l);
 
+/* Free the iterator the idle cursor keeps: before the engine is closed (an
+** open iterator would make strata_close fail), and when the connection's
+** transaction on the table ends, so that it does not pin replaced
+** memtables and files for long (see CURSOR REUSE). */
+static void vtabIdleIterFree(Vtab *p) {
+  Cursor *c = p->pIdleCsr;
+  if (c && c->pIter) {
+    strata_iter_free(c->pIter);
+    c->pIter = NULL;
+    c->bIterKept = 0;
+  }
+}
+
 static void vtabFree(Vtab *p) {
   int i;
   if (!p) return;
@@ -1528,6 +1542,7 @@ static int txnEnd(Vtab *p, int bCommit) {
   p->pTxn = NULL;
   if (p->eTxn == TXN_READ) atomic_fetch_sub(&nReadTxns, 1);
   p->eTxn = TXN_NONE;
+  vtabIdleIterFree(p);
   p->nSp = 0;
   p->bNextRowid = 0;
   for (c = p->pCsrList; c; c = c->pNextCsr) {
@@ -1777,6 +1792,7 @@ static void vtabRelease(Vtab *p) {
     p->pSnap = NULL;
   }
   vtabListRemove(p);
+  vtabIdleIterFree(p);
   sharedRelease(p->pShared);
   p->pShared = NULL;
   vtabFree(p);
@@ -1812,6 +1828,7 @@ static void closeEngineNow(Vtab *p) {
         v->pSnap = NULL;
       }
     }
+    if (v->pShared == sh) vtabIdleIterFree(v);
   }
   strata_close(sh->pDb);
   sh->pDb = NULL;
@@ -2267,10 +2284,20 @@ static int strataBestIndex(sqlite3_vtab *pVtab, sqlite3_index_info *pInfo) {
 ** SQLite opens and closes a cursor for every execution of a statement, so a
 ** point lookup would otherwise pay a dozen allocations for a cursor, its
 ** ranges, bounds and filter scratch. The last closed cursor of a table is
-** kept (without its iterator or snapshot) and handed to the next xOpen. */
+** kept (without its snapshot) and handed to the next xOpen.
+** It also keeps its engine iterator if that reads the committed state (not
+** a transaction's): building one means a merging iterator with a child per
+** memtable, L0 table and level, which costs as much as the seek of a
+** short range scan. The next statement that scans brings it to its own
+** snapshot with strata_iter_refresh, which keeps the children unless a
+** flush or compaction replaced them (then it rebuilds: an iterator never
+** reads older state than a new one would). Kept iterators pin memtables
+** and table files, so they go when the connection's transaction on the
+** table ends (vtabIdleIterFree), and before the engine is closed. */
 
 static void csrFree(Cursor *c) {
   int k;
+  strata_iter_free(c->pIter);
   strata_value_free(&c->point);
   sqlite3_free(c->aRange);
   sqlite3_free(c->aBound);
@@ -2328,10 +2355,17 @@ static void csrFlushCounts(Cursor *c, Vtab *p) {
   c->nVisited = c->nLookups = c->nSeeksDone = c->nItersMade = 0;
 }
 
-/* Drop the cursor's iterator and its claim on the read source. */
-static void csrDropSource(Cursor *c, Vtab *p) {
-  strata_iter_free(c->pIter);
-  c->pIter = NULL;
+/* Drop the cursor's claim on the read source, and its iterator unless
+** bKeep (an iterator that is not a transaction's, kept for the cursor's next
+** user: see CURSOR REUSE). */
+static void csrDropSource(Cursor *c, Vtab *p, int bKeep) {
+  if (bKeep && c->pIter && (c->eSrc == SRC_SNAP || c->eSrc == SRC_LATEST || c->bIterKept)) {
+    c->bIterKept = 1;
+  } else {
+    strata_iter_free(c->pIter);
+    c->pIter = NULL;
+    c->bIterKept = 0;
+  }
   if (c->eSrc == SRC_SNAP) {
     if (--p->nSnapRef == 0 && p->pSnap) {
       strata_snapshot_release(p->pShared->pDb, p->pSnap);
@@ -2346,7 +2380,7 @@ static int strataClose(sqlite3_vtab_cursor *pCur) {
   Vtab *p = (Vtab *)pCur->pVtab;
   Cursor **pp;
   csrFlushCounts(c, p);
-  csrDropSource(c, p);
+  csrDropSource(c, p, !p->pIdleCsr);
   for (pp = &p->pCsrList; *pp; pp = &(*pp)->pNextCsr) {
     if (*pp == c) {
       *pp = c->pNextCsr;
@@ -2374,7 +2408,7 @@ static int csrChooseSource(Cursor *c, Vtab *p) {
   }
   eWant = p->pTxn ? SRC_TXN : SRC_SNAP;
   if (c->eSrc != eWant) {
-    csrDropSource(c, p);
+    csrDropSource(c, p, eWant == SRC_SNAP);
     if (eWant == SRC_SNAP) {
       if (!p->pSnap) {
         p->pSnap = strata_snapshot_new(p->pShared->pDb);
@@ -2391,6 +2425,13 @@ static int csrChooseSource(Cursor *c, Vtab *p) {
 static int csrIter(Cursor *c, Vtab *p) {
   strata_read_options ro;
   int rc;
+  if (c->pIter && c->bIterKept) {
+    c->bIterKept = 0;
+    rc = strata_iter_refresh(c->pIter, c->eSrc == SRC_SNAP ? p->pSnap : NULL);
+    if (rc == STRATA_OK) return SQLITE_OK;
+    strata_iter_free(c->pIter); /* and make a new one, which reports the error again */
+    c->pIter = NULL;
+  }
   if (c->pIter) return SQLITE_OK;
   strata_read_options_init(&ro);
   ro.lower = aFirstRowKey;
@@ -2534,7 +2575,7 @@ static int csrSave(Cursor *c) {
 static int csrRestore(Cursor *c, Vtab *p, int eSrc) {
   int rc;
   if (c->eSrc != eSrc) {
-    csrDropSource(c, p);
+    csrDropSource(c, p, 0);
     c->eSrc = eSrc;
   }
   if (!c->bSaved) return SQLITE_OK;
