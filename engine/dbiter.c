@@ -71,6 +71,23 @@ static void internalSeek(strata_iter *it, const u8 *k, size_t n, u64 trailer) {
   it->pIter->pMethods->xSeek(it->pIter, it->seekKey.a, it->seekKey.n);
 }
 
+/* Is user key k savedKey? Moving forward, the entries after savedKey's
+** are of savedKey or later keys, so equality is all there is to test, and
+** most keys differ in length or in their first eight bytes. */
+static inline int isSavedKey(const strata_iter *it, const u8 *k, size_t n) {
+  const u8 *s = it->savedKey.a;
+  size_t i = 0;
+  if (n != it->savedKey.n) return 0;
+  if (n > 64) return strataMemcmp(k, s, n) == 0;
+  for (; i + 8 <= n; i += 8) {
+    if (strataGet64(k + i) != strataGet64(s + i)) return 0;
+  }
+  for (; i < n; i++) {
+    if (k[i] != s[i]) return 0;
+  }
+  return 1;
+}
+
 #define TRAILER_FIRST (~(u64)0) /* sorts before every entry of a key */
 #define TRAILER_LAST ((u64)0)   /* sorts after every entry of a key */
 
@@ -82,7 +99,7 @@ static void findNextUserEntry(strata_iter *it, int bSkip) {
     size_t nU = in->nKey - 8;
     u64 trailer = strataGet64(in->pKey + nU);
     if (isVisible(it, trailer >> 8)) {
-      if (bSkip && strataUkeyCompare(in->pKey, nU, it->savedKey.a, it->savedKey.n) <= 0) {
+      if (bSkip && isSavedKey(it, in->pKey, nU)) {
         /* an older version of a key already passed */
       } else if (it->bUpper && strataUkeyCompare(in->pKey, nU, it->upper.a, it->upper.n) >= 0) {
         break; /* past the range: stop here, not after a run of tombstones */
@@ -263,6 +280,28 @@ const void *strata_iter_value(const strata_iter *it, size_t *pnVal) {
   }
   *pnVal = it->savedVal.n;
   return it->savedVal.a;
+}
+
+int strata_iter_entry(const strata_iter *it, const void **ppKey, size_t *pnKey,
+                      const void **ppVal, size_t *pnVal) {
+  if (!it->bValid) {
+    *ppKey = *ppVal = NULL;
+    *pnKey = *pnVal = 0;
+    return 0;
+  }
+  if (it->bForward) {
+    const StrataIter *in = it->pIter;
+    *ppKey = in->pKey;
+    *pnKey = in->nKey - 8;
+    *ppVal = in->pVal;
+    *pnVal = in->nVal;
+  } else {
+    *ppKey = it->savedKey.a;
+    *pnKey = it->savedKey.n;
+    *ppVal = it->savedVal.a;
+    *pnVal = it->savedVal.n;
+  }
+  return 1;
 }
 
 int strata_iter_status(const strata_iter *it) { return it ? it->rc : STRATA_MISUSE; }

@@ -2461,10 +2461,9 @@ static void csrNewRow(Cursor *c) {
 
 /* Point the cursor at the iterator's entry if it is inside range r. */
 static int csrTakeIter(Cursor *c, Vtab *p, const KeyRange *r) {
-  size_t nKey;
-  const u8 *pKey;
-  if (!strata_iter_valid(c->pIter)) return 0;
-  pKey = strata_iter_key(c->pIter, &nKey);
+  size_t nKey, nVal;
+  const void *pKey, *pVal;
+  if (!strata_iter_entry(c->pIter, &pKey, &nKey, &pVal, &nVal)) return 0;
   /* Only the bound the scan moves towards can be crossed: it started at or
   ** inside the other one. */
   if (c->bDesc) {
@@ -2474,7 +2473,8 @@ static int csrTakeIter(Cursor *c, Vtab *p, const KeyRange *r) {
   }
   c->pKey = pKey;
   c->nKey = nKey;
-  c->pVal = strata_iter_value(c->pIter, &c->nVal);
+  c->pVal = pVal;
+  c->nVal = nVal;
   csrNewRow(c);
   c->nVisited++;
   return 1;
@@ -2545,9 +2545,9 @@ static int csrStep(Cursor *c, Vtab *p) {
     } else {
       strata_iter_next(c->pIter);
     }
+    if (csrTakeIter(c, p, r)) return SQLITE_OK; /* a valid iterator has no error */
     rc = strata_iter_status(c->pIter);
     if (rc) return engineErr(&p->base, rc);
-    if (csrTakeIter(c, p, r)) return SQLITE_OK;
   }
   c->iRange++;
   return csrStartRange(c, p);
