@@ -286,6 +286,8 @@ struct Cursor {
   int eSrc;
   strata_iter *pIter;
   int bIterKept;          /* pIter is from an earlier statement: refresh before use */
+  int bIterNoFill;        /* pIter was made with fill_cache = 0 */
+  int bNoFill;            /* what this filter wants (see FULL SCANS) */
   /* Plan of the current xFilter. */
   int bDesc, bPoint, bEof;
   KeyRange *aRange;
@@ -2421,10 +2423,36 @@ static int csrChooseSource(Cursor *c, Vtab *p) {
   return SQLITE_OK;
 }
 
-/* Make sure the cursor has an iterator on its source. */
+/* FULL SCANS
+** A scan of the whole table reads every block once. When the table is much
+** larger than the block cache, inserting those blocks only evicts the
+** blocks that lookups and seeks come back to, and no block of the scan is
+** still there when the next scan wants it; read without filling the cache
+** (fill_cache = 0), the engine also reads ahead in large windows. A table
+** that fits comfortably keeps the cache, so that repeated scans are served
+** from memory. */
+
+/* Is the table more than a quarter of its block cache? */
+static int vtabLargerThanCache(Vtab *p) {
+  strata_options so;
+  strata_stats st;
+  size_t nCache;
+  strata_options_init(&so);
+  nCache = p->pDef->opt.cacheSize ? (size_t)p->pDef->opt.cacheSize : so.cache_size;
+  if (strata_get_stats(p->pShared->pDb, &st) != STRATA_OK) return 0;
+  return st.live_bytes + st.memtable_bytes > nCache / 4;
+}
+
+/* Make sure the cursor has an iterator on its source, made with the cache
+** mode the filter wants. */
 static int csrIter(Cursor *c, Vtab *p) {
   strata_read_options ro;
   int rc;
+  if (c->pIter && c->bIterNoFill != c->bNoFill) {
+    strata_iter_free(c->pIter);
+    c->pIter = NULL;
+    c->bIterKept = 0;
+  }
   if (c->pIter && c->bIterKept) {
     c->bIterKept = 0;
     rc = strata_iter_refresh(c->pIter, c->eSrc == SRC_SNAP ? p->pSnap : NULL);
@@ -2436,6 +2464,8 @@ static int csrIter(Cursor *c, Vtab *p) {
   strata_read_options_init(&ro);
   ro.lower = aFirstRowKey;
   ro.nLower = sizeof(aFirstRowKey);
+  ro.fill_cache = !c->bNoFill;
+  c->bIterNoFill = c->bNoFill;
   if (c->eSrc == SRC_TXN) {
     rc = strata_txn_iter_new(p->pTxn, &ro, &c->pIter);
   } else {
@@ -2942,6 +2972,8 @@ static int strataFilter(sqlite3_vtab_cursor *pCur, int idxNum, const char *idxSt
   if (rc || c->bEof) goto filter_done;
   rc = buildRanges(c, aPc, nPrefix, nKey);
   if (rc) goto filter_done;
+  c->bNoFill =
+      !c->bPoint && nPrefix == 0 && !aPc[0].bLo && !aPc[0].bHi && vtabLargerThanCache(p);
   rc = csrStartRange(c, p);
   /* OFFSET: skip rows without decoding them. */
   while (rc == SQLITE_OK && c->nSkip > 0 && !c->bEof) {
