@@ -71,9 +71,10 @@ static void internalSeek(strata_iter *it, const u8 *k, size_t n, u64 trailer) {
   it->pIter->pMethods->xSeek(it->pIter, it->seekKey.a, it->seekKey.n);
 }
 
-/* Is user key k savedKey? Moving forward, the entries after savedKey's
-** are of savedKey or later keys, so equality is all there is to test, and
-** most keys differ in length or in their first eight bytes. */
+/* Is user key k savedKey? Moving forward (backward), the entries after
+** savedKey's are of savedKey or later (earlier) keys, so equality is all
+** there is to test, and most keys differ in length or in their first eight
+** bytes. */
 static inline int isSavedKey(const strata_iter *it, const u8 *k, size_t n) {
   const u8 *s = it->savedKey.a;
   size_t i = 0;
@@ -122,7 +123,11 @@ static void findNextUserEntry(strata_iter *it, int bSkip) {
 }
 
 /* Backward: from the internal position, find the previous visible live key;
-** leaves it in savedKey/savedVal and the internal iterator before it. */
+** leaves it in savedKey/savedVal and the internal iterator before it. The
+** entries met after savedKey's are of savedKey or earlier keys, so an
+** inequality means an earlier key. A key is tested against the lower bound
+** at its first visible entry, before it can become the result (type is
+** DELETE there), so the result needs no test of its own. */
 static void findPrevUserEntry(strata_iter *it) {
   StrataIter *in = it->pIter;
   int type = STRATA_TYPE_DELETE;
@@ -131,8 +136,7 @@ static void findPrevUserEntry(strata_iter *it) {
     size_t nU = in->nKey - 8;
     u64 trailer = strataGet64(in->pKey + nU);
     if (isVisible(it, trailer >> 8)) {
-      if (type != STRATA_TYPE_DELETE &&
-          strataUkeyCompare(in->pKey, nU, it->savedKey.a, it->savedKey.n) < 0) {
+      if (type != STRATA_TYPE_DELETE && !isSavedKey(it, in->pKey, nU)) {
         break; /* passed every entry of savedKey */
       }
       if (type == STRATA_TYPE_DELETE && it->bLower &&
@@ -155,10 +159,6 @@ static void findPrevUserEntry(strata_iter *it) {
   if (iterFail(it)) return;
   it->bForward = 0;
   it->bValid = (type != STRATA_TYPE_DELETE);
-  if (it->bValid && it->bLower &&
-      strataUkeyCompare(it->savedKey.a, it->savedKey.n, it->lower.a, it->lower.n) < 0) {
-    it->bValid = 0;
-  }
 }
 
 void strata_iter_seek_first(strata_iter *it) {
