@@ -164,6 +164,11 @@ _Static_assert(KC_INTEGER == SQLITE_INTEGER && KC_REAL == SQLITE_FLOAT && KC_TEX
 #define MAX_KEY_COLS 32
 #define META_FORMAT 1
 
+/* An iterator a cursor keeps from an earlier statement (CURSOR REUSE). */
+#define KEPT_NONE 0
+#define KEPT_DB 1  /* of the committed state: refresh before use */
+#define KEPT_TXN 2 /* of the connection's transaction: valid until it ends or rolls back */
+
 /* Where a cursor reads from. */
 #define SRC_NONE 0
 #define SRC_SNAP 1   /* the connection's shared statement snapshot */
@@ -285,7 +290,7 @@ struct Cursor {
   /* Source. */
   int eSrc;
   strata_iter *pIter;
-  int bIterKept;          /* pIter is from an earlier statement: refresh before use */
+  int eKept;              /* pIter is kept from an earlier statement: KEPT_* */
   int bIterNoFill;        /* pIter was made with fill_cache = 0 */
   int bNoFill;            /* what this filter wants (see FULL SCANS) */
   /* Plan of the current xFilter. */
@@ -1462,17 +1467,23 @@ static int dirExists(const char *zPath) {
 static void csrFree(Cursor *c);
 static void compFree(CompList *l);
 
-/* Free the iterator the idle cursor keeps: before the engine is closed (an
-** open iterator would make strata_close fail), and when the connection's
-** transaction on the table ends, so that it does not pin replaced
-** memtables and files for long (see CURSOR REUSE). */
-static void vtabIdleIterFree(Vtab *p) {
-  Cursor *c = p->pIdleCsr;
-  if (c && c->pIter) {
+/* Free the iterators that cursors keep from earlier statements: every one
+** (bTxnOnly 0) before the engine is closed (an open iterator would make
+** strata_close fail) and when the connection's transaction on the table
+** ends, so that none pins replaced memtables and files for long; those of
+** the transaction (bTxnOnly 1) when it rolls back to a savepoint, which
+** leaves its iterators unusable (see CURSOR REUSE). */
+static void csrKeptFree(Cursor *c, int bTxnOnly) {
+  if (c->eKept == KEPT_TXN || (c->eKept == KEPT_DB && !bTxnOnly)) {
     strata_iter_free(c->pIter);
     c->pIter = NULL;
-    c->bIterKept = 0;
+    c->eKept = KEPT_NONE;
   }
+}
+static void vtabKeptItersFree(Vtab *p, int bTxnOnly) {
+  Cursor *c;
+  if (p->pIdleCsr) csrKeptFree(p->pIdleCsr, bTxnOnly);
+  for (c = p->pCsrList; c; c = c->pNextCsr) csrKeptFree(c, bTxnOnly);
 }
 
 static void vtabFree(Vtab *p) {
@@ -1544,7 +1555,7 @@ static int txnEnd(Vtab *p, int bCommit) {
   p->pTxn = NULL;
   if (p->eTxn == TXN_READ) atomic_fetch_sub(&nReadTxns, 1);
   p->eTxn = TXN_NONE;
-  vtabIdleIterFree(p);
+  vtabKeptItersFree(p, 0);
   p->nSp = 0;
   p->bNextRowid = 0;
   for (c = p->pCsrList; c; c = c->pNextCsr) {
@@ -1561,6 +1572,7 @@ static int txnRollbackTo(Vtab *p, int iSp) {
   for (c = p->pCsrList; c; c = c->pNextCsr) {
     if (c->eSrc == SRC_TXN) csrSave(c);
   }
+  vtabKeptItersFree(p, 1);
   rc = strata_txn_rollback_to(p->pTxn, iSp);
   p->bNextRowid = 0;
   for (c = p->pCsrList; c; c = c->pNextCsr) {
@@ -1794,7 +1806,7 @@ static void vtabRelease(Vtab *p) {
     p->pSnap = NULL;
   }
   vtabListRemove(p);
-  vtabIdleIterFree(p);
+  vtabKeptItersFree(p, 0);
   sharedRelease(p->pShared);
   p->pShared = NULL;
   vtabFree(p);
@@ -1830,7 +1842,7 @@ static void closeEngineNow(Vtab *p) {
         v->pSnap = NULL;
       }
     }
-    if (v->pShared == sh) vtabIdleIterFree(v);
+    if (v->pShared == sh) vtabKeptItersFree(v, 0);
   }
   strata_close(sh->pDb);
   sh->pDb = NULL;
@@ -2295,7 +2307,10 @@ static int strataBestIndex(sqlite3_vtab *pVtab, sqlite3_index_info *pInfo) {
 ** flush or compaction replaced them (then it rebuilds: an iterator never
 ** reads older state than a new one would). Kept iterators pin memtables
 ** and table files, so they go when the connection's transaction on the
-** table ends (vtabIdleIterFree), and before the engine is closed. */
+** table ends (vtabKeptItersFree), and before the engine is closed.
+** Inside a transaction the cursor keeps the transaction's iterator, which
+** reads the transaction's snapshot and sees its later writes, until the
+** transaction ends or rolls back to a savepoint. */
 
 static void csrFree(Cursor *c) {
   int k;
@@ -2361,12 +2376,15 @@ static void csrFlushCounts(Cursor *c, Vtab *p) {
 ** bKeep (an iterator that is not a transaction's, kept for the cursor's next
 ** user: see CURSOR REUSE). */
 static void csrDropSource(Cursor *c, Vtab *p, int bKeep) {
-  if (bKeep && c->pIter && (c->eSrc == SRC_SNAP || c->eSrc == SRC_LATEST || c->bIterKept)) {
-    c->bIterKept = 1;
+  int eKept = c->eKept; /* SRC_NONE: what it keeps already */
+  if (c->eSrc == SRC_SNAP || c->eSrc == SRC_LATEST) eKept = KEPT_DB;
+  if (c->eSrc == SRC_TXN) eKept = KEPT_TXN;
+  if (bKeep && c->pIter) {
+    c->eKept = eKept;
   } else {
     strata_iter_free(c->pIter);
     c->pIter = NULL;
-    c->bIterKept = 0;
+    c->eKept = KEPT_NONE;
   }
   if (c->eSrc == SRC_SNAP) {
     if (--p->nSnapRef == 0 && p->pSnap) {
@@ -2410,7 +2428,9 @@ static int csrChooseSource(Cursor *c, Vtab *p) {
   }
   eWant = p->pTxn ? SRC_TXN : SRC_SNAP;
   if (c->eSrc != eWant) {
-    csrDropSource(c, p, eWant == SRC_SNAP);
+    csrDropSource(c, p, 1);
+    /* An iterator is kept only for the source it reads. */
+    if (c->eKept != (eWant == SRC_TXN ? KEPT_TXN : KEPT_DB)) csrKeptFree(c, 0);
     if (eWant == SRC_SNAP) {
       if (!p->pSnap) {
         p->pSnap = strata_snapshot_new(p->pShared->pDb);
@@ -2451,10 +2471,11 @@ static int csrIter(Cursor *c, Vtab *p) {
   if (c->pIter && c->bIterNoFill != c->bNoFill) {
     strata_iter_free(c->pIter);
     c->pIter = NULL;
-    c->bIterKept = 0;
+    c->eKept = KEPT_NONE;
   }
-  if (c->pIter && c->bIterKept) {
-    c->bIterKept = 0;
+  if (c->eKept == KEPT_TXN) c->eKept = KEPT_NONE; /* still valid: the transaction is the same */
+  if (c->pIter && c->eKept == KEPT_DB) {
+    c->eKept = KEPT_NONE;
     rc = strata_iter_refresh(c->pIter, c->eSrc == SRC_SNAP ? p->pSnap : NULL);
     if (rc == STRATA_OK) return SQLITE_OK;
     strata_iter_free(c->pIter); /* and make a new one, which reports the error again */
