@@ -1467,12 +1467,8 @@ static int dirExists(const char *zPath) {
 static void csrFree(Cursor *c);
 static void compFree(CompList *l);
 
-/* Free the iterators that cursors keep from earlier statements: every one
-** (bTxnOnly 0) before the engine is closed (an open iterator would make
-** strata_close fail) and when the connection's transaction on the table
-** ends, so that none pins replaced memtables and files for long; those of
-** the transaction (bTxnOnly 1) when it rolls back to a savepoint, which
-** leaves its iterators unusable (see CURSOR REUSE). */
+/* Free the iterator c keeps from an earlier statement, if any (bTxnOnly: only
+** a transaction's). */
 static void csrKeptFree(Cursor *c, int bTxnOnly) {
   if (c->eKept == KEPT_TXN || (c->eKept == KEPT_DB && !bTxnOnly)) {
     strata_iter_free(c->pIter);
@@ -1480,6 +1476,12 @@ static void csrKeptFree(Cursor *c, int bTxnOnly) {
     c->eKept = KEPT_NONE;
   }
 }
+/* Free the iterators that the table's cursors keep from earlier statements:
+** every one (bTxnOnly 0) before the engine is closed (an open iterator would
+** make strata_close fail) and when the connection's transaction on the
+** table ends, so that none pins replaced memtables and files for long; the
+** transaction's (bTxnOnly 1) when it rolls back to a savepoint, which
+** leaves its iterators unusable (see CURSOR REUSE). */
 static void vtabKeptItersFree(Vtab *p, int bTxnOnly) {
   Cursor *c;
   if (p->pIdleCsr) csrKeptFree(p->pIdleCsr, bTxnOnly);
@@ -2299,18 +2301,23 @@ static int strataBestIndex(sqlite3_vtab *pVtab, sqlite3_index_info *pInfo) {
 ** point lookup would otherwise pay a dozen allocations for a cursor, its
 ** ranges, bounds and filter scratch. The last closed cursor of a table is
 ** kept (without its snapshot) and handed to the next xOpen.
-** It also keeps its engine iterator if that reads the committed state (not
-** a transaction's): building one means a merging iterator with a child per
-** memtable, L0 table and level, which costs as much as the seek of a
-** short range scan. The next statement that scans brings it to its own
-** snapshot with strata_iter_refresh, which keeps the children unless a
-** flush or compaction replaced them (then it rebuilds: an iterator never
-** reads older state than a new one would). Kept iterators pin memtables
-** and table files, so they go when the connection's transaction on the
-** table ends (vtabKeptItersFree), and before the engine is closed.
-** Inside a transaction the cursor keeps the transaction's iterator, which
-** reads the transaction's snapshot and sees its later writes, until the
-** transaction ends or rolls back to a savepoint. */
+** It keeps its engine iterator too (eKept): building one means a merging
+** iterator with a child per memtable, L0 table and level, which costs as
+** much as the seek of a short range scan.
+**   KEPT_DB   an iterator of the committed state. The next statement that
+**             scans brings it to its own snapshot with strata_iter_refresh,
+**             which keeps the children unless a flush or compaction
+**             replaced them (then it rebuilds: a refreshed iterator reads
+**             exactly what a new one would).
+**   KEPT_TXN  an iterator of the connection's transaction: it reads the
+**             transaction's snapshot and sees its later writes, so it serves
+**             the next statement of the transaction as it is, until the
+**             transaction rolls back to a savepoint or ends.
+** An iterator is kept only for the source it reads (csrChooseSource).
+** Kept iterators pin memtables and table files, so all of them go when the
+** connection's transaction on the table ends, and before the engine is
+** closed (vtabKeptItersFree); a table that is neither read nor written
+** again by the connection keeps its pins until the connection closes. */
 
 static void csrFree(Cursor *c) {
   int k;
@@ -2372,9 +2379,9 @@ static void csrFlushCounts(Cursor *c, Vtab *p) {
   c->nVisited = c->nLookups = c->nSeeksDone = c->nItersMade = 0;
 }
 
-/* Drop the cursor's claim on the read source, and its iterator unless
-** bKeep (an iterator that is not a transaction's, kept for the cursor's next
-** user: see CURSOR REUSE). */
+/* Drop the cursor's claim on the read source, and its iterator unless bKeep:
+** then the iterator is kept for the cursor's next statement, marked with
+** the source it reads (see CURSOR REUSE). */
 static void csrDropSource(Cursor *c, Vtab *p, int bKeep) {
   int eKept = c->eKept; /* SRC_NONE: what it keeps already */
   if (c->eSrc == SRC_SNAP || c->eSrc == SRC_LATEST) eKept = KEPT_DB;
