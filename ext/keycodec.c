@@ -432,34 +432,22 @@ size_t keycodecRowPut(uint8_t *p, int nField, const KcValue *aVal, uint64_t mRea
 int keycodecRowParse(const uint8_t *p, size_t n, int nMax, KcField *aField, int *pnField,
                      uint64_t *pmReal) {
   const uint8_t *pEnd = p + n;
-  uint64_t nField, mReal, off;
+  uint64_t nField, mReal, nBodyTotal = 0;
   size_t i = 0;
-  int k, m;
-  uint64_t hdr0;
+  int k, m, nStore;
   m = getVarintFast(p, pEnd, &nField);
   if (m == 0 || nField > 65536) return 0;
   i += (size_t)m;
   m = getVarintFast(p + i, pEnd, &mReal);
   if (m == 0) return 0;
   i += (size_t)m;
-  /* First pass: find where the bodies start. */
-  {
-    size_t j = i;
-    uint64_t nBodyTotal = 0;
-    for (k = 0; k < (int)nField; k++) {
-      m = getVarintFast(p + j, pEnd, &hdr0);
-      if (m == 0) return 0;
-      j += (size_t)m;
-      nBodyTotal += hdr0 >> 3;
-      if (nBodyTotal > n) return 0;
-    }
-    if (j + nBodyTotal != n) return 0;
-    off = j;
-  }
+  /* One pass over the headers: offsets are relative to the first body until
+  ** the end of the headers, where the bodies start, is known. */
   for (k = 0; k < (int)nField; k++) {
     uint64_t hdr, nBody;
     int code;
     m = getVarintFast(p + i, pEnd, &hdr);
+    if (m == 0) return 0;
     i += (size_t)m;
     code = (int)(hdr & 7);
     nBody = hdr >> 3;
@@ -480,12 +468,16 @@ int keycodecRowParse(const uint8_t *p, size_t n, int nMax, KcField *aField, int 
         return 0;
     }
     if (k < nMax) {
-      aField[k].iOff = (uint32_t)off;
+      aField[k].iOff = (uint32_t)nBodyTotal;
       aField[k].nBody = (uint32_t)nBody;
       aField[k].eCode = (uint8_t)code;
     }
-    off += nBody;
+    nBodyTotal += nBody;
+    if (nBodyTotal > n) return 0;
   }
+  if (i + nBodyTotal != n) return 0;
+  nStore = (int)nField < nMax ? (int)nField : nMax;
+  for (k = 0; k < nStore; k++) aField[k].iOff += (uint32_t)i;
   *pnField = (int)nField;
   *pmReal = mReal;
   return 1;
