@@ -291,6 +291,7 @@ struct Cursor {
   int eSrc;
   strata_iter *pIter;
   int eKept;              /* pIter is kept from an earlier statement: KEPT_* */
+  u64 iKeptAt;            /* nCursorOpens when it was kept */
   int bIterNoFill;        /* pIter was made with fill_cache = 0 */
   int bNoFill;            /* what this filter wants (see FULL SCANS) */
   /* Plan of the current xFilter. */
@@ -334,6 +335,10 @@ static Vtab *regVtabs;
 /* Read transactions open in the process (eTxn == TXN_READ), so that the
 ** common case of none skips endStaleReads' walk under regMutex. */
 static _Atomic int nReadTxns;
+/* Cursors opened in the process: the clock by which kept iterators age. */
+static _Atomic u64 nCursorOpens;
+#define KEPT_MAX_AGE 4096    /* opens after which an unused kept iterator is freed */
+#define KEPT_SWEEP_EVERY 256 /* opens between two looks for such iterators */
 
 static const u8 aMetaKey[2] = {KC_TAG_META, 'M'};
 static const u8 aFirstRowKey[1] = {KC_TAG_NULL};
@@ -2316,8 +2321,10 @@ static int strataBestIndex(sqlite3_vtab *pVtab, sqlite3_index_info *pInfo) {
 ** An iterator is kept only for the source it reads (csrChooseSource).
 ** Kept iterators pin memtables and table files, so all of them go when the
 ** connection's transaction on the table ends, and before the engine is
-** closed (vtabKeptItersFree); a table that is neither read nor written
-** again by the connection keeps its pins until the connection closes. */
+** closed (vtabKeptItersFree), and one that no statement has used for
+** KEPT_MAX_AGE cursor opens goes at the connection's next look
+** (sweepKeptIters). A connection that uses no strata table at all any
+** more keeps its pins until it closes. */
 
 static void csrFree(Cursor *c) {
   int k;
@@ -2339,11 +2346,31 @@ static void csrFree(Cursor *c) {
   sqlite3_free(c);
 }
 
+/* Free the kept iterators of the connection's tables that no statement has
+** used for KEPT_MAX_AGE cursor opens, so that a table the connection stops
+** reading lets go of replaced memtables and files while the connection
+** goes on using other tables. Only the caller's connection is looked at:
+** its Vtabs are not in use by another thread. */
+static void sweepKeptIters(Vtab *pCaller, u64 now) {
+  Vtab *v;
+  pthread_mutex_lock(&regMutex);
+  for (v = regVtabs; v; v = v->pNextVtab) {
+    Cursor *c = v->pIdleCsr;
+    if (v->db == pCaller->db && c && c->eKept != KEPT_NONE && now - c->iKeptAt > KEPT_MAX_AGE) {
+      csrKeptFree(c, 0);
+    }
+  }
+  pthread_mutex_unlock(&regMutex);
+}
+
 static int strataOpen(sqlite3_vtab *pVtab, sqlite3_vtab_cursor **ppCursor) {
   Vtab *p = (Vtab *)pVtab;
   Cursor *c;
+  u64 now;
   int rc = vtabReady(p);
   if (rc) return rc;
+  now = atomic_fetch_add_explicit(&nCursorOpens, 1, memory_order_relaxed) + 1;
+  if (now % KEPT_SWEEP_EVERY == 0) sweepKeptIters(p, now);
   if (p->pIdleCsr) {
     c = p->pIdleCsr;
     p->pIdleCsr = NULL;
@@ -2387,6 +2414,10 @@ static void csrDropSource(Cursor *c, Vtab *p, int bKeep) {
   if (c->eSrc == SRC_SNAP || c->eSrc == SRC_LATEST) eKept = KEPT_DB;
   if (c->eSrc == SRC_TXN) eKept = KEPT_TXN;
   if (bKeep && c->pIter) {
+    /* Its age counts from its last use. */
+    if (c->eKept == KEPT_NONE) {
+      c->iKeptAt = atomic_load_explicit(&nCursorOpens, memory_order_relaxed);
+    }
     c->eKept = eKept;
   } else {
     strata_iter_free(c->pIter);
