@@ -1586,6 +1586,11 @@ int strata_close(strata *db) {
     }
   }
   dbFree(db);
+  /* Per-thread caches would otherwise outlive the last database of a thread
+  ** that never exits (the main thread), and be lost when the library is
+  ** unloaded with it. */
+  strataSstThreadRelease();
+  strataCompressThreadRelease();
   return rc;
 }
 

@@ -911,7 +911,7 @@ static int sstHandleDecode(const SstReader *r, const u8 *p, size_t n, u64 *pOff,
 ** is charged the whole buffer. The stash also keeps one closed table
 ** iterator (with its buffers): a level iterator opens one per file it
 ** enters, once per seek when seeks are random. A thread's stash is freed
-** when it exits. */
+** when it exits or closes a database. */
 #define SST_SPARE_MAX 8
 #define SST_SPARE_LARGEST (64 * 1024) /* bigger buffers are not kept */
 #define SST_BLOCK_ROUND 128
@@ -937,6 +937,8 @@ static void sstSpareDestroy(void *p) {
   sstIterFree(s->pIter);
   s->pIter = NULL;
 }
+
+void strataSstThreadRelease(void) { sstSpareDestroy(&sstSpare); }
 
 static void sstSpareInit(void) {
   bSpareKeyOk = pthread_key_create(&sstSpareKey, sstSpareDestroy) == 0;

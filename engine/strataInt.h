@@ -443,6 +443,8 @@ int strataDecompressedSize(int type, const u8 *p, size_t n, size_t *pnOut);
 /* Decompress into pOut (which holds exactly nOut bytes). STRATA_CORRUPT on
 ** damage or a size mismatch. */
 int strataDecompress(int type, const u8 *p, size_t n, u8 *pOut, size_t nOut);
+/* Free the calling thread's zstd contexts now rather than at its exit. */
+void strataCompressThreadRelease(void);
 
 /* ------------------------------------------------------------------ */
 /* sstable.c (+ block.c): immutable sorted tables of internal keys. */
@@ -489,6 +491,9 @@ void strataSstBuilderAbandon(SstBuilder *b);
 int strataSstOpen(strata_env *env, const char *zPath, u64 id, BlockCache *pCache,
                   StrataIoStats *pStats, SstReader **ppReader);
 void strataSstClose(SstReader *r);
+/* Free the calling thread's stash of spare block buffers and its closed
+** table iterator now rather than at its exit. */
+void strataSstThreadRelease(void);
 const SstProps *strataSstProps(const SstReader *r);
 /* Bytes the reader holds in memory (index + filter): its cache charge. */
 size_t strataSstMemoryUsage(const SstReader *r);
