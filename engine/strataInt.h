@@ -421,6 +421,8 @@ void strataCacheErase(BlockCache *c, u64 id, u64 off);
 /* Erase every entry with this id (a deleted file). */
 void strataCacheEraseId(BlockCache *c, u64 id);
 size_t strataCacheUsage(BlockCache *c);
+/* Set a new capacity, evicting unpinned entries beyond it. */
+void strataCacheSetCapacity(BlockCache *c, size_t nCapacity);
 u64 strataCacheNewId(BlockCache *c); /* a fresh id, for readers without a file number */
 void strataCacheCounters(BlockCache *c, u64 *pnHit, u64 *pnMiss);
 size_t strataCacheCount(BlockCache *c);
