@@ -131,6 +131,7 @@ typedef struct Compaction {
   int nIn[2];
   FileMeta **apIn[2];
   StrataBuf lo, hi; /* user key range of all inputs */
+  StrataBuf split;  /* where a split compaction's upper half starts (SUBCOMPACTIONS) */
   u64 nBytesIn;
   int bMoved;       /* done by a trivial move */
 } Compaction;
@@ -143,6 +144,7 @@ static void compactionFree(Compaction *c) {
   }
   strataBufFree(&c->lo);
   strataBufFree(&c->hi);
+  strataBufFree(&c->split);
 }
 
 static int addInput(Compaction *c, int which, FileMeta *f) {
@@ -353,8 +355,12 @@ static int openTableNoFill(void *pCtx, FileMeta *f, StrataIter **ppIter) {
   return strataDbTableIter((strata *)pCtx, f, 0, ppIter);
 }
 
-/* Merge the inputs of c into new tables; fill e. db->mu NOT held. */
-static int compactMerge(strata *db, Compaction *c, Version *v, u64 oldestSnap, VersionEdit *e) {
+/* Merge the entries of c's inputs with user keys in [pLo, pHi) (NULL: no
+** bound) into new tables, added to e; *pnOut is the bytes written. On
+** failure the tables this call finished are still in e (the caller deletes
+** them). db->mu NOT held. */
+static int mergeRange(strata *db, Compaction *c, Version *v, u64 oldestSnap, const StrataBuf *pLo,
+                      const StrataBuf *pHi, VersionEdit *e, u64 *pnOut) {
   StrataIter **apChild = NULL, *it = NULL;
   int nChild = 0, i, rc = STRATA_OK;
   CompactOut o;
@@ -399,7 +405,14 @@ static int compactMerge(strata *db, Compaction *c, Version *v, u64 oldestSnap, V
   strataFreeMem(apChild);
   if (rc) return rc;
 
-  for (it->pMethods->xSeekFirst(it); rc == STRATA_OK && it->bValid; it->pMethods->xNext(it)) {
+  if (pLo) {
+    /* The newest version of the first user key >= pLo sorts first. */
+    rc = strataIkeyBuild(&curUkey, pLo->a, pLo->n, STRATA_MAX_SEQ, STRATA_TYPE_VALUE);
+    if (rc == STRATA_OK) it->pMethods->xSeek(it, curUkey.a, curUkey.n);
+  } else {
+    it->pMethods->xSeekFirst(it);
+  }
+  for (; rc == STRATA_OK && it->bValid; it->pMethods->xNext(it)) {
     const u8 *k = it->pKey;
     size_t nU = it->nKey - 8;
     u64 trailer = strataGet64(k + nU), seq = trailer >> 8;
@@ -413,6 +426,7 @@ static int compactMerge(strata *db, Compaction *c, Version *v, u64 oldestSnap, V
     }
     if (!bHaveCur || strataUkeyCompare(k, nU, curUkey.a, curUkey.n) != 0) {
       /* A new user key: the only place an output may be cut. */
+      if (pHi && strataUkeyCompare(k, nU, pHi->a, pHi->n) >= 0) break;
       rc = strataBufSet(&curUkey, k, nU);
       if (rc) break;
       bHaveCur = 1;
@@ -442,21 +456,92 @@ static int compactMerge(strata *db, Compaction *c, Version *v, u64 oldestSnap, V
   }
   strataFreeMem(o.zPath);
   strataBufFree(&curUkey);
+  *pnOut = o.nBytesOut;
+  return rc;
+}
+
+/* SUBCOMPACTIONS
+** A large compaction with several lower-level inputs is split at the
+** smallest key of its middle lower input into two halves merged at once,
+** the upper half by a helper thread: at the end of a bulk write, and while
+** writers are stalled, the background has both cores to itself. The halves
+** hold disjoint user keys (every version of a key in the same half), so
+** their outputs do not overlap and each half's garbage collection decides
+** exactly as one merge would. */
+#define SUBCOMPACT_MIN_FILES 8 /* of target_file_size, input bytes to split */
+
+typedef struct SubJob {
+  strata *db;
+  Compaction *c;
+  Version *v;
+  u64 oldestSnap;
+  const StrataBuf *pLo;
+  VersionEdit e;
+  u64 nOut;
+  int rc;
+  char zErr[200];
+} SubJob;
+
+static void *subMain(void *pArg) {
+  SubJob *j = pArg;
+  j->rc = mergeRange(j->db, j->c, j->v, j->oldestSnap, j->pLo, NULL, &j->e, &j->nOut);
+  if (j->rc) snprintf(j->zErr, sizeof(j->zErr), "%s", strataErrMsgGet());
+  return NULL;
+}
+
+/* Delete the tables e added: no version refers to them. */
+static void deleteOutputs(strata *db, VersionEdit *e) {
+  int i;
+  for (i = 0; i < e->nAdd; i++) {
+    char *z = strataFileName(db->zDir, STRATA_FILE_SST, e->aAdd[i].pMeta->number);
+    e->aAdd[i].pMeta->xObsolete = NULL;
+    if (z) db->env->xDelete(db->env, z);
+    strataFreeMem(z);
+  }
+}
+
+/* Merge the inputs of c into new tables; fill e. db->mu NOT held. */
+static int compactMerge(strata *db, Compaction *c, Version *v, u64 oldestSnap, VersionEdit *e) {
+  SubJob sub;
+  pthread_t th;
+  int rc, rcSub = STRATA_OK, i, bSplit;
+  u64 nOut = 0;
+  memset(&sub, 0, sizeof(sub));
+  strataEditInit(&sub.e);
+  bSplit = db->opts.background_threads > 1 && c->nIn[1] >= 2 &&
+           c->nBytesIn >= SUBCOMPACT_MIN_FILES * (u64)db->opts.target_file_size;
+  if (bSplit) {
+    StrataBuf *pMid = &c->apIn[1][c->nIn[1] / 2]->smallest;
+    sub.db = db;
+    sub.c = c;
+    sub.v = v;
+    sub.oldestSnap = oldestSnap;
+    sub.pLo = &c->split;
+    rc = strataBufSet(&c->split, pMid->a, pMid->n - 8);
+    /* If no thread can be had, one merge does it all. */
+    if (rc || pthread_create(&th, NULL, subMain, &sub) != 0) bSplit = 0;
+  }
+  rc = mergeRange(db, c, v, oldestSnap, NULL, bSplit ? &c->split : NULL, e, &nOut);
+  if (bSplit) {
+    pthread_join(th, NULL);
+    nOut += sub.nOut;
+    rcSub = sub.rc;
+    for (i = 0; i < sub.e.nAdd && rc == STRATA_OK; i++) {
+      rc = strataEditAddFile(e, sub.e.aAdd[i].level, sub.e.aAdd[i].pMeta);
+    }
+    if (rc == STRATA_OK && rcSub) rc = strataErr(rcSub, "%s", sub.zErr);
+  }
   if (rc == STRATA_OK) rc = db->env->xSyncDir(db->env, db->zDir);
   if (rc) {
-    /* Remove the outputs already finished: no version refers to them. */
-    for (i = 0; i < e->nAdd; i++) {
-      char *z = strataFileName(db->zDir, STRATA_FILE_SST, e->aAdd[i].pMeta->number);
-      e->aAdd[i].pMeta->xObsolete = NULL;
-      if (z) db->env->xDelete(db->env, z);
-      strataFreeMem(z);
-    }
+    deleteOutputs(db, e);
+    deleteOutputs(db, &sub.e);
   }
+  strataEditClear(&sub.e);
   pthread_mutex_lock(&db->mu);
   db->stats.compaction_bytes_read += c->nBytesIn;
-  db->stats.compaction_bytes_written += o.nBytesOut;
+  db->stats.compaction_bytes_written += nOut;
   db->stats.level_read_bytes[c->level + 1] += c->nBytesIn;
-  db->stats.level_written_bytes[c->level + 1] += o.nBytesOut;
+  db->stats.level_written_bytes[c->level + 1] += nOut;
   pthread_mutex_unlock(&db->mu);
   return rc;
 }
