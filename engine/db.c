@@ -63,6 +63,9 @@
 #include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
+#ifdef __GLIBC__
+#include <malloc.h>
+#endif
 #include <time.h>
 #include <unistd.h>
 
@@ -410,6 +413,11 @@ static void dbChargeImmutable(strata *db) {
     nCap = nCap - nFloor > nImm ? nCap - nImm : nFloor;
   }
   strataCacheSetCapacity(db->pBlockCache, nCap);
+#ifdef __GLIBC__
+  /* The blocks just evicted are holes in the heap: hand their pages back,
+  ** or the process keeps them resident beside the new memtable. */
+  if (db->pImm) malloc_trim(0);
+#endif
 }
 
 /* Flush the immutable memtable (db->mu held, db->pImm set). */

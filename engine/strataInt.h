@@ -68,6 +68,11 @@ void *strataMalloc(size_t n);
 void *strataMallocZero(size_t n);
 void *strataRealloc(void *p, size_t n);
 void strataFreeMem(void *p);
+/* Zeroed pages of their own (an anonymous mapping), for large long-lived
+** buffers whose memory must go back to the system when freed; free with
+** strataMapFree and the same size. Fails like strataMalloc in tests. */
+void *strataMapAlloc(size_t n);
+void strataMapFree(void *p, size_t n);
 char *strataStrdup(const char *z);
 char *strataMprintf(const char *zFmt, ...) __attribute__((format(printf, 1, 2)));
 /* Test hook: the nth allocation from now fails (and every one after it
