@@ -306,6 +306,23 @@ int strataCacheNew(size_t nCapacity, BlockCache **ppCache) {
   return STRATA_OK;
 }
 
+/* Change the capacity (split over the shards as at creation; the shard count
+** stays) and evict what no longer fits. The database lowers it while an
+** immutable memtable waits to be flushed, so both stay within one memory
+** budget. */
+void strataCacheSetCapacity(BlockCache *c, size_t nCapacity) {
+  int i;
+  for (i = 0; i < c->nShard; i++) {
+    CacheShard *s = &c->aShard[i];
+    CacheHandle *pFree = NULL;
+    pthread_mutex_lock(&s->mutex);
+    s->nCapacity = nCapacity / (size_t)c->nShard + ((size_t)i < nCapacity % (size_t)c->nShard);
+    shardEvict(s, &pFree);
+    pthread_mutex_unlock(&s->mutex);
+    freeList(pFree);
+  }
+}
+
 /* Free the cache and every value in it. Every handle must have been
 ** released first. NULL is a no-op. */
 void strataCacheFree(BlockCache *c) {

@@ -63,6 +63,9 @@
 #include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
+#ifdef __GLIBC__
+#include <malloc.h>
+#endif
 #include <time.h>
 #include <unistd.h>
 
@@ -398,6 +401,25 @@ flush_done:
   return rc;
 }
 
+/* MEMORY BUDGET
+** The write buffer and the block cache share one budget, memtable_size +
+** cache_size: while an immutable memtable waits for its flush, the cache
+** gives up as much as the memtable holds (down to a quarter of its size,
+** so reads keep a working set). db->mu held. */
+static void dbChargeImmutable(strata *db) {
+  size_t nCap = db->opts.cache_size;
+  if (db->pImm) {
+    size_t nImm = strataMemtableMemoryUsage(db->pImm), nFloor = nCap / 4;
+    nCap = nCap - nFloor > nImm ? nCap - nImm : nFloor;
+  }
+  strataCacheSetCapacity(db->pBlockCache, nCap);
+#ifdef __GLIBC__
+  /* The blocks just evicted are holes in the heap: hand their pages back,
+  ** or the process keeps them resident beside the new memtable. */
+  if (db->pImm) malloc_trim(0);
+#endif
+}
+
 /* Flush the immutable memtable (db->mu held, db->pImm set). */
 static int flushImmutable(strata *db);
 
@@ -431,6 +453,7 @@ static int flushImmutable(strata *db) {
     db->pImm = NULL;
     atomic_store(&db->bImmPending, 0);
     strataMemtableUnref(pImm);
+    dbChargeImmutable(db);
     if (zWal) db->env->xDelete(db->env, zWal);
     strataFreeMem(zWal);
   }
@@ -454,7 +477,9 @@ static void *bgMain(void *pArg) {
       flushImmutable(db);
     } else if (db->bgError == STRATA_OK && strataCompactPick(db)) {
       strataCompactRun(db); /* releases and retakes db->mu */
-      dbViewInstall(db);    /* a new version */
+      /* A new version (for the read view), and an idle thread may now find
+      ** a compaction that conflicted with this one. */
+      strataDbScheduleWork(db);
     } else {
       pthread_cond_wait(&db->bgCv, &db->mu);
     }
@@ -563,6 +588,7 @@ static int makeRoom(strata *db, int bForce) {
       atomic_store(&db->bImmPending, 1);
       db->immWalNumber = oldNumber;
       db->pMem = pNew;
+      dbChargeImmutable(db);
       dbViewInstall(db);
       bForce = 0;
       strataDbScheduleWork(db);

@@ -127,6 +127,7 @@ struct SstBuilder {
   StrataBuf cbuf; /* compression output */
   int nNoGain;    /* data blocks in a row that compression did not shrink */
   int nSkip;      /* data blocks left to store without trying */
+  int nSkipNext;  /* the length of the next skip if the probe after this one fails */
   u32 *aHash;     /* one hash per distinct user key, for the filter */
   size_t nHash, nHashAlloc;
   SstProps props;
@@ -155,6 +156,7 @@ static int builderEmit(SstBuilder *b, const u8 *p, size_t n) {
 
 #define SST_NOGAIN_RUN 8
 #define SST_NOGAIN_SKIP 64
+#define SST_NOGAIN_SKIP_MAX 1024
 
 /* Write one block with its trailer; compress it if allowed and worthwhile.
 ** Sets *pOff and *pSize to its handle. Returns STRATA_OK or an error. */
@@ -166,8 +168,17 @@ static int builderWriteBlock(SstBuilder *b, const u8 *p, size_t n, int bCompress
   int rc;
   aTrailer[0] = SST_TYPE_NONE;
   /* Incompressible data (random values) would cost a compression per block
-  ** for nothing: after SST_NOGAIN_RUN blocks in a row that did not shrink,
-  ** the next SST_NOGAIN_SKIP are stored as they are, then it tries again. */
+  ** for nothing (~50 instructions a byte at level 1): after SST_NOGAIN_RUN
+  ** blocks in a row that did not shrink by a quarter, the next
+  ** SST_NOGAIN_SKIP are stored as they are, then one block is tried. Each
+  ** probe that fails doubles the skip (up to SST_NOGAIN_SKIP_MAX), so a
+  ** table of random values spends well under 1% of its blocks on
+  ** compression attempts; a probe that succeeds goes back to compressing
+  ** every block. A block that shrinks by 1/8 to 1/4 is still stored
+  ** compressed, but counts as no gain: small random values with their
+  ** keys and trailers land there, and saving a tenth of the bytes is not
+  ** worth a compression per block written and a decompression per block
+  ** read. */
   if (bCompress && b->nSkip > 0) {
     b->nSkip--;
     bCompress = 0;
@@ -180,10 +191,18 @@ static int builderWriteBlock(SstBuilder *b, const u8 *p, size_t n, int bCompress
       aTrailer[0] = SST_TYPE_ZSTD;
       pOut = b->cbuf.a;
       nOut = b->cbuf.n;
+    }
+    if (b->cbuf.n <= n - n / 4) {
       b->nNoGain = 0;
+      b->nSkipNext = 0;
+    } else if (b->nSkipNext > 0) {
+      /* A failed probe after a skip. */
+      b->nSkip = b->nSkipNext;
+      if (b->nSkipNext < SST_NOGAIN_SKIP_MAX) b->nSkipNext *= 2;
     } else if (++b->nNoGain >= SST_NOGAIN_RUN) {
       b->nNoGain = 0;
       b->nSkip = SST_NOGAIN_SKIP;
+      b->nSkipNext = 2 * SST_NOGAIN_SKIP;
     }
   }
   strataPut32(aTrailer + 1, strataCrcMask(strataCrc32c(strataCrc32c(0, pOut, nOut), aTrailer, 1)));
@@ -415,6 +434,8 @@ int strataSstBuilderFinish(SstBuilder *b, SstProps *pProps) {
   if (rc == STRATA_OK) rc = propsEncode(&b->props, &b->sep);
   if (rc == STRATA_OK) rc = builderWriteBlock(b, b->sep.a, b->sep.n, 0, &hProps[0], &hProps[1]);
   if (rc == STRATA_OK) rc = strataBlockBuilderFinish(&b->index, &p, &n);
+  /* The index always gets its try: its keys compress even when values do not. */
+  b->nSkip = b->nSkipNext = 0;
   if (rc == STRATA_OK) rc = builderWriteBlock(b, p, n, 1, &hIndex[0], &hIndex[1]);
   if (rc == STRATA_OK) {
     strataPut64(aFooter + SST_FOOTER_INDEX, hIndex[0]);

@@ -68,6 +68,11 @@ void *strataMalloc(size_t n);
 void *strataMallocZero(size_t n);
 void *strataRealloc(void *p, size_t n);
 void strataFreeMem(void *p);
+/* Zeroed pages of their own (an anonymous mapping), for large long-lived
+** buffers whose memory must go back to the system when freed; free with
+** strataMapFree and the same size. Fails like strataMalloc in tests. */
+void *strataMapAlloc(size_t n);
+void strataMapFree(void *p, size_t n);
 char *strataStrdup(const char *z);
 char *strataMprintf(const char *zFmt, ...) __attribute__((format(printf, 1, 2)));
 /* Test hook: the nth allocation from now fails (and every one after it
@@ -421,6 +426,8 @@ void strataCacheErase(BlockCache *c, u64 id, u64 off);
 /* Erase every entry with this id (a deleted file). */
 void strataCacheEraseId(BlockCache *c, u64 id);
 size_t strataCacheUsage(BlockCache *c);
+/* Set a new capacity, evicting unpinned entries beyond it. */
+void strataCacheSetCapacity(BlockCache *c, size_t nCapacity);
 u64 strataCacheNewId(BlockCache *c); /* a fresh id, for readers without a file number */
 void strataCacheCounters(BlockCache *c, u64 *pnHit, u64 *pnMiss);
 size_t strataCacheCount(BlockCache *c);

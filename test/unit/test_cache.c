@@ -230,6 +230,39 @@ static void test_byte_budget(void) {
   freeAndCheck(c);
 }
 
+/* Lowering the capacity evicts the oldest unpinned entries at once, keeps
+** pinned ones, and raising it again lets the cache fill back up. */
+static void test_set_capacity(void) {
+  BlockCache *c = NULL;
+  CacheHandle *hPin;
+  int i;
+  countersReset();
+  CHECK_EQ(strataCacheNew(64 * 1000, &c), STRATA_OK);
+  if (!c) return;
+  hPin = put(c, 7, 0, 100, 0);
+  for (i = 0; i < 600; i++) putRelease(c, 1, (u64)i * 4096, 100);
+  CHECK(strataCacheUsage(c) >= 50 * 1000);
+  strataCacheSetCapacity(c, 16 * 1000);
+  /* Unpinned entries within the new budget; the pinned one is extra. */
+  CHECK(strataCacheUsage(c) <= 16 * 1000 + 100);
+  CHECK(strataCacheUsage(c) >= 8 * 1000);
+  CHECK(valOk(hPin, 7, 0));
+  CHECK(present(c, 1, 599 * 4096));
+  CHECK(!present(c, 1, 0));
+  for (i = 0; i < 600; i++) {
+    putRelease(c, 2, (u64)i * 4096, 100);
+    CHECK(strataCacheUsage(c) <= 16 * 1000 + 100);
+  }
+  strataCacheSetCapacity(c, 64 * 1000);
+  for (i = 0; i < 600; i++) putRelease(c, 3, (u64)i * 4096, 100);
+  CHECK(strataCacheUsage(c) >= 50 * 1000);
+  CHECK(strataCacheUsage(c) <= 64 * 1000 + 100);
+  strataCacheRelease(c, hPin);
+  strataCacheSetCapacity(c, 0);
+  CHECK_EQ(strataCacheUsage(c), 0);
+  freeAndCheck(c);
+}
+
 static void test_pinned(void) {
   BlockCache *c = NULL;
   CacheHandle *hA, *aH[5];
@@ -736,6 +769,7 @@ int main(void) {
   RUN(test_lru_large);
   RUN(test_shares);
   RUN(test_byte_budget);
+  RUN(test_set_capacity);
   RUN(test_pinned);
   RUN(test_replace);
   RUN(test_erase);
