@@ -154,3 +154,14 @@ int strataBloomMayContain(const u8 *pFilter, size_t n, u32 hash) {
   }
   return 1;
 }
+
+/* Ask the CPU for the line of pFilter/n that a check of hash would read
+** (nothing for a malformed filter). A hint only: it reads the trailer,
+** which is normally cached, and never waits for the line itself. */
+void strataBloomPrefetch(const u8 *pFilter, size_t n, u32 hash) {
+  u32 nLines;
+  if (n < BLOOM_TRAILER + BLOOM_LINE_BYTES) return;
+  nLines = strataGet32(pFilter + n - 4);
+  if ((u64)nLines * BLOOM_LINE_BYTES + BLOOM_TRAILER != (u64)n) return;
+  __builtin_prefetch(pFilter + (size_t)bloomLine(hash, nLines) * BLOOM_LINE_BYTES);
+}

@@ -895,10 +895,11 @@ void strata_value_free(strata_value *pVal) {
   memset(pVal, 0, sizeof(*pVal));
 }
 
-/* Look up one table, file iFile of view v's version (v may be NULL).
-** *pbDone = 1 if it held an entry for the key. */
+/* Look up one table, file iFile of view v's version (v may be NULL), for
+** user key pKey whose filter hash is `hash`. *pbDone = 1 if it held an
+** entry for the key. */
 static int getFromTable(strata *db, ReadView *v, int iFile, FileMeta *f, const u8 *pKey,
-                        size_t nKey, u64 seq, strata_value *pVal, StrataReadStats *pRs,
+                        size_t nKey, u32 hash, u64 seq, strata_value *pVal, StrataReadStats *pRs,
                         int *pbDone) {
   CacheHandle *h = NULL;
   int rc = STRATA_OK, bFound = 0, type = 0, bPinned = 0;
@@ -926,7 +927,8 @@ static int getFromTable(strata *db, ReadView *v, int iFile, FileMeta *f, const u
   buf.a = pVal->p;
   buf.n = 0;
   buf.nAlloc = pVal->nAlloc;
-  rc = strataSstGet((SstReader *)strataCacheValue(h), pKey, nKey, seq, pRs, &bFound, &type, &buf);
+  rc = strataSstGetHashed((SstReader *)strataCacheValue(h), pKey, nKey, hash, seq, pRs, &bFound,
+                          &type, &buf);
   pVal->p = buf.a;
   pVal->nAlloc = buf.nAlloc;
   if (!bPinned) strataCacheRelease(db->pTableCache, h);
@@ -944,22 +946,34 @@ static inline int keyInFile(const FileMeta *f, const u8 *pKey, size_t nKey) {
          strataUkeyCompare(pKey, nKey, f->largest.a, f->largest.n - 8) <= 0;
 }
 
+/* Prefetch the filter line of file iFile of view v for the key with filter
+** hash `hash`, if the view has that table pinned already (v may be NULL). */
+static inline void viewPrefetch(ReadView *v, int iFile, u32 hash) {
+  if (v && iFile < v->nPin) {
+    CacheHandle *h = atomic_load_explicit(&v->aPin[iFile], memory_order_acquire);
+    if (h) strataSstPrefetch((const SstReader *)strataCacheValue(h), hash);
+  }
+}
+
 /* Look up version v (pView: NULL, or a view holding v, whose pinned tables
-** are used). */
+** are used).
+**
+** The tables that may hold the key are found first, and the filter lines
+** of those already pinned are prefetched together: a miss in the block
+** cache usually probes two or three filters, each a cold line, and their
+** loads then overlap instead of queueing one behind the other. The key is
+** hashed for the filters once, not once per table. */
 static int getFromVersion(strata *db, Version *v, ReadView *pView, const u8 *pKey, size_t nKey,
                           u64 seq, strata_value *pVal) {
   StrataReadStats rs = {0, 0};
   int rc = STRATA_NOTFOUND, level, i, bDone = 0;
-  /* L0: newest file first. */
-  for (i = v->nFile[0] - 1; i >= 0 && !bDone; i--) {
-    FileMeta *f = v->aFile[0][i];
-    if (!keyInFile(f, pKey, nKey)) continue;
-    rc = getFromTable(db, pView, i, f, pKey, nKey, seq, pVal, &rs, &bDone);
-    if (rc != STRATA_OK && rc != STRATA_NOTFOUND) break;
-    if (!bDone) rc = STRATA_NOTFOUND;
+  int aCand[STRATA_MAX_LEVELS]; /* levels >= 1: the file that may hold the key, or -1 */
+  u32 hash = strataBloomHash(pKey, nKey);
+  for (i = v->nFile[0] - 1; i >= 0; i--) {
+    if (keyInFile(v->aFile[0][i], pKey, nKey)) viewPrefetch(pView, i, hash);
   }
-  for (level = 1; level < STRATA_MAX_LEVELS && !bDone && (rc == STRATA_OK || rc == STRATA_NOTFOUND);
-       level++) {
+  aCand[0] = -1;
+  for (level = 1; level < STRATA_MAX_LEVELS; level++) {
     int lo = 0, hi = v->nFile[level];
     while (lo < hi) { /* first file whose largest user key >= key */
       int mid = (lo + hi) / 2;
@@ -970,9 +984,26 @@ static int getFromVersion(strata *db, Version *v, ReadView *pView, const u8 *pKe
         hi = mid;
       }
     }
+    aCand[level] = -1;
     if (lo < v->nFile[level] && keyInFile(v->aFile[level][lo], pKey, nKey)) {
+      aCand[level] = lo;
+      if (pView) viewPrefetch(pView, pView->aBase[level] + lo, hash);
+    }
+  }
+  /* L0: newest file first. */
+  for (i = v->nFile[0] - 1; i >= 0 && !bDone; i--) {
+    FileMeta *f = v->aFile[0][i];
+    if (!keyInFile(f, pKey, nKey)) continue;
+    rc = getFromTable(db, pView, i, f, pKey, nKey, hash, seq, pVal, &rs, &bDone);
+    if (rc != STRATA_OK && rc != STRATA_NOTFOUND) break;
+    if (!bDone) rc = STRATA_NOTFOUND;
+  }
+  for (level = 1; level < STRATA_MAX_LEVELS && !bDone && (rc == STRATA_OK || rc == STRATA_NOTFOUND);
+       level++) {
+    int lo = aCand[level];
+    if (lo >= 0) {
       rc = getFromTable(db, pView, pView ? pView->aBase[level] + lo : 0, v->aFile[level][lo], pKey,
-                        nKey, seq, pVal, &rs, &bDone);
+                        nKey, hash, seq, pVal, &rs, &bDone);
       if (!bDone && rc == STRATA_OK) rc = STRATA_NOTFOUND;
     }
   }

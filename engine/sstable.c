@@ -1074,6 +1074,19 @@ static void sstUnpinBlock(SstReader *r, BlockRef *pRef) {
 
 int strataSstGet(SstReader *r, const u8 *pUkey, size_t nUkey, u64 seq, StrataReadStats *pStats,
                  int *pFound, int *pType, StrataBuf *pVal) {
+  return strataSstGetHashed(r, pUkey, nUkey, strataBloomHash(pUkey, nUkey), seq, pStats, pFound,
+                            pType, pVal);
+}
+
+/* Ask for the filter line that a Get of the key with filter hash `hash`
+** will test, so that a lookup probing several tables waits for their lines
+** at once rather than one after the other. */
+void strataSstPrefetch(const SstReader *r, u32 hash) {
+  if (r->aFilter) strataBloomPrefetch(r->aFilter, r->nFilter, hash);
+}
+
+int strataSstGetHashed(SstReader *r, const u8 *pUkey, size_t nUkey, u32 hash, u64 seq,
+                       StrataReadStats *pStats, int *pFound, int *pType, StrataBuf *pVal) {
   const SstProps *pr = &r->props;
   u8 aLookup[SST_LOOKUP_STACK], *pLookup = aLookup;
   size_t nLookup = nUkey + STRATA_TRAILER;
@@ -1091,7 +1104,7 @@ int strataSstGet(SstReader *r, const u8 *pUkey, size_t nUkey, u64 seq, StrataRea
   }
   if (r->aFilter) {
     if (pStats) pStats->nBloomCheck++;
-    if (!strataBloomMayContain(r->aFilter, r->nFilter, strataBloomHash(pUkey, nUkey))) {
+    if (!strataBloomMayContain(r->aFilter, r->nFilter, hash)) {
       if (pStats) pStats->nBloomUseful++;
       return STRATA_OK;
     }
