@@ -955,57 +955,86 @@ static inline void viewPrefetch(ReadView *v, int iFile, u32 hash) {
   }
 }
 
-/* Look up version v (pView: NULL, or a view holding v, whose pinned tables
-** are used).
-**
-** The tables that may hold the key are found first, and the filter lines
-** of those already pinned are prefetched together: a miss in the block
-** cache usually probes two or three filters, each a cold line, and their
-** loads then overlap instead of queueing one behind the other. The key is
-** hashed for the filters once, not once per table. */
-static int getFromVersion(strata *db, Version *v, ReadView *pView, const u8 *pKey, size_t nKey,
-                          u64 seq, strata_value *pVal) {
-  StrataReadStats rs = {0, 0};
-  int rc = STRATA_NOTFOUND, level, i, bDone = 0;
-  int aCand[STRATA_MAX_LEVELS]; /* levels >= 1: the file that may hold the key, or -1 */
-  u32 hash = strataBloomHash(pKey, nKey);
-  for (i = v->nFile[0] - 1; i >= 0; i--) {
-    if (keyInFile(v->aFile[0][i], pKey, nKey)) viewPrefetch(pView, i, hash);
+/* The tables of a version that may hold a key, in the order a lookup
+** probes them: L0 newest first, then one per level. */
+typedef struct TableCand {
+  int level; /* STRATA_MAX_LEVELS once there are no more */
+  int i;     /* next L0 file to consider (counting down) */
+} TableCand;
+
+/* The next table of version v that may hold user key pKey: sets *pLevel
+** and *pIdx (its index in its level) and returns 1, or returns 0. */
+static int tableCandNext(const Version *v, TableCand *c, const u8 *pKey, size_t nKey, int *pLevel,
+                         int *pIdx) {
+  if (c->level == 0) {
+    while (c->i >= 0) {
+      int i = c->i--;
+      if (keyInFile(v->aFile[0][i], pKey, nKey)) {
+        *pLevel = 0;
+        *pIdx = i;
+        return 1;
+      }
+    }
+    c->level = 1;
   }
-  aCand[0] = -1;
-  for (level = 1; level < STRATA_MAX_LEVELS; level++) {
-    int lo = 0, hi = v->nFile[level];
+  for (; c->level < STRATA_MAX_LEVELS; c->level++) {
+    int lo = 0, hi = v->nFile[c->level];
     while (lo < hi) { /* first file whose largest user key >= key */
       int mid = (lo + hi) / 2;
-      const FileMeta *f = v->aFile[level][mid];
+      const FileMeta *f = v->aFile[c->level][mid];
       if (strataUkeyCompare(f->largest.a, f->largest.n - 8, pKey, nKey) < 0) {
         lo = mid + 1;
       } else {
         hi = mid;
       }
     }
-    aCand[level] = -1;
-    if (lo < v->nFile[level] && keyInFile(v->aFile[level][lo], pKey, nKey)) {
-      aCand[level] = lo;
-      if (pView) viewPrefetch(pView, pView->aBase[level] + lo, hash);
+    if (lo < v->nFile[c->level] && keyInFile(v->aFile[c->level][lo], pKey, nKey)) {
+      *pLevel = c->level++;
+      *pIdx = lo;
+      return 1;
     }
   }
-  /* L0: newest file first. */
-  for (i = v->nFile[0] - 1; i >= 0 && !bDone; i--) {
-    FileMeta *f = v->aFile[0][i];
-    if (!keyInFile(f, pKey, nKey)) continue;
-    rc = getFromTable(db, pView, i, f, pKey, nKey, hash, seq, pVal, &rs, &bDone);
-    if (rc != STRATA_OK && rc != STRATA_NOTFOUND) break;
-    if (!bDone) rc = STRATA_NOTFOUND;
-  }
-  for (level = 1; level < STRATA_MAX_LEVELS && !bDone && (rc == STRATA_OK || rc == STRATA_NOTFOUND);
-       level++) {
-    int lo = aCand[level];
-    if (lo >= 0) {
-      rc = getFromTable(db, pView, pView ? pView->aBase[level] + lo : 0, v->aFile[level][lo], pKey,
-                        nKey, hash, seq, pVal, &rs, &bDone);
-      if (!bDone && rc == STRATA_OK) rc = STRATA_NOTFOUND;
+  return 0;
+}
+
+#define GET_LOOKAHEAD 2 /* candidate tables whose filter lines are in flight */
+
+/* Look up version v (pView: NULL, or a view holding v, whose pinned tables
+** are used).
+**
+** A lookup that misses the memtables usually tests two or three table
+** filters, each a cold line. So the filter lines of the next
+** GET_LOOKAHEAD candidate tables (those pinned already) are prefetched
+** before the first is probed, and one more each time one is: their loads
+** overlap instead of queueing one behind the other, while a key found early
+** wastes at most that many candidate searches. The key is hashed for the
+** filters once, not once per table. */
+static int getFromVersion(strata *db, Version *v, ReadView *pView, const u8 *pKey, size_t nKey,
+                          u64 seq, strata_value *pVal) {
+  StrataReadStats rs = {0, 0};
+  int rc = STRATA_NOTFOUND, bDone = 0, nQ = 0, iQ = 0;
+  int aLevel[GET_LOOKAHEAD], aIdx[GET_LOOKAHEAD]; /* ring of candidates found, not probed */
+  TableCand cand;
+  u32 hash = strataBloomHash(pKey, nKey);
+  cand.level = 0;
+  cand.i = v->nFile[0] - 1;
+  while (!bDone && (rc == STRATA_OK || rc == STRATA_NOTFOUND)) {
+    int level, idx, iSlot;
+    while (nQ - iQ < GET_LOOKAHEAD &&
+           tableCandNext(v, &cand, pKey, nKey, &aLevel[nQ % GET_LOOKAHEAD],
+                         &aIdx[nQ % GET_LOOKAHEAD])) {
+      level = aLevel[nQ % GET_LOOKAHEAD];
+      if (pView) viewPrefetch(pView, pView->aBase[level] + aIdx[nQ % GET_LOOKAHEAD], hash);
+      nQ++;
     }
+    if (iQ == nQ) break;
+    level = aLevel[iQ % GET_LOOKAHEAD];
+    idx = aIdx[iQ % GET_LOOKAHEAD];
+    iQ++;
+    iSlot = pView ? pView->aBase[level] + idx : 0;
+    rc = getFromTable(db, pView, iSlot, v->aFile[level][idx], pKey, nKey, hash, seq, pVal, &rs,
+                      &bDone);
+    if (!bDone && rc == STRATA_OK) rc = STRATA_NOTFOUND;
   }
   if (rs.nBloomCheck) {
     atomic_fetch_add_explicit(&db->nBloomCheck, rs.nBloomCheck, memory_order_relaxed);
