@@ -467,6 +467,7 @@ struct SstReader {
   size_t nIndex;
   u8 *aFilter; /* filter, NULL if none */
   size_t nFilter;
+  BloomFilter bloom; /* aFilter's geometry, read once */
   /* INDEX WINDOWS: NULL if not built. */
   u64 *aIxWindow;      /* per index entry: 8 bytes of its user key, see below */
   u64 *aIxHandle;      /* (offset, size) of every data block (in aIxWindow's allocation) */
@@ -826,6 +827,7 @@ int strataSstOpen(strata_env *env, const char *zPath, u64 id, BlockCache *pCache
   if (strataGet64(aFooter + SST_FOOTER_FILTER + 8) > 0) {
     rc = sstLoadMeta(r, aFooter + SST_FOOTER_FILTER, "filter", &r->aFilter, &r->nFilter);
     if (rc) goto open_failed;
+    strataBloomInit(&r->bloom, r->aFilter, r->nFilter);
   }
 
   /* Data blocks end where the first metadata block starts. */
@@ -1082,7 +1084,7 @@ int strataSstGet(SstReader *r, const u8 *pUkey, size_t nUkey, u64 seq, StrataRea
 ** will test, so that a lookup probing several tables waits for their lines
 ** at once rather than one after the other. */
 void strataSstPrefetch(const SstReader *r, u32 hash) {
-  if (r->aFilter) strataBloomPrefetch(r->aFilter, r->nFilter, hash);
+  if (r->aFilter) strataBloomPrefetch(&r->bloom, hash);
 }
 
 int strataSstGetHashed(SstReader *r, const u8 *pUkey, size_t nUkey, u32 hash, u64 seq,
@@ -1104,7 +1106,7 @@ int strataSstGetHashed(SstReader *r, const u8 *pUkey, size_t nUkey, u32 hash, u6
   }
   if (r->aFilter) {
     if (pStats) pStats->nBloomCheck++;
-    if (!strataBloomMayContain(r->aFilter, r->nFilter, hash)) {
+    if (!strataBloomCheck(&r->bloom, hash)) {
       if (pStats) pStats->nBloomUseful++;
       return STRATA_OK;
     }

@@ -27,6 +27,7 @@
 
 /* Sorted typedef list. */
 typedef struct BlockCache BlockCache;
+typedef struct BloomFilter BloomFilter;
 typedef struct CacheHandle CacheHandle;
 typedef struct LogReader LogReader;
 typedef struct LogWriter LogWriter;
@@ -434,8 +435,18 @@ int strataBloomBuild(const u32 *aHash, size_t nKey, int bitsPerKey, StrataBuf *p
 /* 0 if the key is certainly absent, 1 if it may be present. A malformed
 ** filter answers 1. */
 int strataBloomMayContain(const u8 *pFilter, size_t n, u32 hash);
-/* Prefetch the line strataBloomMayContain(pFilter, n, hash) will read. */
-void strataBloomPrefetch(const u8 *pFilter, size_t n, u32 hash);
+/* A filter's geometry, read from its trailer once (strataBloomInit), so that
+** a check touches only the line it tests. nLines = 0: malformed, answers 1. */
+struct BloomFilter {
+  const u8 *aLine;
+  u32 nLines;
+  int nProbes;
+};
+void strataBloomInit(BloomFilter *f, const u8 *pFilter, size_t n);
+/* As strataBloomMayContain, for a filter set up by strataBloomInit. */
+int strataBloomCheck(const BloomFilter *f, u32 hash);
+/* Prefetch the line strataBloomCheck(f, hash) will read (a hint only). */
+void strataBloomPrefetch(const BloomFilter *f, u32 hash);
 
 /* compress.c: the only file that knows zstd. */
 /* Append the compressed form of p/n to pOut. */
