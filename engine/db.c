@@ -921,10 +921,11 @@ void strata_value_free(strata_value *pVal) {
   memset(pVal, 0, sizeof(*pVal));
 }
 
-/* Look up one table, file iFile of view v's version (v may be NULL).
-** *pbDone = 1 if it held an entry for the key. */
+/* Look up one table, file iFile of view v's version (v may be NULL), for
+** user key pKey whose filter hash is `hash`. *pbDone = 1 if it held an
+** entry for the key. */
 static int getFromTable(strata *db, ReadView *v, int iFile, FileMeta *f, const u8 *pKey,
-                        size_t nKey, u64 seq, strata_value *pVal, StrataReadStats *pRs,
+                        size_t nKey, u32 hash, u64 seq, strata_value *pVal, StrataReadStats *pRs,
                         int *pbDone) {
   CacheHandle *h = NULL;
   int rc = STRATA_OK, bFound = 0, type = 0, bPinned = 0;
@@ -952,7 +953,8 @@ static int getFromTable(strata *db, ReadView *v, int iFile, FileMeta *f, const u
   buf.a = pVal->p;
   buf.n = 0;
   buf.nAlloc = pVal->nAlloc;
-  rc = strataSstGet((SstReader *)strataCacheValue(h), pKey, nKey, seq, pRs, &bFound, &type, &buf);
+  rc = strataSstGetHashed((SstReader *)strataCacheValue(h), pKey, nKey, hash, seq, pRs, &bFound,
+                          &type, &buf);
   pVal->p = buf.a;
   pVal->nAlloc = buf.nAlloc;
   if (!bPinned) strataCacheRelease(db->pTableCache, h);
@@ -970,37 +972,95 @@ static inline int keyInFile(const FileMeta *f, const u8 *pKey, size_t nKey) {
          strataUkeyCompare(pKey, nKey, f->largest.a, f->largest.n - 8) <= 0;
 }
 
-/* Look up version v (pView: NULL, or a view holding v, whose pinned tables
-** are used). */
-static int getFromVersion(strata *db, Version *v, ReadView *pView, const u8 *pKey, size_t nKey,
-                          u64 seq, strata_value *pVal) {
-  StrataReadStats rs = {0, 0};
-  int rc = STRATA_NOTFOUND, level, i, bDone = 0;
-  /* L0: newest file first. */
-  for (i = v->nFile[0] - 1; i >= 0 && !bDone; i--) {
-    FileMeta *f = v->aFile[0][i];
-    if (!keyInFile(f, pKey, nKey)) continue;
-    rc = getFromTable(db, pView, i, f, pKey, nKey, seq, pVal, &rs, &bDone);
-    if (rc != STRATA_OK && rc != STRATA_NOTFOUND) break;
-    if (!bDone) rc = STRATA_NOTFOUND;
+/* Prefetch the filter line of file iFile of view v for the key with filter
+** hash `hash`, if the view has that table pinned already (v may be NULL). */
+static inline void viewPrefetch(ReadView *v, int iFile, u32 hash) {
+  if (v && iFile < v->nPin) {
+    CacheHandle *h = atomic_load_explicit(&v->aPin[iFile], memory_order_acquire);
+    if (h) strataSstPrefetch((const SstReader *)strataCacheValue(h), hash);
   }
-  for (level = 1; level < STRATA_MAX_LEVELS && !bDone && (rc == STRATA_OK || rc == STRATA_NOTFOUND);
-       level++) {
-    int lo = 0, hi = v->nFile[level];
+}
+
+/* The tables of a version that may hold a key, in the order a lookup
+** probes them: L0 newest first, then one per level. */
+typedef struct TableCand {
+  int level; /* STRATA_MAX_LEVELS once there are no more */
+  int i;     /* next L0 file to consider (counting down) */
+} TableCand;
+
+/* The next table of version v that may hold user key pKey: sets *pLevel
+** and *pIdx (its index in its level) and returns 1, or returns 0. */
+static int tableCandNext(const Version *v, TableCand *c, const u8 *pKey, size_t nKey, int *pLevel,
+                         int *pIdx) {
+  if (c->level == 0) {
+    while (c->i >= 0) {
+      int i = c->i--;
+      if (keyInFile(v->aFile[0][i], pKey, nKey)) {
+        *pLevel = 0;
+        *pIdx = i;
+        return 1;
+      }
+    }
+    c->level = 1;
+  }
+  for (; c->level < STRATA_MAX_LEVELS; c->level++) {
+    int lo = 0, hi = v->nFile[c->level];
     while (lo < hi) { /* first file whose largest user key >= key */
       int mid = (lo + hi) / 2;
-      const FileMeta *f = v->aFile[level][mid];
+      const FileMeta *f = v->aFile[c->level][mid];
       if (strataUkeyCompare(f->largest.a, f->largest.n - 8, pKey, nKey) < 0) {
         lo = mid + 1;
       } else {
         hi = mid;
       }
     }
-    if (lo < v->nFile[level] && keyInFile(v->aFile[level][lo], pKey, nKey)) {
-      rc = getFromTable(db, pView, pView ? pView->aBase[level] + lo : 0, v->aFile[level][lo], pKey,
-                        nKey, seq, pVal, &rs, &bDone);
-      if (!bDone && rc == STRATA_OK) rc = STRATA_NOTFOUND;
+    if (lo < v->nFile[c->level] && keyInFile(v->aFile[c->level][lo], pKey, nKey)) {
+      *pLevel = c->level++;
+      *pIdx = lo;
+      return 1;
     }
+  }
+  return 0;
+}
+
+#define GET_LOOKAHEAD 2 /* candidate tables whose filter lines are in flight */
+
+/* Look up version v (pView: NULL, or a view holding v, whose pinned tables
+** are used).
+**
+** A lookup that misses the memtables usually tests two or three table
+** filters, each a cold line. So the filter lines of the next
+** GET_LOOKAHEAD candidate tables (those pinned already) are prefetched
+** before the first is probed, and one more each time one is: their loads
+** overlap instead of queueing one behind the other, while a key found early
+** wastes at most that many candidate searches. The key is hashed for the
+** filters once, not once per table. */
+static int getFromVersion(strata *db, Version *v, ReadView *pView, const u8 *pKey, size_t nKey,
+                          u64 seq, strata_value *pVal) {
+  StrataReadStats rs = {0, 0};
+  int rc = STRATA_NOTFOUND, bDone = 0, nQ = 0, iQ = 0;
+  int aLevel[GET_LOOKAHEAD], aIdx[GET_LOOKAHEAD]; /* ring of candidates found, not probed */
+  TableCand cand;
+  u32 hash = strataBloomHash(pKey, nKey);
+  cand.level = 0;
+  cand.i = v->nFile[0] - 1;
+  while (!bDone && (rc == STRATA_OK || rc == STRATA_NOTFOUND)) {
+    int level, idx, iSlot;
+    while (nQ - iQ < GET_LOOKAHEAD &&
+           tableCandNext(v, &cand, pKey, nKey, &aLevel[nQ % GET_LOOKAHEAD],
+                         &aIdx[nQ % GET_LOOKAHEAD])) {
+      level = aLevel[nQ % GET_LOOKAHEAD];
+      if (pView) viewPrefetch(pView, pView->aBase[level] + aIdx[nQ % GET_LOOKAHEAD], hash);
+      nQ++;
+    }
+    if (iQ == nQ) break;
+    level = aLevel[iQ % GET_LOOKAHEAD];
+    idx = aIdx[iQ % GET_LOOKAHEAD];
+    iQ++;
+    iSlot = pView ? pView->aBase[level] + idx : 0;
+    rc = getFromTable(db, pView, iSlot, v->aFile[level][idx], pKey, nKey, hash, seq, pVal, &rs,
+                      &bDone);
+    if (!bDone && rc == STRATA_OK) rc = STRATA_NOTFOUND;
   }
   if (rs.nBloomCheck) {
     atomic_fetch_add_explicit(&db->nBloomCheck, rs.nBloomCheck, memory_order_relaxed);

@@ -488,6 +488,7 @@ struct SstReader {
   size_t nIndex;
   u8 *aFilter; /* filter, NULL if none */
   size_t nFilter;
+  BloomFilter bloom; /* aFilter's geometry, read once */
   /* INDEX WINDOWS: NULL if not built. */
   u64 *aIxWindow;      /* per index entry: 8 bytes of its user key, see below */
   u64 *aIxHandle;      /* (offset, size) of every data block (in aIxWindow's allocation) */
@@ -847,6 +848,7 @@ int strataSstOpen(strata_env *env, const char *zPath, u64 id, BlockCache *pCache
   if (strataGet64(aFooter + SST_FOOTER_FILTER + 8) > 0) {
     rc = sstLoadMeta(r, aFooter + SST_FOOTER_FILTER, "filter", &r->aFilter, &r->nFilter);
     if (rc) goto open_failed;
+    strataBloomInit(&r->bloom, r->aFilter, r->nFilter);
   }
 
   /* Data blocks end where the first metadata block starts. */
@@ -1097,6 +1099,19 @@ static void sstUnpinBlock(SstReader *r, BlockRef *pRef) {
 
 int strataSstGet(SstReader *r, const u8 *pUkey, size_t nUkey, u64 seq, StrataReadStats *pStats,
                  int *pFound, int *pType, StrataBuf *pVal) {
+  return strataSstGetHashed(r, pUkey, nUkey, strataBloomHash(pUkey, nUkey), seq, pStats, pFound,
+                            pType, pVal);
+}
+
+/* Ask for the filter line that a Get of the key with filter hash `hash`
+** will test, so that a lookup probing several tables waits for their lines
+** at once rather than one after the other. */
+void strataSstPrefetch(const SstReader *r, u32 hash) {
+  if (r->aFilter) strataBloomPrefetch(&r->bloom, hash);
+}
+
+int strataSstGetHashed(SstReader *r, const u8 *pUkey, size_t nUkey, u32 hash, u64 seq,
+                       StrataReadStats *pStats, int *pFound, int *pType, StrataBuf *pVal) {
   const SstProps *pr = &r->props;
   u8 aLookup[SST_LOOKUP_STACK], *pLookup = aLookup;
   size_t nLookup = nUkey + STRATA_TRAILER;
@@ -1114,7 +1129,7 @@ int strataSstGet(SstReader *r, const u8 *pUkey, size_t nUkey, u64 seq, StrataRea
   }
   if (r->aFilter) {
     if (pStats) pStats->nBloomCheck++;
-    if (!strataBloomMayContain(r->aFilter, r->nFilter, strataBloomHash(pUkey, nUkey))) {
+    if (!strataBloomCheck(&r->bloom, hash)) {
       if (pStats) pStats->nBloomUseful++;
       return STRATA_OK;
     }

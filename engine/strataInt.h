@@ -27,6 +27,7 @@
 
 /* Sorted typedef list. */
 typedef struct BlockCache BlockCache;
+typedef struct BloomFilter BloomFilter;
 typedef struct CacheHandle CacheHandle;
 typedef struct LogReader LogReader;
 typedef struct LogWriter LogWriter;
@@ -441,6 +442,18 @@ int strataBloomBuild(const u32 *aHash, size_t nKey, int bitsPerKey, StrataBuf *p
 /* 0 if the key is certainly absent, 1 if it may be present. A malformed
 ** filter answers 1. */
 int strataBloomMayContain(const u8 *pFilter, size_t n, u32 hash);
+/* A filter's geometry, read from its trailer once (strataBloomInit), so that
+** a check touches only the line it tests. nLines = 0: malformed, answers 1. */
+struct BloomFilter {
+  const u8 *aLine;
+  u32 nLines;
+  int nProbes;
+};
+void strataBloomInit(BloomFilter *f, const u8 *pFilter, size_t n);
+/* As strataBloomMayContain, for a filter set up by strataBloomInit. */
+int strataBloomCheck(const BloomFilter *f, u32 hash);
+/* Prefetch the line strataBloomCheck(f, hash) will read (a hint only). */
+void strataBloomPrefetch(const BloomFilter *f, u32 hash);
 
 /* compress.c: the only file that knows zstd. */
 /* Append the compressed form of p/n to pOut. */
@@ -508,6 +521,13 @@ size_t strataSstMemoryUsage(const SstReader *r);
 ** else 1 with *pType and, for a value, the value copied into pVal. */
 int strataSstGet(SstReader *r, const u8 *pUkey, size_t nUkey, u64 seq, StrataReadStats *pStats,
                  int *pFound, int *pType, StrataBuf *pVal);
+/* The same, for a caller that probes several tables: hash is
+** strataBloomHash(pUkey, nUkey), computed once per lookup. */
+int strataSstGetHashed(SstReader *r, const u8 *pUkey, size_t nUkey, u32 hash, u64 seq,
+                       StrataReadStats *pStats, int *pFound, int *pType, StrataBuf *pVal);
+/* Start loading what a Get of the key with filter hash `hash` reads first
+** (its filter line). Only a hint: no effect on results. */
+void strataSstPrefetch(const SstReader *r, u32 hash);
 /* An iterator over the table's internal keys. bFillCache = 0 leaves the
 ** cache unchanged by blocks it reads (for compaction and scans). */
 int strataSstIterNew(SstReader *r, int bFillCache, StrataIter **ppIter);

@@ -708,6 +708,110 @@ static void test_iter_refresh(void) {
   test_rmdir(zDir);
 }
 
+/* Point lookups racing flushes and compactions: one writer rewrites every
+** key round after round ("r<round>"), deleting and restoring every 7th
+** key on the way, through a tiny memtable, cache and files (so views are
+** replaced, tables probed across several levels and blocks evicted all
+** the time); readers get random keys and check that what they see is
+** well formed, and that a key's round never goes backwards for one
+** reader. */
+#define GR_KEYS 1500
+#define GR_ROUNDS 12
+static _Atomic int nGetRound;
+typedef struct GArg {
+  strata *db;
+  int rc;
+  u64 nGets;
+} GArg;
+
+static void *getWriterMain(void *p) {
+  GArg *a = p;
+  int r, i;
+  for (r = 1; r <= GR_ROUNDS && a->rc == 0; r++) {
+    for (i = 0; i < GR_KEYS && a->rc == 0; i++) {
+      char k[32], v[32];
+      int j = (i * 7919) % GR_KEYS; /* a fixed shuffle */
+      snprintf(k, sizeof k, "g%06d", j);
+      snprintf(v, sizeof v, "r%d", r);
+      if (j % 7 == 0 && strata_delete(a->db, k, strlen(k)) != STRATA_OK) a->rc = 1;
+      if (strata_put(a->db, k, strlen(k), v, strlen(v)) != STRATA_OK) a->rc = 2;
+    }
+    atomic_store(&nGetRound, r);
+  }
+  return NULL;
+}
+
+static void *getReaderMain(void *p) {
+  GArg *a = p;
+  int aSeen[GR_KEYS] = {0};
+  u64 x = 88172645463325252ull ^ (uintptr_t)p;
+  strata_value v = {0};
+  while (atomic_load(&nGetRound) < GR_ROUNDS && a->rc == 0) {
+    int i, r, rc;
+    char k[32];
+    x ^= x << 13, x ^= x >> 7, x ^= x << 17;
+    i = (int)(x % GR_KEYS);
+    snprintf(k, sizeof k, "g%06d", i);
+    rc = strata_get(a->db, NULL, k, strlen(k), &v);
+    a->nGets++;
+    if (rc == STRATA_NOTFOUND && i % 7 == 0) continue; /* between delete and put */
+    if (rc != STRATA_OK) {
+      a->rc = 10 + rc;
+    } else if (v.n < 2 || v.n > 3 || ((const char *)v.p)[0] != 'r') {
+      a->rc = 3;
+    } else {
+      char z[4] = {0};
+      memcpy(z, (const char *)v.p + 1, v.n - 1); /* v.p is not terminated */
+      r = atoi(z);
+      if (r < aSeen[i] || r < 0 || r > GR_ROUNDS) a->rc = 4;
+      aSeen[i] = r;
+    }
+  }
+  strata_value_free(&v);
+  return NULL;
+}
+
+static void test_concurrent_gets(void) {
+  const char *zDir = test_dir("db_gets");
+  strata_options o;
+  strata *db = NULL;
+  pthread_t w, aR[2];
+  GArg aArg[3];
+  int i;
+  strata_options_init(&o);
+  o.memtable_size = 64 << 10;
+  o.block_size = 512;
+  o.cache_size = 48 << 10;
+  o.target_file_size = 32 << 10;
+  o.l0_compaction_trigger = 2;
+  CHECK_EQ(strata_open(zDir, &o, &db), STRATA_OK);
+  if (!db) return;
+  for (i = 0; i < GR_KEYS; i++) {
+    char k[32];
+    snprintf(k, sizeof k, "g%06d", i);
+    CHECK_EQ(strata_put(db, k, strlen(k), "r0", 2), STRATA_OK);
+  }
+  atomic_store(&nGetRound, 0);
+  memset(aArg, 0, sizeof aArg);
+  for (i = 0; i < 3; i++) aArg[i].db = db;
+  for (i = 0; i < 2; i++) pthread_create(&aR[i], NULL, getReaderMain, &aArg[1 + i]);
+  pthread_create(&w, NULL, getWriterMain, &aArg[0]);
+  pthread_join(w, NULL);
+  atomic_store(&nGetRound, GR_ROUNDS); /* also if the writer failed */
+  for (i = 0; i < 2; i++) pthread_join(aR[i], NULL);
+  for (i = 0; i < 3; i++) CHECK_EQ(aArg[i].rc, 0);
+  CHECK(aArg[1].nGets > 0 && aArg[2].nGets > 0);
+  CHECK_EQ(strata_wait_idle(db), STRATA_OK);
+  for (i = 0; i < GR_KEYS; i++) {
+    char k[32], z[32];
+    snprintf(k, sizeof k, "g%06d", i);
+    CHECK_EQ(getStr(db, NULL, k, z, sizeof z), STRATA_OK);
+    CHECK(!strcmp(z, "r12"));
+  }
+  strata_close(db);
+  test_rmdir(zDir);
+}
+
 int main(void) {
   RUN(test_compress_from_level);
   RUN(test_basic);
@@ -719,6 +823,7 @@ int main(void) {
   RUN(test_options_and_errors);
   RUN(test_large_values);
   RUN(test_concurrent);
+  RUN(test_concurrent_gets);
   RUN(test_sync_modes_reopen);
   return TEST_SUMMARY();
 }
