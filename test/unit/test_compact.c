@@ -72,6 +72,22 @@ static int verifyAll(strata *db, const char *zWhen) {
   return nBad;
 }
 
+/* One random write to db and aModel: a delete one time in nDelOneIn, else
+** a put of the value stamped iStamp. */
+static void modelWrite(strata *db, TestRng *pR, int nDelOneIn, int iStamp) {
+  int k = (int)test_randn(pR, NKEYS);
+  char zk[32], zv[64];
+  mkKey(zk, k);
+  if (test_randn(pR, nDelOneIn) == 0) {
+    CHECK_EQ(strata_delete(db, zk, strlen(zk)), STRATA_OK);
+    aModel[k] = 0;
+  } else {
+    aModel[k] = iStamp;
+    mkVal(zv, k, aModel[k]);
+    CHECK_EQ(strata_put(db, zk, strlen(zk), zv, strlen(zv)), STRATA_OK);
+  }
+}
+
 static void test_model_with_compaction(void) {
   const char *zDir = test_dir("cmp_model");
   strata *db = openSmall(zDir, 32 << 10);
@@ -83,17 +99,7 @@ static void test_model_with_compaction(void) {
   memset(aModel, 0, sizeof aModel);
   for (round = 0; round < 6; round++) {
     for (i = 0; i < 20000; i++) {
-      int k = (int)test_randn(&r, NKEYS);
-      char zk[32], zv[64];
-      mkKey(zk, k);
-      if (test_randn(&r, 4) == 0) {
-        CHECK_EQ(strata_delete(db, zk, strlen(zk)), STRATA_OK);
-        aModel[k] = 0;
-      } else {
-        aModel[k] = round * 100000 + i + 1;
-        mkVal(zv, k, aModel[k]);
-        CHECK_EQ(strata_put(db, zk, strlen(zk), zv, strlen(zv)), STRATA_OK);
-      }
+      modelWrite(db, &r, 4, round * 100000 + i + 1);
     }
     CHECK_EQ(verifyAll(db, "while compacting"), 0);
     CHECK_EQ(strata_wait_idle(db), STRATA_OK);
@@ -334,17 +340,7 @@ static void test_parallel_compactions(void) {
   ** running at once: on a busy machine the overlap can take a while. */
   for (round = 0; round < 16 && (round < 4 || atomic_load(&nMaxCompacting) < 2); round++) {
     for (i = 0; i < 30000; i++) {
-      int k = (int)test_randn(&r, NKEYS);
-      char zk[32], zv[64];
-      mkKey(zk, k);
-      if (test_randn(&r, 5) == 0) {
-        CHECK_EQ(strata_delete(db, zk, strlen(zk)), STRATA_OK);
-        aModel[k] = 0;
-      } else {
-        aModel[k] = round * 100000 + i + 1;
-        mkVal(zv, k, aModel[k]);
-        CHECK_EQ(strata_put(db, zk, strlen(zk), zv, strlen(zv)), STRATA_OK);
-      }
+      modelWrite(db, &r, 5, round * 100000 + i + 1);
       if (i % 5000 == 4999) CHECK_EQ(strataDbCheck(db), STRATA_OK);
     }
     CHECK_EQ(verifyAll(db, "parallel, while compacting"), 0);

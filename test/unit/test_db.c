@@ -529,28 +529,23 @@ static void test_compress_from_level(void) {
   }
 }
 
+/* Append the iterator's entry as "key=value;" to pOut. */
+static void dumpEntry(strata_iter *it, StrataBuf *pOut) {
+  size_t n;
+  const void *p = strata_iter_key(it, &n);
+  strataBufAppend(pOut, p, n);
+  strataBufAppend(pOut, "=", 1);
+  p = strata_iter_value(it, &n);
+  strataBufAppend(pOut, p, n);
+  strataBufAppend(pOut, ";", 1);
+}
+
 /* Everything an iterator shows, forward then backward, as one string
 ** "key=value;" per entry (a reverse scan must mirror the forward one). */
 static char *iterDump(strata_iter *it) {
   StrataBuf fwd = {0}, rev = {0};
-  const void *p;
-  size_t n;
-  for (strata_iter_seek_first(it); strata_iter_valid(it); strata_iter_next(it)) {
-    p = strata_iter_key(it, &n);
-    strataBufAppend(&fwd, p, n);
-    strataBufAppend(&fwd, "=", 1);
-    p = strata_iter_value(it, &n);
-    strataBufAppend(&fwd, p, n);
-    strataBufAppend(&fwd, ";", 1);
-  }
-  for (strata_iter_seek_last(it); strata_iter_valid(it); strata_iter_prev(it)) {
-    p = strata_iter_key(it, &n);
-    strataBufAppend(&rev, p, n);
-    strataBufAppend(&rev, "=", 1);
-    p = strata_iter_value(it, &n);
-    strataBufAppend(&rev, p, n);
-    strataBufAppend(&rev, ";", 1);
-  }
+  for (strata_iter_seek_first(it); strata_iter_valid(it); strata_iter_next(it)) dumpEntry(it, &fwd);
+  for (strata_iter_seek_last(it); strata_iter_valid(it); strata_iter_prev(it)) dumpEntry(it, &rev);
   strataBufAppend(&fwd, "|", 1);
   strataBufAppend(&fwd, rev.a, rev.n);
   strataBufAppend(&fwd, "", 1);
