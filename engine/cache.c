@@ -49,6 +49,30 @@
 ** and the order is LRU to within a quarter of the shard (exact while a
 ** shard has fewer than 8 entries).
 **
+** SECOND CHANCE
+**
+** In a shard of CACHE_DEFER_MIN entries or more, a hit outside the newest
+** quarter does not move its entry either: it only sets the entry's bRef,
+** in the line the lookup has just read. Moving it would write its two list
+** neighbours, entries of random age that are almost never in the CPU's
+** caches: two misses under the mutex on most hits of a large cache (the
+** lookup's largest cost when the working set fits). Eviction instead gives
+** a head with bRef set a second chance: it is cleared and appended as the
+** newest, and the next head is considered. So an entry used since it was
+** last appended is never evicted before one that was not (CLOCK); it just
+** joins the newest end when it reaches the head rather than when it was
+** used. Each head is passed over at most once per eviction, as clearing
+** happens before any new hit can set it again. Smaller shards keep the
+** exact moves, where they cost little.
+**
+** EVICTION PREFETCH
+**
+** Once the cache is full every insert evicts, and a victim is by nature
+** the coldest memory the shard has: its entry, its slot, its LRU neighbour
+** and its value each cost a miss, under the shard mutex. An eviction
+** therefore prefetches what the next one in the shard will touch (see
+** evictPrefetch), so that by then those lines have arrived.
+**
 ** USAGE
 **
 ** Usage is the sum of the charges of entries whose value has not been
@@ -72,6 +96,7 @@
 #define CACHE_INIT_SLOTS 16       /* per shard, a power of two */
 #define CACHE_LINE 64
 #define CACHE_FIRST_ID (1ull << 62) /* above any file number */
+#define CACHE_DEFER_MIN 64        /* shard entries from which hits are deferred (SECOND CHANCE) */
 
 struct CacheHandle {
   /* Read by every lookup first. */
@@ -81,6 +106,7 @@ struct CacheHandle {
   u32 hash;
   u8 bInTable; /* found by lookups */
   u8 bOnLru;   /* linked in the shard's LRU list */
+  u8 bRef;     /* hit since last appended, not yet moved (SECOND CHANCE) */
   /* The LRU list; pLruNext also chains entries waiting to be freed. */
   CacheHandle *pLruPrev, *pLruNext;
   void *pValue;
@@ -136,6 +162,7 @@ static inline void lruAppend(CacheShard *s, CacheHandle *e) {
   e->pLruPrev->pLruNext = e;
   s->lru.pLruPrev = e;
   e->bOnLru = 1;
+  e->bRef = 0;
   e->iStamp = ++s->iTick;
 }
 
@@ -145,11 +172,16 @@ static inline void lruUnlink(CacheHandle *e) {
   e->bOnLru = 0;
 }
 
-/* Make a hit entry the newest unless it is already in the newest quarter. */
+/* Make a hit entry the newest unless it is already in the newest quarter;
+** in a large shard, just mark it for its second chance. */
 static inline void lruTouch(CacheShard *s, CacheHandle *e) {
   if (e->bOnLru && (u32)(s->iTick - e->iStamp) >= (u32)(s->nEntry >> 2)) {
-    lruUnlink(e);
-    lruAppend(s, e);
+    if (s->nEntry >= CACHE_DEFER_MIN) {
+      e->bRef = 1;
+    } else {
+      lruUnlink(e);
+      lruAppend(s, e);
+    }
   }
 }
 
@@ -237,18 +269,37 @@ static void shardRemove(CacheShard *s, u32 i, CacheHandle **ppFree) {
   entryDetach(s, e, ppFree);
 }
 
+/* After an eviction (EVICTION PREFETCH): ask for the lines the next one
+** will touch, the new head's slot and value, and the entry after it (whose
+** pLruPrev the next unlink writes). The head itself was asked for by the
+** eviction before. Reads only the head, which is in the table. */
+static inline void evictPrefetch(const CacheShard *s) {
+  const CacheHandle *h = s->lru.pLruNext;
+  if (h == &s->lru) return;
+  __builtin_prefetch(h->pLruNext, 1);
+  __builtin_prefetch(&s->aSlot[h->hash & (s->nSlot - 1)], 1);
+  if (h->pValue) __builtin_prefetch(h->pValue, 1);
+}
+
 /* Evict from the oldest end while the shard is over its share (a share of
 ** 0 keeps nothing unpinned, even entries of charge 0). Pinned entries met
-** on the way leave the list until released. Victims go on *ppFree. */
+** on the way leave the list until released; heads with bRef set are moved
+** to the newest end instead (SECOND CHANCE). Victims go on *ppFree. */
 static void shardEvict(CacheShard *s, CacheHandle **ppFree) {
+  int bEvicted = 0;
   while ((s->nUsage > s->nCapacity || s->nCapacity == 0) && s->lru.pLruNext != &s->lru) {
     CacheHandle *e = s->lru.pLruNext;
     if (e->nRef > 0) {
       lruUnlink(e);
+    } else if (e->bRef) { /* used since it was appended: its second chance */
+      lruUnlink(e);
+      lruAppend(s, e);
     } else {
       shardRemove(s, slotOf(s, e), ppFree);
+      bEvicted = 1;
     }
   }
+  if (bEvicted) evictPrefetch(s);
 }
 
 /* Run xFree for every entry on the list (chained by pLruNext) and free the
@@ -304,6 +355,23 @@ int strataCacheNew(size_t nCapacity, BlockCache **ppCache) {
   }
   *ppCache = c;
   return STRATA_OK;
+}
+
+/* Change the capacity (split over the shards as at creation; the shard count
+** stays) and evict what no longer fits. The database lowers it while an
+** immutable memtable waits to be flushed, so both stay within one memory
+** budget. */
+void strataCacheSetCapacity(BlockCache *c, size_t nCapacity) {
+  int i;
+  for (i = 0; i < c->nShard; i++) {
+    CacheShard *s = &c->aShard[i];
+    CacheHandle *pFree = NULL;
+    pthread_mutex_lock(&s->mutex);
+    s->nCapacity = nCapacity / (size_t)c->nShard + ((size_t)i < nCapacity % (size_t)c->nShard);
+    shardEvict(s, &pFree);
+    pthread_mutex_unlock(&s->mutex);
+    freeList(pFree);
+  }
 }
 
 /* Free the cache and every value in it. Every handle must have been

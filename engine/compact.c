@@ -17,6 +17,18 @@
 ** overlaps the fewest bytes of Ln+1 for its size (see pickFile), and the
 ** Ln+1 files that overlap it. A single input with nothing below it is moved, not rewritten.
 **
+** CONCURRENCY
+** Up to background_threads compactions run at once, on disjoint inputs:
+** every input file is marked bCompacting (under db->mu) until its
+** compaction is installed or has failed, and a compaction is picked only if
+** none of its inputs is marked. That keeps each level's files disjoint: two
+** compactions into the same level take disjoint upper files, and one whose
+** range would reach into another's outputs overlaps one of that one's
+** lower inputs, which are marked. At most one L0 compaction runs (it takes
+** every L0 file). A level's score counts only the bytes not already being
+** compacted, so a level just over its target does not start a second
+** compaction that would leave it under.
+**
 ** OUTPUTS
 ** Outputs are cut at target_file_size, or earlier when a file would overlap
 ** more than 10 target sizes of the level below its own (so its own future
@@ -53,10 +65,17 @@ static u64 levelTarget(const strata *db, int level) {
   return base;
 }
 
-/* Score of a level: >= 1 means it needs compaction. */
+/* Score of a level: >= 1 means it needs compaction. Files being compacted
+** do not count (see CONCURRENCY). db->mu held. */
 static double levelScore(const strata *db, const Version *v, int level) {
-  if (level == 0) return (double)v->nFile[0] / (double)db->opts.l0_compaction_trigger;
-  return (double)strataVersionLevelBytes(v, level) / (double)levelTarget(db, level);
+  u64 n = 0;
+  int i;
+  for (i = 0; i < v->nFile[level]; i++) {
+    const FileMeta *f = v->aFile[level][i];
+    if (!f->bCompacting) n += level == 0 ? 1 : f->size;
+  }
+  if (level == 0) return (double)n / (double)db->opts.l0_compaction_trigger;
+  return (double)n / (double)levelTarget(db, level);
 }
 
 void strataCompactUpdateDebt(strata *db) {
@@ -75,14 +94,18 @@ u64 strataCompactDebtLimit(const strata *db, int bHard) {
   return levelTarget(db, 1) * (bHard ? 64u : 16u);
 }
 
+static int pickFile(const Version *v, int level);
+static int level0Free(const Version *v);
+
 int strataCompactPick(strata *db) {
   Version *v = db->vs->pCurrent;
   double best = 0;
   int level, iBest = -1;
-  if (db->opts.disable_compaction || db->nCompacting > 0 || db->bManualCompaction) return 0;
+  if (db->opts.disable_compaction || db->bManualCompaction) return 0;
   for (level = 0; level < STRATA_MAX_LEVELS - 1; level++) {
     double s = levelScore(db, v, level);
-    if (s >= 1.0 && s > best) {
+    if (s >= 1.0 && s > best &&
+        (level == 0 ? level0Free(v) : pickFile(v, level) >= 0)) {
       best = s;
       iBest = level;
     }
@@ -108,6 +131,7 @@ typedef struct Compaction {
   int nIn[2];
   FileMeta **apIn[2];
   StrataBuf lo, hi; /* user key range of all inputs */
+  StrataBuf split;  /* where a split compaction's upper half starts (SUBCOMPACTIONS) */
   u64 nBytesIn;
   int bMoved;       /* done by a trivial move */
 } Compaction;
@@ -120,6 +144,7 @@ static void compactionFree(Compaction *c) {
   }
   strataBufFree(&c->lo);
   strataBufFree(&c->hi);
+  strataBufFree(&c->split);
 }
 
 static int addInput(Compaction *c, int which, FileMeta *f) {
@@ -149,20 +174,25 @@ static int widenRange(Compaction *c, const FileMeta *f, int bFirst) {
 ** per byte it moves: smallest (overlapping bytes in level+1) / size. Both
 ** levels are sorted, so one sweep finds every file's overlap. Cheaper
 ** compactions first keep write amplification down (files that overlap much
-** get their turn when the level below has grown to meet them). */
+** get their turn when the level below has grown to meet them). Files that
+** are, or overlap, inputs of a running compaction are passed over (see
+** CONCURRENCY). Returns -1 if every file is. db->mu held. */
 static int pickFile(const Version *v, int level) {
   FileMeta **a = v->aFile[level], **b = level + 1 < STRATA_MAX_LEVELS ? v->aFile[level + 1] : NULL;
   int n = v->nFile[level], m = b ? v->nFile[level + 1] : 0;
-  int i, j = 0, iBest = 0;
+  int i, j = 0, iBest = -1;
   double best = -1;
   for (i = 0; i < n; i++) {
     const FileMeta *f = a[i];
     u64 nOver = 0;
-    int k;
+    int k, bBusy = f->bCompacting;
     /* Skip files of level+1 entirely before f. */
     while (j < m && ukeyCmp(&b[j]->largest, &f->smallest) < 0) j++;
-    for (k = j; k < m && ukeyCmp(&b[k]->smallest, &f->largest) <= 0; k++) nOver += b[k]->size;
-    {
+    for (k = j; k < m && ukeyCmp(&b[k]->smallest, &f->largest) <= 0; k++) {
+      nOver += b[k]->size;
+      bBusy |= b[k]->bCompacting;
+    }
+    if (!bBusy) {
       double r = (double)nOver / (double)(f->size ? f->size : 1);
       if (best < 0 || r < best) {
         best = r;
@@ -171,6 +201,24 @@ static int pickFile(const Version *v, int level) {
     }
   }
   return iBest;
+}
+
+/* 1 if an L0 compaction may start: no L0 file, and no L1 file in the key
+** range of L0, is being compacted. db->mu held. */
+static int level0Free(const Version *v) {
+  const StrataBuf *lo = NULL, *hi = NULL;
+  int i;
+  for (i = 0; i < v->nFile[0]; i++) {
+    const FileMeta *f = v->aFile[0][i];
+    if (f->bCompacting) return 0;
+    if (!lo || ukeyCmp(&f->smallest, lo) < 0) lo = &f->smallest;
+    if (!hi || ukeyCmp(&f->largest, hi) > 0) hi = &f->largest;
+  }
+  for (i = 0; lo && i < v->nFile[1]; i++) {
+    const FileMeta *f = v->aFile[1][i];
+    if (f->bCompacting && ukeyCmp(&f->largest, lo) >= 0 && ukeyCmp(&f->smallest, hi) <= 0) return 0;
+  }
+  return 1;
 }
 
 /* Fill c with the files of `level` overlapping [lo, hi] (all L0 files for
@@ -184,7 +232,8 @@ static int setupInputs(strata *db, Compaction *c, int level, const u8 *lo, size_
   if (level == 0) {
     for (i = 0; i < v->nFile[0] && rc == STRATA_OK; i++) rc = addInput(c, 0, v->aFile[0][i]);
   } else if (bOneFile) {
-    if (v->nFile[level] > 0) rc = addInput(c, 0, v->aFile[level][pickFile(v, level)]);
+    int iFile = pickFile(v, level);
+    if (iFile >= 0) rc = addInput(c, 0, v->aFile[level][iFile]);
   } else {
     for (i = 0; i < v->nFile[level] && rc == STRATA_OK; i++) {
       if (fileOverlaps(v->aFile[level][i], lo, nLo, hi, nHi)) rc = addInput(c, 0, v->aFile[level][i]);
@@ -306,8 +355,12 @@ static int openTableNoFill(void *pCtx, FileMeta *f, StrataIter **ppIter) {
   return strataDbTableIter((strata *)pCtx, f, 0, ppIter);
 }
 
-/* Merge the inputs of c into new tables; fill e. db->mu NOT held. */
-static int compactMerge(strata *db, Compaction *c, Version *v, u64 oldestSnap, VersionEdit *e) {
+/* Merge the entries of c's inputs with user keys in [pLo, pHi) (NULL: no
+** bound) into new tables, added to e; *pnOut is the bytes written. On
+** failure the tables this call finished are still in e (the caller deletes
+** them). db->mu NOT held. */
+static int mergeRange(strata *db, Compaction *c, Version *v, u64 oldestSnap, const StrataBuf *pLo,
+                      const StrataBuf *pHi, VersionEdit *e, u64 *pnOut) {
   StrataIter **apChild = NULL, *it = NULL;
   int nChild = 0, i, rc = STRATA_OK;
   CompactOut o;
@@ -352,7 +405,14 @@ static int compactMerge(strata *db, Compaction *c, Version *v, u64 oldestSnap, V
   strataFreeMem(apChild);
   if (rc) return rc;
 
-  for (it->pMethods->xSeekFirst(it); rc == STRATA_OK && it->bValid; it->pMethods->xNext(it)) {
+  if (pLo) {
+    /* The newest version of the first user key >= pLo sorts first. */
+    rc = strataIkeyBuild(&curUkey, pLo->a, pLo->n, STRATA_MAX_SEQ, STRATA_TYPE_VALUE);
+    if (rc == STRATA_OK) it->pMethods->xSeek(it, curUkey.a, curUkey.n);
+  } else {
+    it->pMethods->xSeekFirst(it);
+  }
+  for (; rc == STRATA_OK && it->bValid; it->pMethods->xNext(it)) {
     const u8 *k = it->pKey;
     size_t nU = it->nKey - 8;
     u64 trailer = strataGet64(k + nU), seq = trailer >> 8;
@@ -366,6 +426,7 @@ static int compactMerge(strata *db, Compaction *c, Version *v, u64 oldestSnap, V
     }
     if (!bHaveCur || strataUkeyCompare(k, nU, curUkey.a, curUkey.n) != 0) {
       /* A new user key: the only place an output may be cut. */
+      if (pHi && strataUkeyCompare(k, nU, pHi->a, pHi->n) >= 0) break;
       rc = strataBufSet(&curUkey, k, nU);
       if (rc) break;
       bHaveCur = 1;
@@ -395,21 +456,92 @@ static int compactMerge(strata *db, Compaction *c, Version *v, u64 oldestSnap, V
   }
   strataFreeMem(o.zPath);
   strataBufFree(&curUkey);
+  *pnOut = o.nBytesOut;
+  return rc;
+}
+
+/* SUBCOMPACTIONS
+** A large compaction with several lower-level inputs is split at the
+** smallest key of its middle lower input into two halves merged at once,
+** the upper half by a helper thread: at the end of a bulk write, and while
+** writers are stalled, the background has both cores to itself. The halves
+** hold disjoint user keys (every version of a key in the same half), so
+** their outputs do not overlap and each half's garbage collection decides
+** exactly as one merge would. */
+#define SUBCOMPACT_MIN_FILES 8 /* of target_file_size, input bytes to split */
+
+typedef struct SubJob {
+  strata *db;
+  Compaction *c;
+  Version *v;
+  u64 oldestSnap;
+  const StrataBuf *pLo;
+  VersionEdit e;
+  u64 nOut;
+  int rc;
+  char zErr[200];
+} SubJob;
+
+static void *subMain(void *pArg) {
+  SubJob *j = pArg;
+  j->rc = mergeRange(j->db, j->c, j->v, j->oldestSnap, j->pLo, NULL, &j->e, &j->nOut);
+  if (j->rc) snprintf(j->zErr, sizeof(j->zErr), "%s", strataErrMsgGet());
+  return NULL;
+}
+
+/* Delete the tables e added: no version refers to them. */
+static void deleteOutputs(strata *db, VersionEdit *e) {
+  int i;
+  for (i = 0; i < e->nAdd; i++) {
+    char *z = strataFileName(db->zDir, STRATA_FILE_SST, e->aAdd[i].pMeta->number);
+    e->aAdd[i].pMeta->xObsolete = NULL;
+    if (z) db->env->xDelete(db->env, z);
+    strataFreeMem(z);
+  }
+}
+
+/* Merge the inputs of c into new tables; fill e. db->mu NOT held. */
+static int compactMerge(strata *db, Compaction *c, Version *v, u64 oldestSnap, VersionEdit *e) {
+  SubJob sub;
+  pthread_t th;
+  int rc, rcSub = STRATA_OK, i, bSplit;
+  u64 nOut = 0;
+  memset(&sub, 0, sizeof(sub));
+  strataEditInit(&sub.e);
+  bSplit = db->opts.background_threads > 1 && c->nIn[1] >= 2 &&
+           c->nBytesIn >= SUBCOMPACT_MIN_FILES * (u64)db->opts.target_file_size;
+  if (bSplit) {
+    StrataBuf *pMid = &c->apIn[1][c->nIn[1] / 2]->smallest;
+    sub.db = db;
+    sub.c = c;
+    sub.v = v;
+    sub.oldestSnap = oldestSnap;
+    sub.pLo = &c->split;
+    rc = strataBufSet(&c->split, pMid->a, pMid->n - 8);
+    /* If no thread can be had, one merge does it all. */
+    if (rc || pthread_create(&th, NULL, subMain, &sub) != 0) bSplit = 0;
+  }
+  rc = mergeRange(db, c, v, oldestSnap, NULL, bSplit ? &c->split : NULL, e, &nOut);
+  if (bSplit) {
+    pthread_join(th, NULL);
+    nOut += sub.nOut;
+    rcSub = sub.rc;
+    for (i = 0; i < sub.e.nAdd && rc == STRATA_OK; i++) {
+      rc = strataEditAddFile(e, sub.e.aAdd[i].level, sub.e.aAdd[i].pMeta);
+    }
+    if (rc == STRATA_OK && rcSub) rc = strataErr(rcSub, "%s", sub.zErr);
+  }
   if (rc == STRATA_OK) rc = db->env->xSyncDir(db->env, db->zDir);
   if (rc) {
-    /* Remove the outputs already finished: no version refers to them. */
-    for (i = 0; i < e->nAdd; i++) {
-      char *z = strataFileName(db->zDir, STRATA_FILE_SST, e->aAdd[i].pMeta->number);
-      e->aAdd[i].pMeta->xObsolete = NULL;
-      if (z) db->env->xDelete(db->env, z);
-      strataFreeMem(z);
-    }
+    deleteOutputs(db, e);
+    deleteOutputs(db, &sub.e);
   }
+  strataEditClear(&sub.e);
   pthread_mutex_lock(&db->mu);
   db->stats.compaction_bytes_read += c->nBytesIn;
-  db->stats.compaction_bytes_written += o.nBytesOut;
+  db->stats.compaction_bytes_written += nOut;
   db->stats.level_read_bytes[c->level + 1] += c->nBytesIn;
-  db->stats.level_written_bytes[c->level + 1] += o.nBytesOut;
+  db->stats.level_written_bytes[c->level + 1] += nOut;
   pthread_mutex_unlock(&db->mu);
   return rc;
 }
@@ -435,12 +567,20 @@ static int inputsDisjoint(Compaction *c) {
   return bOk;
 }
 
+/* Mark (bOn = 1) or unmark the inputs of c as being compacted. db->mu held. */
+static void setCompacting(Compaction *c, int bOn) {
+  int i, j;
+  for (j = 0; j < 2; j++) {
+    for (i = 0; i < c->nIn[j]; i++) c->apIn[j][i]->bCompacting = bOn;
+  }
+}
+
 /* Run compaction c. db->mu held on entry and exit; released while merging. */
 static int runCompaction(strata *db, Compaction *c) {
   VersionEdit e;
   Version *v = db->vs->pCurrent;
   u64 t0 = strataNowMicros();
-  int i, j, rc = STRATA_OK;
+  int i, j, rc = STRATA_OK, bMarked = 0;
   strataEditInit(&e);
   if (c->nIn[0] == 0) return STRATA_OK;
   for (j = 0; j < 2; j++) {
@@ -456,11 +596,13 @@ static int runCompaction(strata *db, Compaction *c) {
   } else if (rc == STRATA_OK) {
     u64 oldest = strataDbOldestSnapshot(db);
     strataVersionRef(v);
+    setCompacting(c, 1);
     db->nCompacting++;
     pthread_mutex_unlock(&db->mu);
     rc = compactMerge(db, c, v, oldest, &e);
     pthread_mutex_lock(&db->mu);
     db->nCompacting--;
+    bMarked = 1;
     strataVersionUnref(v);
   }
   if (rc == STRATA_OK) {
@@ -469,6 +611,9 @@ static int runCompaction(strata *db, Compaction *c) {
     /* After a failed manifest write the outputs stay: the edit may be on
     ** disk, and the next open deletes whatever no version holds. */
   }
+  /* Installed or failed: either way the inputs are free to be picked (the
+  ** ones installed are no longer in the current version). */
+  if (bMarked) setCompacting(c, 0);
   if (rc == STRATA_OK) {
     db->stats.compactions++;
     db->stats.compaction_micros += strataNowMicros() - t0;

@@ -14,7 +14,8 @@
 **   Creating a zstd context costs far more than compressing a 4 KiB block, so
 **   each thread keeps one compression and one decompression context for its
 **   lifetime (created on first use, freed by a pthread key destructor when
-**   the thread exits). A context is never shared between threads.
+**   the thread exits, or when it closes a database). A context is never
+**   shared between threads.
 **
 ** ERRORS
 **
@@ -72,6 +73,13 @@ static ZstdCtx *ctxGet(void) {
   if (bCtxKeyOk) pthread_setspecific(ctxKey, ctx);
   tlCtx = ctx;
   return ctx;
+}
+
+void strataCompressThreadRelease(void) {
+  if (!tlCtx) return;
+  if (bCtxKeyOk) pthread_setspecific(ctxKey, NULL);
+  ctxFree(tlCtx);
+  tlCtx = NULL;
 }
 
 /* COMPRESSION */

@@ -63,6 +63,9 @@
 #include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
+#ifdef __GLIBC__
+#include <malloc.h>
+#endif
 #include <time.h>
 #include <unistd.h>
 
@@ -338,6 +341,25 @@ flush_done:
   return rc;
 }
 
+/* MEMORY BUDGET
+** The write buffer and the block cache share one budget, memtable_size +
+** cache_size: while an immutable memtable waits for its flush, the cache
+** gives up as much as the memtable holds (down to a quarter of its size,
+** so reads keep a working set). db->mu held. */
+static void dbChargeImmutable(strata *db) {
+  size_t nCap = db->opts.cache_size;
+  if (db->pImm) {
+    size_t nImm = strataMemtableMemoryUsage(db->pImm), nFloor = nCap / 4;
+    nCap = nCap - nFloor > nImm ? nCap - nImm : nFloor;
+  }
+  strataCacheSetCapacity(db->pBlockCache, nCap);
+#ifdef __GLIBC__
+  /* The blocks just evicted are holes in the heap: hand their pages back,
+  ** or the process keeps them resident beside the new memtable. */
+  if (db->pImm) malloc_trim(0);
+#endif
+}
+
 /* Flush the immutable memtable (db->mu held, db->pImm set). */
 static int flushImmutable(strata *db);
 
@@ -371,6 +393,7 @@ static int flushImmutable(strata *db) {
     db->pImm = NULL;
     atomic_store(&db->bImmPending, 0);
     strataMemtableUnref(pImm);
+    dbChargeImmutable(db);
     if (zWal) db->env->xDelete(db->env, zWal);
     strataFreeMem(zWal);
   }
@@ -394,7 +417,9 @@ static void *bgMain(void *pArg) {
       flushImmutable(db);
     } else if (db->bgError == STRATA_OK && strataCompactPick(db)) {
       strataCompactRun(db); /* releases and retakes db->mu */
-      dbViewInstall(db);    /* a new version */
+      /* A new version (for the read view), and an idle thread may now find
+      ** a compaction that conflicted with this one. */
+      strataDbScheduleWork(db);
     } else {
       pthread_cond_wait(&db->bgCv, &db->mu);
     }
@@ -503,6 +528,7 @@ static int makeRoom(strata *db, int bForce) {
       atomic_store(&db->bImmPending, 1);
       db->immWalNumber = oldNumber;
       db->pMem = pNew;
+      dbChargeImmutable(db);
       dbViewInstall(db);
       bForce = 0;
       strataDbScheduleWork(db);
@@ -835,10 +861,11 @@ void strata_value_free(strata_value *pVal) {
   memset(pVal, 0, sizeof(*pVal));
 }
 
-/* Look up one table, file iFile of view v's version (v may be NULL).
-** *pbDone = 1 if it held an entry for the key. */
+/* Look up one table, file iFile of view v's version (v may be NULL), for
+** user key pKey whose filter hash is `hash`. *pbDone = 1 if it held an
+** entry for the key. */
 static int getFromTable(strata *db, ReadView *v, int iFile, FileMeta *f, const u8 *pKey,
-                        size_t nKey, u64 seq, strata_value *pVal, StrataReadStats *pRs,
+                        size_t nKey, u32 hash, u64 seq, strata_value *pVal, StrataReadStats *pRs,
                         int *pbDone) {
   CacheHandle *h = NULL;
   int rc = STRATA_OK, bFound = 0, type = 0, bPinned = 0;
@@ -866,7 +893,8 @@ static int getFromTable(strata *db, ReadView *v, int iFile, FileMeta *f, const u
   buf.a = pVal->p;
   buf.n = 0;
   buf.nAlloc = pVal->nAlloc;
-  rc = strataSstGet((SstReader *)strataCacheValue(h), pKey, nKey, seq, pRs, &bFound, &type, &buf);
+  rc = strataSstGetHashed((SstReader *)strataCacheValue(h), pKey, nKey, hash, seq, pRs, &bFound,
+                          &type, &buf);
   pVal->p = buf.a;
   pVal->nAlloc = buf.nAlloc;
   if (!bPinned) strataCacheRelease(db->pTableCache, h);
@@ -884,37 +912,95 @@ static inline int keyInFile(const FileMeta *f, const u8 *pKey, size_t nKey) {
          strataUkeyCompare(pKey, nKey, f->largest.a, f->largest.n - 8) <= 0;
 }
 
-/* Look up version v (pView: NULL, or a view holding v, whose pinned tables
-** are used). */
-static int getFromVersion(strata *db, Version *v, ReadView *pView, const u8 *pKey, size_t nKey,
-                          u64 seq, strata_value *pVal) {
-  StrataReadStats rs = {0, 0};
-  int rc = STRATA_NOTFOUND, level, i, bDone = 0;
-  /* L0: newest file first. */
-  for (i = v->nFile[0] - 1; i >= 0 && !bDone; i--) {
-    FileMeta *f = v->aFile[0][i];
-    if (!keyInFile(f, pKey, nKey)) continue;
-    rc = getFromTable(db, pView, i, f, pKey, nKey, seq, pVal, &rs, &bDone);
-    if (rc != STRATA_OK && rc != STRATA_NOTFOUND) break;
-    if (!bDone) rc = STRATA_NOTFOUND;
+/* Prefetch the filter line of file iFile of view v for the key with filter
+** hash `hash`, if the view has that table pinned already (v may be NULL). */
+static inline void viewPrefetch(ReadView *v, int iFile, u32 hash) {
+  if (v && iFile < v->nPin) {
+    CacheHandle *h = atomic_load_explicit(&v->aPin[iFile], memory_order_acquire);
+    if (h) strataSstPrefetch((const SstReader *)strataCacheValue(h), hash);
   }
-  for (level = 1; level < STRATA_MAX_LEVELS && !bDone && (rc == STRATA_OK || rc == STRATA_NOTFOUND);
-       level++) {
-    int lo = 0, hi = v->nFile[level];
+}
+
+/* The tables of a version that may hold a key, in the order a lookup
+** probes them: L0 newest first, then one per level. */
+typedef struct TableCand {
+  int level; /* STRATA_MAX_LEVELS once there are no more */
+  int i;     /* next L0 file to consider (counting down) */
+} TableCand;
+
+/* The next table of version v that may hold user key pKey: sets *pLevel
+** and *pIdx (its index in its level) and returns 1, or returns 0. */
+static int tableCandNext(const Version *v, TableCand *c, const u8 *pKey, size_t nKey, int *pLevel,
+                         int *pIdx) {
+  if (c->level == 0) {
+    while (c->i >= 0) {
+      int i = c->i--;
+      if (keyInFile(v->aFile[0][i], pKey, nKey)) {
+        *pLevel = 0;
+        *pIdx = i;
+        return 1;
+      }
+    }
+    c->level = 1;
+  }
+  for (; c->level < STRATA_MAX_LEVELS; c->level++) {
+    int lo = 0, hi = v->nFile[c->level];
     while (lo < hi) { /* first file whose largest user key >= key */
       int mid = (lo + hi) / 2;
-      const FileMeta *f = v->aFile[level][mid];
+      const FileMeta *f = v->aFile[c->level][mid];
       if (strataUkeyCompare(f->largest.a, f->largest.n - 8, pKey, nKey) < 0) {
         lo = mid + 1;
       } else {
         hi = mid;
       }
     }
-    if (lo < v->nFile[level] && keyInFile(v->aFile[level][lo], pKey, nKey)) {
-      rc = getFromTable(db, pView, pView ? pView->aBase[level] + lo : 0, v->aFile[level][lo], pKey,
-                        nKey, seq, pVal, &rs, &bDone);
-      if (!bDone && rc == STRATA_OK) rc = STRATA_NOTFOUND;
+    if (lo < v->nFile[c->level] && keyInFile(v->aFile[c->level][lo], pKey, nKey)) {
+      *pLevel = c->level++;
+      *pIdx = lo;
+      return 1;
     }
+  }
+  return 0;
+}
+
+#define GET_LOOKAHEAD 2 /* candidate tables whose filter lines are in flight */
+
+/* Look up version v (pView: NULL, or a view holding v, whose pinned tables
+** are used).
+**
+** A lookup that misses the memtables usually tests two or three table
+** filters, each a cold line. So the filter lines of the next
+** GET_LOOKAHEAD candidate tables (those pinned already) are prefetched
+** before the first is probed, and one more each time one is: their loads
+** overlap instead of queueing one behind the other, while a key found early
+** wastes at most that many candidate searches. The key is hashed for the
+** filters once, not once per table. */
+static int getFromVersion(strata *db, Version *v, ReadView *pView, const u8 *pKey, size_t nKey,
+                          u64 seq, strata_value *pVal) {
+  StrataReadStats rs = {0, 0};
+  int rc = STRATA_NOTFOUND, bDone = 0, nQ = 0, iQ = 0;
+  int aLevel[GET_LOOKAHEAD], aIdx[GET_LOOKAHEAD]; /* ring of candidates found, not probed */
+  TableCand cand;
+  u32 hash = strataBloomHash(pKey, nKey);
+  cand.level = 0;
+  cand.i = v->nFile[0] - 1;
+  while (!bDone && (rc == STRATA_OK || rc == STRATA_NOTFOUND)) {
+    int level, idx, iSlot;
+    while (nQ - iQ < GET_LOOKAHEAD &&
+           tableCandNext(v, &cand, pKey, nKey, &aLevel[nQ % GET_LOOKAHEAD],
+                         &aIdx[nQ % GET_LOOKAHEAD])) {
+      level = aLevel[nQ % GET_LOOKAHEAD];
+      if (pView) viewPrefetch(pView, pView->aBase[level] + aIdx[nQ % GET_LOOKAHEAD], hash);
+      nQ++;
+    }
+    if (iQ == nQ) break;
+    level = aLevel[iQ % GET_LOOKAHEAD];
+    idx = aIdx[iQ % GET_LOOKAHEAD];
+    iQ++;
+    iSlot = pView ? pView->aBase[level] + idx : 0;
+    rc = getFromTable(db, pView, iSlot, v->aFile[level][idx], pKey, nKey, hash, seq, pVal, &rs,
+                      &bDone);
+    if (!bDone && rc == STRATA_OK) rc = STRATA_NOTFOUND;
   }
   if (rs.nBloomCheck) {
     atomic_fetch_add_explicit(&db->nBloomCheck, rs.nBloomCheck, memory_order_relaxed);
@@ -1050,6 +1136,31 @@ int strataDbInternalIter(strata *db, int bFillCache, StrataIter **ppIter, void *
   return STRATA_OK;
 }
 
+/* For strata_iter_refresh. The read point is taken before the sources are
+** compared, as strata_iter_new does, so every write at or below it is in
+** them. Equal pointers mean the same objects: the state holds references to
+** them, so none of them can have been freed and its address reused. */
+int strataDbIterRefresh(strata *db, int bFillCache, void **ppState, StrataIter **ppIter,
+                        const strata_snapshot *pSnap, u64 *pSeq) {
+  IterState *st = *ppState;
+  int bCurrent = 0;
+  *pSeq = pSnap ? pSnap->seq : atomic_load_explicit(&db->lastSeq, memory_order_acquire);
+  if (st && *ppIter && (*ppIter)->rc == STRATA_OK) {
+    pthread_mutex_lock(&db->mu);
+    bCurrent = st->s.pMem == db->pMem && st->s.pImm == db->pImm &&
+               st->s.pVersion == db->vs->pCurrent;
+    pthread_mutex_unlock(&db->mu);
+  }
+  if (bCurrent) return STRATA_OK;
+  /* Let go of the old sources first: they may be a flushed memtable and
+  ** deleted files. */
+  strataIterClose(*ppIter);
+  *ppIter = NULL;
+  strataDbReleaseIterState(st);
+  *ppState = NULL;
+  return strataDbInternalIter(db, bFillCache, ppIter, ppState);
+}
+
 int strata_iter_new(strata *db, const strata_read_options *ro, strata_iter **ppIter) {
   StrataIter *pInternal = NULL;
   void *pState = NULL;
@@ -1061,7 +1172,9 @@ int strata_iter_new(strata *db, const strata_read_options *ro, strata_iter **ppI
   seq = (ro && ro->snapshot) ? ro->snapshot->seq : atomic_load(&db->lastSeq);
   rc = strataDbInternalIter(db, ro ? ro->fill_cache : 1, &pInternal, &pState);
   if (rc) return rc;
-  return strataDbIterNew(pInternal, seq, ro, strataDbReleaseIterState, pState, ppIter);
+  rc = strataDbIterNew(pInternal, seq, ro, strataDbReleaseIterState, pState, ppIter);
+  if (rc == STRATA_OK) strataDbIterAllowRefresh(*ppIter, db, ro ? ro->fill_cache : 1);
+  return rc;
 }
 
 /* SNAPSHOTS */
@@ -1499,6 +1612,11 @@ int strata_close(strata *db) {
     }
   }
   dbFree(db);
+  /* Per-thread caches would otherwise outlive the last database of a thread
+  ** that never exits (the main thread), and be lost when the library is
+  ** unloaded with it. */
+  strataSstThreadRelease();
+  strataCompressThreadRelease();
   return rc;
 }
 

@@ -29,6 +29,8 @@ struct strata_iter {
   StrataBuf seekKey;  /* scratch for internal seek keys */
   void (*xRelease)(void *);
   void *pReleaseArg;
+  strata *db;       /* made by strata_iter_new: pReleaseArg is its state (or */
+  int bFillCache;   /* NULL after a failed refresh), and refresh renews it */
 };
 
 /* strataBufSet with the common case (it fits) inline: one per step. */
@@ -69,6 +71,24 @@ static void internalSeek(strata_iter *it, const u8 *k, size_t n, u64 trailer) {
   it->pIter->pMethods->xSeek(it->pIter, it->seekKey.a, it->seekKey.n);
 }
 
+/* Is user key k savedKey? Moving forward (backward), the entries after
+** savedKey's are of savedKey or later (earlier) keys, so equality is all
+** there is to test, and most keys differ in length or in their first eight
+** bytes. */
+static inline int isSavedKey(const strata_iter *it, const u8 *k, size_t n) {
+  const u8 *s = it->savedKey.a;
+  size_t i = 0;
+  if (n != it->savedKey.n) return 0;
+  if (n > 64) return strataMemcmp(k, s, n) == 0;
+  for (; i + 8 <= n; i += 8) {
+    if (strataGet64(k + i) != strataGet64(s + i)) return 0;
+  }
+  for (; i < n; i++) {
+    if (k[i] != s[i]) return 0;
+  }
+  return 1;
+}
+
 #define TRAILER_FIRST (~(u64)0) /* sorts before every entry of a key */
 #define TRAILER_LAST ((u64)0)   /* sorts after every entry of a key */
 
@@ -80,7 +100,7 @@ static void findNextUserEntry(strata_iter *it, int bSkip) {
     size_t nU = in->nKey - 8;
     u64 trailer = strataGet64(in->pKey + nU);
     if (isVisible(it, trailer >> 8)) {
-      if (bSkip && strataUkeyCompare(in->pKey, nU, it->savedKey.a, it->savedKey.n) <= 0) {
+      if (bSkip && isSavedKey(it, in->pKey, nU)) {
         /* an older version of a key already passed */
       } else if (it->bUpper && strataUkeyCompare(in->pKey, nU, it->upper.a, it->upper.n) >= 0) {
         break; /* past the range: stop here, not after a run of tombstones */
@@ -103,7 +123,11 @@ static void findNextUserEntry(strata_iter *it, int bSkip) {
 }
 
 /* Backward: from the internal position, find the previous visible live key;
-** leaves it in savedKey/savedVal and the internal iterator before it. */
+** leaves it in savedKey/savedVal and the internal iterator before it. The
+** entries met after savedKey's are of savedKey or earlier keys, so an
+** inequality means an earlier key. A key is tested against the lower bound
+** at its first visible entry, before it can become the result (type is
+** DELETE there), so the result needs no test of its own. */
 static void findPrevUserEntry(strata_iter *it) {
   StrataIter *in = it->pIter;
   int type = STRATA_TYPE_DELETE;
@@ -112,8 +136,7 @@ static void findPrevUserEntry(strata_iter *it) {
     size_t nU = in->nKey - 8;
     u64 trailer = strataGet64(in->pKey + nU);
     if (isVisible(it, trailer >> 8)) {
-      if (type != STRATA_TYPE_DELETE &&
-          strataUkeyCompare(in->pKey, nU, it->savedKey.a, it->savedKey.n) < 0) {
+      if (type != STRATA_TYPE_DELETE && !isSavedKey(it, in->pKey, nU)) {
         break; /* passed every entry of savedKey */
       }
       if (type == STRATA_TYPE_DELETE && it->bLower &&
@@ -136,10 +159,6 @@ static void findPrevUserEntry(strata_iter *it) {
   if (iterFail(it)) return;
   it->bForward = 0;
   it->bValid = (type != STRATA_TYPE_DELETE);
-  if (it->bValid && it->bLower &&
-      strataUkeyCompare(it->savedKey.a, it->savedKey.n, it->lower.a, it->lower.n) < 0) {
-    it->bValid = 0;
-  }
 }
 
 void strata_iter_seek_first(strata_iter *it) {
@@ -263,6 +282,28 @@ const void *strata_iter_value(const strata_iter *it, size_t *pnVal) {
   return it->savedVal.a;
 }
 
+int strata_iter_entry(const strata_iter *it, const void **ppKey, size_t *pnKey,
+                      const void **ppVal, size_t *pnVal) {
+  if (!it->bValid) {
+    *ppKey = *ppVal = NULL;
+    *pnKey = *pnVal = 0;
+    return 0;
+  }
+  if (it->bForward) {
+    const StrataIter *in = it->pIter;
+    *ppKey = in->pKey;
+    *pnKey = in->nKey - 8;
+    *ppVal = in->pVal;
+    *pnVal = in->nVal;
+  } else {
+    *ppKey = it->savedKey.a;
+    *pnKey = it->savedKey.n;
+    *ppVal = it->savedVal.a;
+    *pnVal = it->savedVal.n;
+  }
+  return 1;
+}
+
 int strata_iter_status(const strata_iter *it) { return it ? it->rc : STRATA_MISUSE; }
 
 void strata_iter_free(strata_iter *it) {
@@ -275,6 +316,42 @@ void strata_iter_free(strata_iter *it) {
   strataBufFree(&it->savedVal);
   strataBufFree(&it->seekKey);
   strataFreeMem(it);
+}
+
+void strataDbIterAllowRefresh(strata_iter *it, strata *db, int bFillCache) {
+  it->db = db;
+  it->bFillCache = bFillCache;
+}
+
+/* REFRESH
+** An iterator kept between uses (the SQL cursor of a table between
+** statements) is brought to a new read point without being rebuilt when
+** no flush or compaction happened in between: the memtable iterators read
+** the live skiplists, so writes made since are there, and moving it->seq
+** up makes those at or below the new read point visible and keeps the
+** newer ones hidden. Every position and the saved key are forgotten: the
+** caller seeks next. */
+int strata_iter_refresh(strata_iter *it, const strata_snapshot *pSnap) {
+  u64 seq = 0;
+  int rc;
+  if (!it) return strataErr(STRATA_MISUSE, "strata_iter_refresh: NULL iterator");
+  if (!it->db) {
+    return strataErr(STRATA_MISUSE, "strata_iter_refresh: not an iterator of strata_iter_new");
+  }
+  it->bValid = 0;
+  it->bForward = 1;
+  it->savedKey.n = 0;
+  it->savedVal.n = 0;
+  if (it->rc) {
+    /* Whatever failed is not trusted again: rebuild. */
+    strataIterClose(it->pIter);
+    it->pIter = NULL;
+  }
+  rc = strataDbIterRefresh(it->db, it->bFillCache, &it->pReleaseArg, &it->pIter, pSnap, &seq);
+  it->rc = rc;
+  if (rc) return rc; /* pIter is NULL: every entry point checks rc or bValid first */
+  it->seq = seq;
+  return STRATA_OK;
 }
 
 void strata_read_options_init(strata_read_options *ro) {

@@ -7,8 +7,15 @@
 **
 ** ARENA
 **
-** Every entry is one allocation from an arena the memtable owns: blocks of
-** ARENA_BLOCK bytes carved front to back, 8-byte aligned. An entry larger
+** Every entry is one allocation from an arena the memtable owns: blocks
+** carved front to back, 8-byte aligned. The first block is ARENA_BLOCK
+** bytes and each next one twice the last, up to ARENA_BLOCK_MAX: a small
+** memtable (a transaction's index) stays small, and a full write buffer
+** lives mostly in blocks of ARENA_MAP_MIN bytes or more, which are
+** mappings of their own (strataMapAlloc): freeing a flushed memtable gives
+** its memory back to the system instead of leaving holes in the heap that
+** the next memtable, growing beside other allocations, cannot reuse (the
+** C library's own threshold for mapping moves, so it is not relied on). An entry larger
 ** than ARENA_LARGE gets a block of its own so that it neither wastes the
 ** rest of the current block nor forces a huge block size. Nothing is freed
 ** before the whole memtable is, so allocation is a pointer bump and entries
@@ -83,7 +90,9 @@
 #define MEM_MAX_HEIGHT 12
 #define MEM_BRANCH_BITS 2       /* next level with probability 1 / 2^MEM_BRANCH_BITS */
 #define MEM_SPLICE_CLIMB 6      /* levels the writer climbs from its splice before searching */
-#define ARENA_BLOCK (64 * 1024) /* bytes per ordinary block, header included */
+#define ARENA_BLOCK (64 * 1024) /* bytes of the first ordinary block, header included */
+#define ARENA_BLOCK_MAX (1024 * 1024) /* ordinary blocks double up to this */
+#define ARENA_MAP_MIN (256 * 1024)     /* blocks this large are mappings of their own */
 #define ARENA_LARGE (ARENA_BLOCK / 4) /* larger entries get their own block */
 #define ARENA_ALIGN 8
 
@@ -123,6 +132,7 @@ struct Memtable {
   MemNode *aSplice[MEM_MAX_HEIGHT]; /* per level, the last node <= the last key added */
   u8 *pFree;                        /* unused part of the current block */
   size_t nFree;
+  size_t nBlockNext;                /* size of the next ordinary block (0: ARENA_BLOCK) */
   ArenaBlock *pBlocks; /* every block, newest first */
 };
 
@@ -156,7 +166,7 @@ static u8 *arenaNewBlock(Memtable *p, size_t nData) {
   size_t nByte;
   if (nData > SIZE_MAX - sizeof(ArenaBlock)) return NULL;
   nByte = sizeof(ArenaBlock) + nData;
-  pBlk = strataMalloc(nByte);
+  pBlk = nByte >= ARENA_MAP_MIN ? strataMapAlloc(nByte) : strataMalloc(nByte);
   if (!pBlk) return NULL;
   pBlk->pNext = p->pBlocks;
   pBlk->nByte = nByte;
@@ -168,11 +178,13 @@ static u8 *arenaNewBlock(Memtable *p, size_t nData) {
 
 static void *arenaAllocSlow(Memtable *p, size_t n) {
   u8 *pData;
+  size_t nBlock = p->nBlockNext ? p->nBlockNext : ARENA_BLOCK;
   if (n > ARENA_LARGE) return arenaNewBlock(p, n); /* keep the current block's tail */
-  pData = arenaNewBlock(p, ARENA_BLOCK - sizeof(ArenaBlock));
+  pData = arenaNewBlock(p, nBlock - sizeof(ArenaBlock));
   if (!pData) return NULL;
+  if (nBlock < ARENA_BLOCK_MAX) p->nBlockNext = nBlock * 2;
   p->pFree = pData + n;
-  p->nFree = ARENA_BLOCK - sizeof(ArenaBlock) - n;
+  p->nFree = nBlock - sizeof(ArenaBlock) - n;
   return pData;
 }
 
@@ -193,7 +205,11 @@ static void arenaFree(Memtable *p) {
   ArenaBlock *pBlk = p->pBlocks;
   while (pBlk) {
     ArenaBlock *pNext = pBlk->pNext;
-    strataFreeMem(pBlk);
+    if (pBlk->nByte >= ARENA_MAP_MIN) {
+      strataMapFree(pBlk, pBlk->nByte);
+    } else {
+      strataFreeMem(pBlk);
+    }
     pBlk = pNext;
   }
   p->pBlocks = NULL;

@@ -143,6 +143,7 @@ struct SstBuilder {
   StrataBuf cbuf; /* compression output */
   int nNoGain;    /* data blocks in a row that compression did not shrink */
   int nSkip;      /* data blocks left to store without trying */
+  int nSkipNext;  /* the length of the next skip if the probe after this one fails */
   u32 *aHash;     /* one hash per distinct user key, for the filter */
   size_t nHash, nHashAlloc;
   SstProps props;
@@ -171,6 +172,7 @@ static int builderEmit(SstBuilder *b, const u8 *p, size_t n) {
 
 #define SST_NOGAIN_RUN 8
 #define SST_NOGAIN_SKIP 64
+#define SST_NOGAIN_SKIP_MAX 1024
 
 /* Write one block with its trailer; compress it if allowed and worthwhile.
 ** Sets *pOff and *pSize to its handle. Returns STRATA_OK or an error. */
@@ -182,8 +184,17 @@ static int builderWriteBlock(SstBuilder *b, const u8 *p, size_t n, int bCompress
   int rc;
   aTrailer[0] = SST_TYPE_NONE;
   /* Incompressible data (random values) would cost a compression per block
-  ** for nothing: after SST_NOGAIN_RUN blocks in a row that did not shrink,
-  ** the next SST_NOGAIN_SKIP are stored as they are, then it tries again. */
+  ** for nothing (~50 instructions a byte at level 1): after SST_NOGAIN_RUN
+  ** blocks in a row that did not shrink by a quarter, the next
+  ** SST_NOGAIN_SKIP are stored as they are, then one block is tried. Each
+  ** probe that fails doubles the skip (up to SST_NOGAIN_SKIP_MAX), so a
+  ** table of random values spends well under 1% of its blocks on
+  ** compression attempts; a probe that succeeds goes back to compressing
+  ** every block. A block that shrinks by 1/8 to 1/4 is still stored
+  ** compressed, but counts as no gain: small random values with their
+  ** keys and trailers land there, and saving a tenth of the bytes is not
+  ** worth a compression per block written and a decompression per block
+  ** read. */
   if (bCompress && b->nSkip > 0) {
     b->nSkip--;
     bCompress = 0;
@@ -196,10 +207,18 @@ static int builderWriteBlock(SstBuilder *b, const u8 *p, size_t n, int bCompress
       aTrailer[0] = SST_TYPE_ZSTD;
       pOut = b->cbuf.a;
       nOut = b->cbuf.n;
+    }
+    if (b->cbuf.n <= n - n / 4) {
       b->nNoGain = 0;
+      b->nSkipNext = 0;
+    } else if (b->nSkipNext > 0) {
+      /* A failed probe after a skip. */
+      b->nSkip = b->nSkipNext;
+      if (b->nSkipNext < SST_NOGAIN_SKIP_MAX) b->nSkipNext *= 2;
     } else if (++b->nNoGain >= SST_NOGAIN_RUN) {
       b->nNoGain = 0;
       b->nSkip = SST_NOGAIN_SKIP;
+      b->nSkipNext = 2 * SST_NOGAIN_SKIP;
     }
   }
   strataPut32(aTrailer + 1, strataCrcMask(strataCrc32c(strataCrc32c(0, pOut, nOut), aTrailer, 1)));
@@ -431,6 +450,8 @@ int strataSstBuilderFinish(SstBuilder *b, SstProps *pProps) {
   if (rc == STRATA_OK) rc = propsEncode(&b->props, &b->sep);
   if (rc == STRATA_OK) rc = builderWriteBlock(b, b->sep.a, b->sep.n, 0, &hProps[0], &hProps[1]);
   if (rc == STRATA_OK) rc = strataBlockBuilderFinish(&b->index, &p, &n);
+  /* The index always gets its try: its keys compress even when values do not. */
+  b->nSkip = b->nSkipNext = 0;
   if (rc == STRATA_OK) rc = builderWriteBlock(b, p, n, 1, &hIndex[0], &hIndex[1]);
   if (rc == STRATA_OK) {
     strataPut64(aFooter + SST_FOOTER_INDEX, hIndex[0]);
@@ -483,6 +504,7 @@ struct SstReader {
   size_t nIndex;
   u8 *aFilter; /* filter, NULL if none */
   size_t nFilter;
+  BloomFilter bloom; /* aFilter's geometry, read once */
   /* INDEX WINDOWS: NULL if not built. */
   u64 *aIxWindow;      /* per index entry: 8 bytes of its user key, see below */
   u64 *aIxHandle;      /* (offset, size) of every data block (in aIxWindow's allocation) */
@@ -842,6 +864,7 @@ int strataSstOpen(strata_env *env, const char *zPath, u64 id, BlockCache *pCache
   if (strataGet64(aFooter + SST_FOOTER_FILTER + 8) > 0) {
     rc = sstLoadMeta(r, aFooter + SST_FOOTER_FILTER, "filter", &r->aFilter, &r->nFilter);
     if (rc) goto open_failed;
+    strataBloomInit(&r->bloom, r->aFilter, r->nFilter);
   }
 
   /* Data blocks end where the first metadata block starts. */
@@ -927,7 +950,7 @@ static int sstHandleDecode(const SstReader *r, const u8 *p, size_t n, u64 *pOff,
 ** is charged the whole buffer. The stash also keeps one closed table
 ** iterator (with its buffers): a level iterator opens one per file it
 ** enters, once per seek when seeks are random. A thread's stash is freed
-** when it exits. */
+** when it exits or closes a database. */
 #define SST_SPARE_MAX 8
 #define SST_SPARE_LARGEST (64 * 1024) /* bigger buffers are not kept */
 #define SST_BLOCK_ROUND 128
@@ -953,6 +976,8 @@ static void sstSpareDestroy(void *p) {
   sstIterFree(s->pIter);
   s->pIter = NULL;
 }
+
+void strataSstThreadRelease(void) { sstSpareDestroy(&sstSpare); }
 
 static void sstSpareInit(void) {
   bSpareKeyOk = pthread_key_create(&sstSpareKey, sstSpareDestroy) == 0;
@@ -1090,6 +1115,19 @@ static void sstUnpinBlock(SstReader *r, BlockRef *pRef) {
 
 int strataSstGet(SstReader *r, const u8 *pUkey, size_t nUkey, u64 seq, StrataReadStats *pStats,
                  int *pFound, int *pType, StrataBuf *pVal) {
+  return strataSstGetHashed(r, pUkey, nUkey, strataBloomHash(pUkey, nUkey), seq, pStats, pFound,
+                            pType, pVal);
+}
+
+/* Ask for the filter line that a Get of the key with filter hash `hash`
+** will test, so that a lookup probing several tables waits for their lines
+** at once rather than one after the other. */
+void strataSstPrefetch(const SstReader *r, u32 hash) {
+  if (r->aFilter) strataBloomPrefetch(&r->bloom, hash);
+}
+
+int strataSstGetHashed(SstReader *r, const u8 *pUkey, size_t nUkey, u32 hash, u64 seq,
+                       StrataReadStats *pStats, int *pFound, int *pType, StrataBuf *pVal) {
   const SstProps *pr = &r->props;
   u8 aLookup[SST_LOOKUP_STACK], *pLookup = aLookup;
   size_t nLookup = nUkey + STRATA_TRAILER;
@@ -1107,7 +1145,7 @@ int strataSstGet(SstReader *r, const u8 *pUkey, size_t nUkey, u64 seq, StrataRea
   }
   if (r->aFilter) {
     if (pStats) pStats->nBloomCheck++;
-    if (!strataBloomMayContain(r->aFilter, r->nFilter, strataBloomHash(pUkey, nUkey))) {
+    if (!strataBloomCheck(&r->bloom, hash)) {
       if (pStats) pStats->nBloomUseful++;
       return STRATA_OK;
     }

@@ -205,8 +205,25 @@ int strata_iter_valid(const strata_iter *it);
 /* Key and value of the current entry. Valid until the iterator moves or is freed. */
 const void *strata_iter_key(const strata_iter *it, size_t *pnKey);
 const void *strata_iter_value(const strata_iter *it, size_t *pnVal);
+/* strata_iter_valid(), strata_iter_key() and strata_iter_value() in one
+** call, for loops that want all three at every step: returns 1 with the
+** current key and value (valid until the iterator moves or is freed), or 0
+** with NULL pointers and zero lengths. */
+int strata_iter_entry(const strata_iter *it, const void **ppKey, size_t *pnKey,
+                      const void **ppVal, size_t *pnVal);
 /* STRATA_OK, or the error that made the iterator invalid (e.g. STRATA_CORRUPT). */
 int strata_iter_status(const strata_iter *it);
+/* Reuse an iterator of strata_iter_new for a new read: afterwards it reads
+** as of pSnap (NULL: the newest state), with the same bounds and fill_cache,
+** exactly as a new iterator would, and is not positioned. Cheap (no
+** allocation) unless a flush or compaction happened since it was made or
+** last refreshed; then it is rebuilt. An iterator in an error state is
+** rebuilt too. Returns STRATA_OK, STRATA_MISUSE for an iterator of a
+** transaction, or an error, which strata_iter_status() then also reports
+** (free the iterator, or refresh it again). An iterator keeps the memtables
+** and table files it reads alive (memory, disk space), however old: one
+** kept idle should be refreshed or freed before long. */
+int strata_iter_refresh(strata_iter *it, const strata_snapshot *pSnap);
 
 /* ------------------------------------------------------------------ */
 /* Transactions. A transaction reads from a snapshot taken at begin, sees its

@@ -27,6 +27,7 @@
 
 /* Sorted typedef list. */
 typedef struct BlockCache BlockCache;
+typedef struct BloomFilter BloomFilter;
 typedef struct CacheHandle CacheHandle;
 typedef struct LogReader LogReader;
 typedef struct LogWriter LogWriter;
@@ -68,6 +69,11 @@ void *strataMalloc(size_t n);
 void *strataMallocZero(size_t n);
 void *strataRealloc(void *p, size_t n);
 void strataFreeMem(void *p);
+/* Zeroed pages of their own (an anonymous mapping), for large long-lived
+** buffers whose memory must go back to the system when freed; free with
+** strataMapFree and the same size. Fails like strataMalloc in tests. */
+void *strataMapAlloc(size_t n);
+void strataMapFree(void *p, size_t n);
 char *strataStrdup(const char *z);
 char *strataMprintf(const char *zFmt, ...) __attribute__((format(printf, 1, 2)));
 /* Test hook: the nth allocation from now fails (and every one after it
@@ -421,6 +427,8 @@ void strataCacheErase(BlockCache *c, u64 id, u64 off);
 /* Erase every entry with this id (a deleted file). */
 void strataCacheEraseId(BlockCache *c, u64 id);
 size_t strataCacheUsage(BlockCache *c);
+/* Set a new capacity, evicting unpinned entries beyond it. */
+void strataCacheSetCapacity(BlockCache *c, size_t nCapacity);
 u64 strataCacheNewId(BlockCache *c); /* a fresh id, for readers without a file number */
 void strataCacheCounters(BlockCache *c, u64 *pnHit, u64 *pnMiss);
 size_t strataCacheCount(BlockCache *c);
@@ -434,6 +442,18 @@ int strataBloomBuild(const u32 *aHash, size_t nKey, int bitsPerKey, StrataBuf *p
 /* 0 if the key is certainly absent, 1 if it may be present. A malformed
 ** filter answers 1. */
 int strataBloomMayContain(const u8 *pFilter, size_t n, u32 hash);
+/* A filter's geometry, read from its trailer once (strataBloomInit), so that
+** a check touches only the line it tests. nLines = 0: malformed, answers 1. */
+struct BloomFilter {
+  const u8 *aLine;
+  u32 nLines;
+  int nProbes;
+};
+void strataBloomInit(BloomFilter *f, const u8 *pFilter, size_t n);
+/* As strataBloomMayContain, for a filter set up by strataBloomInit. */
+int strataBloomCheck(const BloomFilter *f, u32 hash);
+/* Prefetch the line strataBloomCheck(f, hash) will read (a hint only). */
+void strataBloomPrefetch(const BloomFilter *f, u32 hash);
 
 /* compress.c: the only file that knows zstd. */
 /* Append the compressed form of p/n to pOut. */
@@ -443,6 +463,8 @@ int strataDecompressedSize(int type, const u8 *p, size_t n, size_t *pnOut);
 /* Decompress into pOut (which holds exactly nOut bytes). STRATA_CORRUPT on
 ** damage or a size mismatch. */
 int strataDecompress(int type, const u8 *p, size_t n, u8 *pOut, size_t nOut);
+/* Free the calling thread's zstd contexts now rather than at its exit. */
+void strataCompressThreadRelease(void);
 
 /* ------------------------------------------------------------------ */
 /* sstable.c (+ block.c): immutable sorted tables of internal keys. */
@@ -489,6 +511,9 @@ void strataSstBuilderAbandon(SstBuilder *b);
 int strataSstOpen(strata_env *env, const char *zPath, u64 id, BlockCache *pCache,
                   StrataIoStats *pStats, SstReader **ppReader);
 void strataSstClose(SstReader *r);
+/* Free the calling thread's stash of spare block buffers and its closed
+** table iterator now rather than at its exit. */
+void strataSstThreadRelease(void);
 const SstProps *strataSstProps(const SstReader *r);
 /* Bytes the reader holds in memory (index + filter): its cache charge. */
 size_t strataSstMemoryUsage(const SstReader *r);
@@ -496,6 +521,13 @@ size_t strataSstMemoryUsage(const SstReader *r);
 ** else 1 with *pType and, for a value, the value copied into pVal. */
 int strataSstGet(SstReader *r, const u8 *pUkey, size_t nUkey, u64 seq, StrataReadStats *pStats,
                  int *pFound, int *pType, StrataBuf *pVal);
+/* The same, for a caller that probes several tables: hash is
+** strataBloomHash(pUkey, nUkey), computed once per lookup. */
+int strataSstGetHashed(SstReader *r, const u8 *pUkey, size_t nUkey, u32 hash, u64 seq,
+                       StrataReadStats *pStats, int *pFound, int *pType, StrataBuf *pVal);
+/* Start loading what a Get of the key with filter hash `hash` reads first
+** (its filter line). Only a hint: no effect on results. */
+void strataSstPrefetch(const SstReader *r, u32 hash);
 /* An iterator over the table's internal keys. bFillCache = 0 leaves the
 ** cache unchanged by blocks it reads (for compaction and scans); with 1 it
 ** adds them, except those past the first few of a long run of consecutive
@@ -643,6 +675,9 @@ typedef struct DbIter DbIter;
 ** freed (it drops the references the iterator's sources hold). */
 int strataDbIterNew(StrataIter *pInternal, u64 seq, const strata_read_options *ro,
                     void (*xRelease)(void *), void *pArg, strata_iter **ppIter);
+/* Marks an iterator made by strata_iter_new on db (its release argument is
+** the state of strataDbInternalIter): strata_iter_refresh may renew it. */
+void strataDbIterAllowRefresh(strata_iter *it, strata *db, int bFillCache);
 
 /* ------------------------------------------------------------------ */
 /* db.c internals used by txn.c. */
@@ -664,6 +699,15 @@ void strataDbWriteUnlock(strata *db);
 ** release function for the references it took. */
 int strataDbInternalIter(strata *db, int bFillCache, StrataIter **ppIter, void **ppRelease);
 void strataDbReleaseIterState(void *p);
+/* Renew an internal iterator and its state (*ppIter, *ppState, from
+** strataDbInternalIter; either may be NULL) for a read at pSnap (NULL: the
+** newest state), whose sequence goes to *pSeq. If the memtables and version
+** the state holds are still db's current ones and *ppIter has no error,
+** both are kept (the memtable iterators see later writes; the sequence
+** hides what is too new). Otherwise both are released and rebuilt over the
+** current state; on failure both are NULL. */
+int strataDbIterRefresh(strata *db, int bFillCache, void **ppState, StrataIter **ppIter,
+                        const strata_snapshot *pSnap, u64 *pSeq);
 /* Lookup at seq: STRATA_OK (found, value in pVal), STRATA_NOTFOUND (absent or
 ** deleted), or an error. ppView, if not NULL, caches the read view (what
 ** the lookup searches) between calls of one thread: start it NULL, and

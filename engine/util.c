@@ -3,6 +3,8 @@
 */
 #include "strataInt.h"
 
+#include <sys/mman.h>
+
 #include <stdio.h>
 #include <stdlib.h>
 #include <time.h>
@@ -32,6 +34,17 @@ void strataTestFailMalloc(int n, int bSticky) {
 void *strataMalloc(size_t n) {
   if (UNLIKELY(allocShouldFail())) return NULL;
   return malloc(n ? n : 1);
+}
+
+void *strataMapAlloc(size_t n) {
+  void *p;
+  if (UNLIKELY(allocShouldFail())) return NULL;
+  p = mmap(NULL, n ? n : 1, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+  return p == MAP_FAILED ? NULL : p;
+}
+
+void strataMapFree(void *p, size_t n) {
+  if (p) munmap(p, n ? n : 1);
 }
 
 void *strataMallocZero(size_t n) {

@@ -86,6 +86,21 @@ int keycodecGetVarint(const uint8_t *p, const uint8_t *pEnd, uint64_t *pv) {
   return 0;
 }
 
+/* keycodecGetVarint with the one- and two-byte forms inline: those are
+** every row header of an ordinary row (a field of up to 2047 bytes), read
+** for every row a scan returns. */
+static inline int getVarintFast(const uint8_t *p, const uint8_t *pEnd, uint64_t *pv) {
+  if (p < pEnd && p[0] < 0x80) {
+    *pv = p[0];
+    return 1;
+  }
+  if (p + 1 < pEnd && p[1] < 0x80) {
+    *pv = (uint64_t)(p[0] & 0x7f) | ((uint64_t)p[1] << 7);
+    return 2;
+  }
+  return keycodecGetVarint(p, pEnd, pv);
+}
+
 /* ---------------------------------------------------------------- numbers */
 
 static uint64_t doubleBits(double d) {
@@ -158,10 +173,11 @@ static size_t numPut(uint8_t *p, const KcValue *v) {
 static size_t numGet(const uint8_t *p, size_t n, KcValue *pOut) {
   uint64_t u = 0;
   double f;
-  int i, r = 0;
+  int r = 0;
   size_t nUsed = 9;
   if (n < 9) return 0;
-  for (i = 0; i < 8; i++) u = (u << 8) | p[1 + i];
+  memcpy(&u, p + 1, 8);
+  u = __builtin_bswap64(u); /* big-endian on disk; the host is little-endian */
   if (u >> 63) {
     u &= ~((uint64_t)1 << 63);
   } else {
@@ -416,34 +432,22 @@ size_t keycodecRowPut(uint8_t *p, int nField, const KcValue *aVal, uint64_t mRea
 int keycodecRowParse(const uint8_t *p, size_t n, int nMax, KcField *aField, int *pnField,
                      uint64_t *pmReal) {
   const uint8_t *pEnd = p + n;
-  uint64_t nField, mReal, off;
+  uint64_t nField, mReal, nBodyTotal = 0;
   size_t i = 0;
-  int k, m;
-  uint64_t hdr0;
-  m = keycodecGetVarint(p, pEnd, &nField);
+  int k, m, nStore;
+  m = getVarintFast(p, pEnd, &nField);
   if (m == 0 || nField > 65536) return 0;
   i += (size_t)m;
-  m = keycodecGetVarint(p + i, pEnd, &mReal);
+  m = getVarintFast(p + i, pEnd, &mReal);
   if (m == 0) return 0;
   i += (size_t)m;
-  /* First pass: find where the bodies start. */
-  {
-    size_t j = i;
-    uint64_t nBodyTotal = 0;
-    for (k = 0; k < (int)nField; k++) {
-      m = keycodecGetVarint(p + j, pEnd, &hdr0);
-      if (m == 0) return 0;
-      j += (size_t)m;
-      nBodyTotal += hdr0 >> 3;
-      if (nBodyTotal > n) return 0;
-    }
-    if (j + nBodyTotal != n) return 0;
-    off = j;
-  }
+  /* One pass over the headers: offsets are relative to the first body until
+  ** the end of the headers, where the bodies start, is known. */
   for (k = 0; k < (int)nField; k++) {
     uint64_t hdr, nBody;
     int code;
-    m = keycodecGetVarint(p + i, pEnd, &hdr);
+    m = getVarintFast(p + i, pEnd, &hdr);
+    if (m == 0) return 0;
     i += (size_t)m;
     code = (int)(hdr & 7);
     nBody = hdr >> 3;
@@ -464,12 +468,16 @@ int keycodecRowParse(const uint8_t *p, size_t n, int nMax, KcField *aField, int 
         return 0;
     }
     if (k < nMax) {
-      aField[k].iOff = (uint32_t)off;
+      aField[k].iOff = (uint32_t)nBodyTotal;
       aField[k].nBody = (uint32_t)nBody;
       aField[k].eCode = (uint8_t)code;
     }
-    off += nBody;
+    nBodyTotal += nBody;
+    if (nBodyTotal > n) return 0;
   }
+  if (i + nBodyTotal != n) return 0;
+  nStore = (int)nField < nMax ? (int)nField : nMax;
+  for (k = 0; k < nStore; k++) aField[k].iOff += (uint32_t)i;
   *pnField = (int)nField;
   *pmReal = mReal;
   return 1;

@@ -164,6 +164,11 @@ _Static_assert(KC_INTEGER == SQLITE_INTEGER && KC_REAL == SQLITE_FLOAT && KC_TEX
 #define MAX_KEY_COLS 32
 #define META_FORMAT 1
 
+/* An iterator a cursor keeps from an earlier statement (CURSOR REUSE). */
+#define KEPT_NONE 0
+#define KEPT_DB 1  /* of the committed state: refresh before use */
+#define KEPT_TXN 2 /* of the connection's transaction: valid until it ends or rolls back */
+
 /* Where a cursor reads from. */
 #define SRC_NONE 0
 #define SRC_SNAP 1   /* the connection's shared statement snapshot */
@@ -248,7 +253,7 @@ struct Vtab {
   const strata_snapshot *pSnap;
   int nSnapRef;
   Cursor *pCsrList;
-  Cursor *pIdleCsr; /* a closed cursor kept with its buffers (CURSOR REUSE) */
+  Cursor *pIdleCsr; /* a closed cursor kept with its buffers and iterator (CURSOR REUSE) */
   i64 iNextRowid;
   int bNextRowid;
   /* xUpdate scratch space, reused. */
@@ -285,6 +290,10 @@ struct Cursor {
   /* Source. */
   int eSrc;
   strata_iter *pIter;
+  int eKept;              /* pIter is kept from an earlier statement: KEPT_* */
+  u64 iKeptAt;            /* nCursorOpens when it was kept */
+  int bIterNoFill;        /* pIter was made with fill_cache = 0 */
+  int bNoFill;            /* what this filter wants (see FULL SCANS) */
   /* Plan of the current xFilter. */
   int bDesc, bPoint, bEof;
   KeyRange *aRange;
@@ -326,6 +335,10 @@ static Vtab *regVtabs;
 /* Read transactions open in the process (eTxn == TXN_READ), so that the
 ** common case of none skips endStaleReads' walk under regMutex. */
 static _Atomic int nReadTxns;
+/* Cursors opened in the process: the clock by which kept iterators age. */
+static _Atomic u64 nCursorOpens;
+#define KEPT_MAX_AGE 4096    /* opens after which an unused kept iterator is freed */
+#define KEPT_SWEEP_EVERY 256 /* opens between two looks for such iterators */
 
 static const u8 aMetaKey[2] = {KC_TAG_META, 'M'};
 static const u8 aFirstRowKey[1] = {KC_TAG_NULL};
@@ -1459,6 +1472,27 @@ static int dirExists(const char *zPath) {
 static void csrFree(Cursor *c);
 static void compFree(CompList *l);
 
+/* Free the iterator c keeps from an earlier statement, if any (bTxnOnly: only
+** a transaction's). */
+static void csrKeptFree(Cursor *c, int bTxnOnly) {
+  if (c->eKept == KEPT_TXN || (c->eKept == KEPT_DB && !bTxnOnly)) {
+    strata_iter_free(c->pIter);
+    c->pIter = NULL;
+    c->eKept = KEPT_NONE;
+  }
+}
+/* Free the iterators that the table's cursors keep from earlier statements:
+** every one (bTxnOnly 0) before the engine is closed (an open iterator would
+** make strata_close fail) and when the connection's transaction on the
+** table ends, so that none pins replaced memtables and files for long; the
+** transaction's (bTxnOnly 1) when it rolls back to a savepoint, which
+** leaves its iterators unusable (see CURSOR REUSE). */
+static void vtabKeptItersFree(Vtab *p, int bTxnOnly) {
+  Cursor *c;
+  if (p->pIdleCsr) csrKeptFree(p->pIdleCsr, bTxnOnly);
+  for (c = p->pCsrList; c; c = c->pNextCsr) csrKeptFree(c, bTxnOnly);
+}
+
 static void vtabFree(Vtab *p) {
   int i;
   if (!p) return;
@@ -1528,6 +1562,7 @@ static int txnEnd(Vtab *p, int bCommit) {
   p->pTxn = NULL;
   if (p->eTxn == TXN_READ) atomic_fetch_sub(&nReadTxns, 1);
   p->eTxn = TXN_NONE;
+  vtabKeptItersFree(p, 0);
   p->nSp = 0;
   p->bNextRowid = 0;
   for (c = p->pCsrList; c; c = c->pNextCsr) {
@@ -1544,6 +1579,7 @@ static int txnRollbackTo(Vtab *p, int iSp) {
   for (c = p->pCsrList; c; c = c->pNextCsr) {
     if (c->eSrc == SRC_TXN) csrSave(c);
   }
+  vtabKeptItersFree(p, 1);
   rc = strata_txn_rollback_to(p->pTxn, iSp);
   p->bNextRowid = 0;
   for (c = p->pCsrList; c; c = c->pNextCsr) {
@@ -1777,6 +1813,7 @@ static void vtabRelease(Vtab *p) {
     p->pSnap = NULL;
   }
   vtabListRemove(p);
+  vtabKeptItersFree(p, 0);
   sharedRelease(p->pShared);
   p->pShared = NULL;
   vtabFree(p);
@@ -1812,6 +1849,7 @@ static void closeEngineNow(Vtab *p) {
         v->pSnap = NULL;
       }
     }
+    if (v->pShared == sh) vtabKeptItersFree(v, 0);
   }
   strata_close(sh->pDb);
   sh->pDb = NULL;
@@ -2267,10 +2305,30 @@ static int strataBestIndex(sqlite3_vtab *pVtab, sqlite3_index_info *pInfo) {
 ** SQLite opens and closes a cursor for every execution of a statement, so a
 ** point lookup would otherwise pay a dozen allocations for a cursor, its
 ** ranges, bounds and filter scratch. The last closed cursor of a table is
-** kept (without its iterator or snapshot) and handed to the next xOpen. */
+** kept (without its snapshot) and handed to the next xOpen.
+** It keeps its engine iterator too (eKept): building one means a merging
+** iterator with a child per memtable, L0 table and level, which costs as
+** much as the seek of a short range scan.
+**   KEPT_DB   an iterator of the committed state. The next statement that
+**             scans brings it to its own snapshot with strata_iter_refresh,
+**             which keeps the children unless a flush or compaction
+**             replaced them (then it rebuilds: a refreshed iterator reads
+**             exactly what a new one would).
+**   KEPT_TXN  an iterator of the connection's transaction: it reads the
+**             transaction's snapshot and sees its later writes, so it serves
+**             the next statement of the transaction as it is, until the
+**             transaction rolls back to a savepoint or ends.
+** An iterator is kept only for the source it reads (csrChooseSource).
+** Kept iterators pin memtables and table files, so all of them go when the
+** connection's transaction on the table ends, and before the engine is
+** closed (vtabKeptItersFree), and one that no statement has used for
+** KEPT_MAX_AGE cursor opens goes at the connection's next look
+** (sweepKeptIters). A connection that uses no strata table at all any
+** more keeps its pins until it closes. */
 
 static void csrFree(Cursor *c) {
   int k;
+  strata_iter_free(c->pIter);
   strata_value_free(&c->point);
   sqlite3_free(c->aRange);
   sqlite3_free(c->aBound);
@@ -2288,11 +2346,31 @@ static void csrFree(Cursor *c) {
   sqlite3_free(c);
 }
 
+/* Free the kept iterators of the connection's tables that no statement has
+** used for KEPT_MAX_AGE cursor opens, so that a table the connection stops
+** reading lets go of replaced memtables and files while the connection
+** goes on using other tables. Only the caller's connection is looked at:
+** its Vtabs are not in use by another thread. */
+static void sweepKeptIters(Vtab *pCaller, u64 now) {
+  Vtab *v;
+  pthread_mutex_lock(&regMutex);
+  for (v = regVtabs; v; v = v->pNextVtab) {
+    Cursor *c = v->pIdleCsr;
+    if (v->db == pCaller->db && c && c->eKept != KEPT_NONE && now - c->iKeptAt > KEPT_MAX_AGE) {
+      csrKeptFree(c, 0);
+    }
+  }
+  pthread_mutex_unlock(&regMutex);
+}
+
 static int strataOpen(sqlite3_vtab *pVtab, sqlite3_vtab_cursor **ppCursor) {
   Vtab *p = (Vtab *)pVtab;
   Cursor *c;
+  u64 now;
   int rc = vtabReady(p);
   if (rc) return rc;
+  now = atomic_fetch_add_explicit(&nCursorOpens, 1, memory_order_relaxed) + 1;
+  if (now % KEPT_SWEEP_EVERY == 0) sweepKeptIters(p, now);
   if (p->pIdleCsr) {
     c = p->pIdleCsr;
     p->pIdleCsr = NULL;
@@ -2328,10 +2406,24 @@ static void csrFlushCounts(Cursor *c, Vtab *p) {
   c->nVisited = c->nLookups = c->nSeeksDone = c->nItersMade = 0;
 }
 
-/* Drop the cursor's iterator and its claim on the read source. */
-static void csrDropSource(Cursor *c, Vtab *p) {
-  strata_iter_free(c->pIter);
-  c->pIter = NULL;
+/* Drop the cursor's claim on the read source, and its iterator unless bKeep:
+** then the iterator is kept for the cursor's next statement, marked with
+** the source it reads (see CURSOR REUSE). */
+static void csrDropSource(Cursor *c, Vtab *p, int bKeep) {
+  int eKept = c->eKept; /* SRC_NONE: what it keeps already */
+  if (c->eSrc == SRC_SNAP || c->eSrc == SRC_LATEST) eKept = KEPT_DB;
+  if (c->eSrc == SRC_TXN) eKept = KEPT_TXN;
+  if (bKeep && c->pIter) {
+    /* Its age counts from its last use. */
+    if (c->eKept == KEPT_NONE) {
+      c->iKeptAt = atomic_load_explicit(&nCursorOpens, memory_order_relaxed);
+    }
+    c->eKept = eKept;
+  } else {
+    strata_iter_free(c->pIter);
+    c->pIter = NULL;
+    c->eKept = KEPT_NONE;
+  }
   if (c->eSrc == SRC_SNAP) {
     if (--p->nSnapRef == 0 && p->pSnap) {
       strata_snapshot_release(p->pShared->pDb, p->pSnap);
@@ -2346,7 +2438,7 @@ static int strataClose(sqlite3_vtab_cursor *pCur) {
   Vtab *p = (Vtab *)pCur->pVtab;
   Cursor **pp;
   csrFlushCounts(c, p);
-  csrDropSource(c, p);
+  csrDropSource(c, p, !p->pIdleCsr);
   for (pp = &p->pCsrList; *pp; pp = &(*pp)->pNextCsr) {
     if (*pp == c) {
       *pp = c->pNextCsr;
@@ -2374,7 +2466,9 @@ static int csrChooseSource(Cursor *c, Vtab *p) {
   }
   eWant = p->pTxn ? SRC_TXN : SRC_SNAP;
   if (c->eSrc != eWant) {
-    csrDropSource(c, p);
+    csrDropSource(c, p, 1);
+    /* An iterator is kept only for the source it reads. */
+    if (c->eKept != (eWant == SRC_TXN ? KEPT_TXN : KEPT_DB)) csrKeptFree(c, 0);
     if (eWant == SRC_SNAP) {
       if (!p->pSnap) {
         p->pSnap = strata_snapshot_new(p->pShared->pDb);
@@ -2387,14 +2481,50 @@ static int csrChooseSource(Cursor *c, Vtab *p) {
   return SQLITE_OK;
 }
 
-/* Make sure the cursor has an iterator on its source. */
+/* FULL SCANS
+** A scan of the whole table reads every block once. When the table is much
+** larger than the block cache, inserting those blocks only evicts the
+** blocks that lookups and seeks come back to, and no block of the scan is
+** still there when the next scan wants it; read without filling the cache
+** (fill_cache = 0), the engine also reads ahead in large windows. A table
+** that fits comfortably keeps the cache, so that repeated scans are served
+** from memory. */
+
+/* Is the table more than a quarter of its block cache? */
+static int vtabLargerThanCache(Vtab *p) {
+  strata_options so;
+  strata_stats st;
+  size_t nCache;
+  strata_options_init(&so);
+  nCache = p->pDef->opt.cacheSize ? (size_t)p->pDef->opt.cacheSize : so.cache_size;
+  if (strata_get_stats(p->pShared->pDb, &st) != STRATA_OK) return 0;
+  return st.live_bytes + st.memtable_bytes > nCache / 4;
+}
+
+/* Make sure the cursor has an iterator on its source, made with the cache
+** mode the filter wants. */
 static int csrIter(Cursor *c, Vtab *p) {
   strata_read_options ro;
   int rc;
+  if (c->pIter && c->bIterNoFill != c->bNoFill) {
+    strata_iter_free(c->pIter);
+    c->pIter = NULL;
+    c->eKept = KEPT_NONE;
+  }
+  if (c->eKept == KEPT_TXN) c->eKept = KEPT_NONE; /* still valid: the transaction is the same */
+  if (c->pIter && c->eKept == KEPT_DB) {
+    c->eKept = KEPT_NONE;
+    rc = strata_iter_refresh(c->pIter, c->eSrc == SRC_SNAP ? p->pSnap : NULL);
+    if (rc == STRATA_OK) return SQLITE_OK;
+    strata_iter_free(c->pIter); /* and make a new one, which reports the error again */
+    c->pIter = NULL;
+  }
   if (c->pIter) return SQLITE_OK;
   strata_read_options_init(&ro);
   ro.lower = aFirstRowKey;
   ro.nLower = sizeof(aFirstRowKey);
+  ro.fill_cache = !c->bNoFill;
+  c->bIterNoFill = c->bNoFill;
   if (c->eSrc == SRC_TXN) {
     rc = strata_txn_iter_new(p->pTxn, &ro, &c->pIter);
   } else {
@@ -2420,10 +2550,9 @@ static void csrNewRow(Cursor *c) {
 
 /* Point the cursor at the iterator's entry if it is inside range r. */
 static int csrTakeIter(Cursor *c, Vtab *p, const KeyRange *r) {
-  size_t nKey;
-  const u8 *pKey;
-  if (!strata_iter_valid(c->pIter)) return 0;
-  pKey = strata_iter_key(c->pIter, &nKey);
+  size_t nKey, nVal;
+  const void *pKey, *pVal;
+  if (!strata_iter_entry(c->pIter, &pKey, &nKey, &pVal, &nVal)) return 0;
   /* Only the bound the scan moves towards can be crossed: it started at or
   ** inside the other one. */
   if (c->bDesc) {
@@ -2433,7 +2562,8 @@ static int csrTakeIter(Cursor *c, Vtab *p, const KeyRange *r) {
   }
   c->pKey = pKey;
   c->nKey = nKey;
-  c->pVal = strata_iter_value(c->pIter, &c->nVal);
+  c->pVal = pVal;
+  c->nVal = nVal;
   csrNewRow(c);
   c->nVisited++;
   return 1;
@@ -2504,9 +2634,9 @@ static int csrStep(Cursor *c, Vtab *p) {
     } else {
       strata_iter_next(c->pIter);
     }
+    if (csrTakeIter(c, p, r)) return SQLITE_OK; /* a valid iterator has no error */
     rc = strata_iter_status(c->pIter);
     if (rc) return engineErr(&p->base, rc);
-    if (csrTakeIter(c, p, r)) return SQLITE_OK;
   }
   c->iRange++;
   return csrStartRange(c, p);
@@ -2534,7 +2664,7 @@ static int csrSave(Cursor *c) {
 static int csrRestore(Cursor *c, Vtab *p, int eSrc) {
   int rc;
   if (c->eSrc != eSrc) {
-    csrDropSource(c, p);
+    csrDropSource(c, p, 0);
     c->eSrc = eSrc;
   }
   if (!c->bSaved) return SQLITE_OK;
@@ -2901,6 +3031,8 @@ static int strataFilter(sqlite3_vtab_cursor *pCur, int idxNum, const char *idxSt
   if (rc || c->bEof) goto filter_done;
   rc = buildRanges(c, aPc, nPrefix, nKey);
   if (rc) goto filter_done;
+  c->bNoFill =
+      !c->bPoint && nPrefix == 0 && !aPc[0].bLo && !aPc[0].bHi && vtabLargerThanCache(p);
   rc = csrStartRange(c, p);
   /* OFFSET: skip rows without decoding them. */
   while (rc == SQLITE_OK && c->nSkip > 0 && !c->bEof) {

@@ -158,6 +158,38 @@ static void test_malformed(void) {
 }
 
 /* Keys that differ in one bit, or only in length, get different hashes. */
+/* strataBloomInit + strataBloomCheck (the geometry read once, as a table
+** reader keeps it) answer exactly as strataBloomMayContain, for present and
+** absent hashes; a malformed filter gets no lines, so it admits everything
+** and prefetching is a no-op. */
+static void test_init_check(void) {
+  u32 aHash[5000];
+  StrataBuf f = {0};
+  BloomFilter bf, bad;
+  int i, nDiff = 0, nNo = 0;
+  for (i = 0; i < 5000; i++) aHash[i] = (u32)i * 0x9E3779B1u + 17;
+  CHECK_EQ(strataBloomBuild(aHash, 5000, 10, &f), STRATA_OK);
+  strataBloomInit(&bf, f.a, f.n);
+  CHECK(bf.nLines > 0);
+  for (i = 0; i < 5000; i++) CHECK(strataBloomCheck(&bf, aHash[i]));
+  for (i = 0; i < 100000; i++) {
+    u32 h = (u32)i * 0x85EBCA77u + 3;
+    int a = strataBloomCheck(&bf, h);
+    strataBloomPrefetch(&bf, h);
+    nDiff += a != strataBloomMayContain(f.a, f.n, h);
+    nNo += !a;
+  }
+  CHECK_EQ(nDiff, 0);
+  CHECK(nNo > 90000);
+  strataBloomInit(&bad, f.a, f.n - 1); /* the size no longer adds up */
+  CHECK_EQ(bad.nLines, 0);
+  for (i = 0; i < 1000; i++) CHECK(strataBloomCheck(&bad, (u32)i * 0x85EBCA77u + 3));
+  strataBloomPrefetch(&bad, 12345);
+  strataBloomInit(&bad, NULL, 0);
+  CHECK(strataBloomCheck(&bad, 1));
+  strataBufFree(&f);
+}
+
 static void test_hash_spread(void) {
   u8 k[40];
   u32 aSeen[400];
@@ -302,6 +334,7 @@ int main(void) {
   RUN(test_empty_key_set);
   RUN(test_appends);
   RUN(test_malformed);
+  RUN(test_init_check);
   RUN(test_hash_spread);
   RUN(test_compress_roundtrip);
   RUN(test_compress_levels_and_append);

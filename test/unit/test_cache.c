@@ -188,6 +188,35 @@ static void test_lru_large(void) {
   freeAndCheck(c);
 }
 
+/* Shards of 200 entries, where a hit only marks its entry (SECOND CHANCE
+** in cache.c): the marked entries, though the oldest, survive the inserts
+** that evict unmarked ones after them, and are marked again by later hits
+** (a second round of inserts still keeps them). The keys spread unevenly
+** over the shards, so the counts leave room for that. */
+static void test_second_chance(void) {
+  BlockCache *c = NULL;
+  u64 i;
+  int nKept = 0, nOld = 0;
+  countersReset();
+  CHECK_EQ(strataCacheNew(16 * 200, &c), STRATA_OK);
+  if (!c) return;
+  for (i = 0; i < 2400; i++) putRelease(c, 1, i, 1); /* ~150 a shard */
+  CHECK_EQ(strataCacheCount(c), 2400);
+  for (i = 0; i < 600; i++) CHECK(present(c, 1, i)); /* the oldest quarter */
+  for (i = 0; i < 1200; i++) putRelease(c, 2, i, 1); /* ~25 evictions a shard */
+  for (i = 0; i < 600; i++) nKept += present(c, 1, i);
+  CHECK_EQ(nKept, 600);
+  nOld = (int)atomic_load(&nValFree); /* all evicted from the unmarked old ones */
+  CHECK(nOld > 200);
+  CHECK_EQ(strataCacheCount(c), 3600 - nOld);
+  /* Used again by the check above: another round keeps them too. */
+  for (i = 1200; i < 1800; i++) putRelease(c, 2, i, 1);
+  for (i = 0, nKept = 0; i < 600; i++) nKept += present(c, 1, i);
+  CHECK_EQ(nKept, 600);
+  CHECK(strataCacheUsage(c) <= 3200);
+  freeAndCheck(c);
+}
+
 /* The shards' shares add up to the capacity: with many more keys than
 ** that, exactly the capacity stays cached. */
 static void test_shares(void) {
@@ -227,6 +256,39 @@ static void test_byte_budget(void) {
   CHECK(present(c, 1, 4999 * 4096));
   h = strataCacheLookup(c, 1, 0);
   CHECK(h == NULL);
+  freeAndCheck(c);
+}
+
+/* Lowering the capacity evicts the oldest unpinned entries at once, keeps
+** pinned ones, and raising it again lets the cache fill back up. */
+static void test_set_capacity(void) {
+  BlockCache *c = NULL;
+  CacheHandle *hPin;
+  int i;
+  countersReset();
+  CHECK_EQ(strataCacheNew(64 * 1000, &c), STRATA_OK);
+  if (!c) return;
+  hPin = put(c, 7, 0, 100, 0);
+  for (i = 0; i < 600; i++) putRelease(c, 1, (u64)i * 4096, 100);
+  CHECK(strataCacheUsage(c) >= 50 * 1000);
+  strataCacheSetCapacity(c, 16 * 1000);
+  /* Unpinned entries within the new budget; the pinned one is extra. */
+  CHECK(strataCacheUsage(c) <= 16 * 1000 + 100);
+  CHECK(strataCacheUsage(c) >= 8 * 1000);
+  CHECK(valOk(hPin, 7, 0));
+  CHECK(present(c, 1, 599 * 4096));
+  CHECK(!present(c, 1, 0));
+  for (i = 0; i < 600; i++) {
+    putRelease(c, 2, (u64)i * 4096, 100);
+    CHECK(strataCacheUsage(c) <= 16 * 1000 + 100);
+  }
+  strataCacheSetCapacity(c, 64 * 1000);
+  for (i = 0; i < 600; i++) putRelease(c, 3, (u64)i * 4096, 100);
+  CHECK(strataCacheUsage(c) >= 50 * 1000);
+  CHECK(strataCacheUsage(c) <= 64 * 1000 + 100);
+  strataCacheRelease(c, hPin);
+  strataCacheSetCapacity(c, 0);
+  CHECK_EQ(strataCacheUsage(c), 0);
   freeAndCheck(c);
 }
 
@@ -734,8 +796,10 @@ int main(void) {
   RUN(test_basic);
   RUN(test_lru_order);
   RUN(test_lru_large);
+  RUN(test_second_chance);
   RUN(test_shares);
   RUN(test_byte_budget);
+  RUN(test_set_capacity);
   RUN(test_pinned);
   RUN(test_replace);
   RUN(test_erase);

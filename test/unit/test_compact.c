@@ -10,6 +10,7 @@
 #include "testutil.h"
 
 #include <pthread.h>
+#include <sched.h>
 
 #define NKEYS 5000
 
@@ -71,6 +72,22 @@ static int verifyAll(strata *db, const char *zWhen) {
   return nBad;
 }
 
+/* One random write to db and aModel: a delete one time in nDelOneIn, else
+** a put of the value stamped iStamp. */
+static void modelWrite(strata *db, TestRng *pR, int nDelOneIn, int iStamp) {
+  int k = (int)test_randn(pR, NKEYS);
+  char zk[32], zv[64];
+  mkKey(zk, k);
+  if (test_randn(pR, nDelOneIn) == 0) {
+    CHECK_EQ(strata_delete(db, zk, strlen(zk)), STRATA_OK);
+    aModel[k] = 0;
+  } else {
+    aModel[k] = iStamp;
+    mkVal(zv, k, aModel[k]);
+    CHECK_EQ(strata_put(db, zk, strlen(zk), zv, strlen(zv)), STRATA_OK);
+  }
+}
+
 static void test_model_with_compaction(void) {
   const char *zDir = test_dir("cmp_model");
   strata *db = openSmall(zDir, 32 << 10);
@@ -82,17 +99,7 @@ static void test_model_with_compaction(void) {
   memset(aModel, 0, sizeof aModel);
   for (round = 0; round < 6; round++) {
     for (i = 0; i < 20000; i++) {
-      int k = (int)test_randn(&r, NKEYS);
-      char zk[32], zv[64];
-      mkKey(zk, k);
-      if (test_randn(&r, 4) == 0) {
-        CHECK_EQ(strata_delete(db, zk, strlen(zk)), STRATA_OK);
-        aModel[k] = 0;
-      } else {
-        aModel[k] = round * 100000 + i + 1;
-        mkVal(zv, k, aModel[k]);
-        CHECK_EQ(strata_put(db, zk, strlen(zk), zv, strlen(zv)), STRATA_OK);
-      }
+      modelWrite(db, &r, 4, round * 100000 + i + 1);
     }
     CHECK_EQ(verifyAll(db, "while compacting"), 0);
     CHECK_EQ(strata_wait_idle(db), STRATA_OK);
@@ -287,11 +294,82 @@ static void test_concurrent_readers(void) {
   test_rmdir(zDir);
 }
 
+/* Samples db->nCompacting until bStop; returns the largest value seen. */
+static _Atomic long nMaxCompacting;
+
+static void *compactingPoller(void *pArg) {
+  strata *db = pArg;
+  while (!bStop) {
+    pthread_mutex_lock(&db->mu);
+    if (db->nCompacting > atomic_load(&nMaxCompacting)) atomic_store(&nMaxCompacting, db->nCompacting);
+    pthread_mutex_unlock(&db->mu);
+    sched_yield();
+  }
+  return NULL;
+}
+
+/* Several background threads compact at once, on disjoint inputs: the
+** model agrees while they run, the structural checks hold (no overlapping
+** files in L1+, L0 in sequence order), and so does everything across a
+** reopen and a full manual compaction. */
+static void test_parallel_compactions(void) {
+  const char *zDir = test_dir("cmp_par");
+  strata_options o;
+  strata *db = NULL;
+  TestRng r;
+  pthread_t th;
+  int round, i;
+  strata_options_init(&o);
+  /* Many small levels: below L1 (which every L0 compaction takes whole)
+  ** compactions of disjoint key ranges can overlap in time. */
+  o.memtable_size = 16 << 10;
+  o.block_size = 1024;
+  o.target_file_size = 8 << 10;
+  o.level_base_size = 32 << 10;
+  o.level_multiplier = 2;
+  o.background_threads = 4;
+  o.sync = STRATA_SYNC_OFF;
+  CHECK_EQ(strata_open(zDir, &o, &db), STRATA_OK);
+  if (!db) return;
+  test_srand(&r, test_seed("parallel compactions"));
+  memset(aModel, 0, sizeof aModel);
+  bStop = 0;
+  atomic_store(&nMaxCompacting, 0);
+  pthread_create(&th, NULL, compactingPoller, db);
+  /* Four rounds, and more (up to 16) until two compactions were seen
+  ** running at once: on a busy machine the overlap can take a while. */
+  for (round = 0; round < 16 && (round < 4 || atomic_load(&nMaxCompacting) < 2); round++) {
+    for (i = 0; i < 30000; i++) {
+      modelWrite(db, &r, 5, round * 100000 + i + 1);
+      if (i % 5000 == 4999) CHECK_EQ(strataDbCheck(db), STRATA_OK);
+    }
+    CHECK_EQ(verifyAll(db, "parallel, while compacting"), 0);
+    CHECK_EQ(strata_wait_idle(db), STRATA_OK);
+    CHECK_EQ(strataDbCheck(db), STRATA_OK);
+    CHECK_EQ(verifyAll(db, "parallel, idle"), 0);
+  }
+  bStop = 1;
+  pthread_join(th, NULL);
+  /* More than one compaction ran at a time at some point. */
+  CHECK(atomic_load(&nMaxCompacting) >= 2);
+  CHECK_EQ(strata_close(db), STRATA_OK);
+  db = NULL;
+  CHECK_EQ(strata_open(zDir, &o, &db), STRATA_OK);
+  if (!db) return;
+  CHECK_EQ(verifyAll(db, "parallel, reopened"), 0);
+  CHECK_EQ(strata_compact_range(db, NULL, 0, NULL, 0), STRATA_OK);
+  CHECK_EQ(strataDbCheck(db), STRATA_OK);
+  CHECK_EQ(verifyAll(db, "parallel, after full compaction"), 0);
+  strata_close(db);
+  test_rmdir(zDir);
+}
+
 int main(void) {
   RUN(test_model_with_compaction);
   RUN(test_deleted_stays_deleted);
   RUN(test_snapshot_survives_compaction);
   RUN(test_space_bounded);
   RUN(test_concurrent_readers);
+  RUN(test_parallel_compactions);
   return TEST_SUMMARY();
 }

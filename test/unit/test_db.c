@@ -529,16 +529,296 @@ static void test_compress_from_level(void) {
   }
 }
 
+/* Append the iterator's entry as "key=value;" to pOut. */
+static void dumpEntry(strata_iter *it, StrataBuf *pOut) {
+  size_t n;
+  const void *p = strata_iter_key(it, &n);
+  strataBufAppend(pOut, p, n);
+  strataBufAppend(pOut, "=", 1);
+  p = strata_iter_value(it, &n);
+  strataBufAppend(pOut, p, n);
+  strataBufAppend(pOut, ";", 1);
+}
+
+/* Everything an iterator shows, forward then backward, as one string
+** "key=value;" per entry (a reverse scan must mirror the forward one). */
+static char *iterDump(strata_iter *it) {
+  StrataBuf fwd = {0}, rev = {0};
+  for (strata_iter_seek_first(it); strata_iter_valid(it); strata_iter_next(it)) dumpEntry(it, &fwd);
+  for (strata_iter_seek_last(it); strata_iter_valid(it); strata_iter_prev(it)) dumpEntry(it, &rev);
+  strataBufAppend(&fwd, "|", 1);
+  strataBufAppend(&fwd, rev.a, rev.n);
+  strataBufAppend(&fwd, "", 1);
+  strataBufFree(&rev);
+  return (char *)fwd.a;
+}
+
+/* 1 if the refreshed iterator `it` shows exactly what a new iterator with
+** the same options shows. */
+static int sameAsNew(strata *db, strata_iter *it, const strata_read_options *ro) {
+  strata_iter *pNew = NULL;
+  char *zA, *zB;
+  int bSame;
+  if (strata_iter_new(db, ro, &pNew) != STRATA_OK) return 0;
+  zA = iterDump(it);
+  zB = iterDump(pNew);
+  bSame = zA && zB && strcmp(zA, zB) == 0 && strata_iter_status(it) == STRATA_OK;
+  if (!bSame) fprintf(stderr, "  refreshed: %.200s\n  new:       %.200s\n", zA, zB);
+  strataFreeMem(zA);
+  strataFreeMem(zB);
+  strata_iter_free(pNew);
+  return bSame;
+}
+
+/* Table files in the directory (live and not yet deleted). */
+static int countSst(const char *zDir) {
+  char **az = NULL;
+  int n = 0, i, nSst = 0;
+  u64 num;
+  strata_env *env = strataEnvDefault();
+  if (env->xListDir(env, zDir, &az, &n)) return -1;
+  for (i = 0; i < n; i++) {
+    if (strataParseFileName(az[i], &num) == STRATA_FILE_SST) nSst++;
+  }
+  strataFreeList(az, n);
+  return nSst;
+}
+
+/* strata_iter_refresh: after puts, deletes, flushes and compactions it shows
+** what a new iterator shows, at the newest state or at a snapshot, within
+** its bounds; until refreshed it keeps its read point; it lets go of
+** replaced files when refreshed; a transaction's iterator is refused. */
+static void test_iter_refresh(void) {
+  const char *zDir = test_dir("db_iter_refresh");
+  strata *db = openDb(zDir, 64 << 10);
+  strata_iter *it = NULL, *itB = NULL, *itT = NULL;
+  strata_read_options ro, roB;
+  const strata_snapshot *snap;
+  strata_stats st;
+  strata_txn *t = NULL;
+  char k[16], v[32];
+  char *zBefore, *zAfter;
+  int i, nLive;
+  if (!db) return;
+  fillLayers(db);
+  strata_read_options_init(&ro);
+  strata_read_options_init(&roB);
+  roB.lower = "k0500";
+  roB.nLower = 5;
+  roB.upper = "k0600";
+  roB.nUpper = 5;
+  CHECK_EQ(strata_iter_new(db, &ro, &it), STRATA_OK);
+  CHECK_EQ(strata_iter_new(db, &roB, &itB), STRATA_OK);
+  CHECK(sameAsNew(db, it, &ro));
+
+  /* Writes in the memtable only: the iterator keeps its read point until
+  ** refreshed, then sees them (new keys, overwrites, deletes). */
+  zBefore = iterDump(it);
+  for (i = 0; i < 2000; i += 7) {
+    snprintf(k, sizeof k, "k%04d", i);
+    snprintf(v, sizeof v, "new%d", i);
+    if (i % 3 == 0) {
+      strata_delete(db, k, 5);
+    } else {
+      strata_put(db, k, 5, v, strlen(v));
+    }
+  }
+  strata_put(db, "a", 1, "first", 5);
+  strata_put(db, "z", 1, "last", 4);
+  zAfter = iterDump(it);
+  CHECK(zBefore && zAfter && strcmp(zBefore, zAfter) == 0);
+  strataFreeMem(zBefore);
+  strataFreeMem(zAfter);
+  CHECK_EQ(strata_iter_refresh(it, NULL), STRATA_OK);
+  CHECK(!strata_iter_valid(it));
+  CHECK(sameAsNew(db, it, &ro));
+  CHECK_EQ(strata_iter_refresh(itB, NULL), STRATA_OK);
+  CHECK(sameAsNew(db, itB, &roB));
+
+  /* A snapshot: writes after it stay hidden when refreshed at it. */
+  snap = strata_snapshot_new(db);
+  CHECK(snap != NULL);
+  ro.snapshot = snap;
+  zBefore = iterDump(it);
+  strata_delete(db, "a", 1);
+  strata_put(db, "k0002", 5, "after-snap", 10);
+  strata_put(db, "m", 1, "after-snap", 10);
+  CHECK_EQ(strata_iter_refresh(it, snap), STRATA_OK);
+  zAfter = iterDump(it);
+  CHECK(zBefore && zAfter && strcmp(zBefore, zAfter) == 0);
+  strataFreeMem(zBefore);
+  strataFreeMem(zAfter);
+  CHECK(sameAsNew(db, it, &ro));
+  ro.snapshot = NULL;
+  CHECK_EQ(strata_iter_refresh(it, NULL), STRATA_OK);
+  CHECK(sameAsNew(db, it, &ro));
+
+  /* A flush replaces the memtable, a compaction the files: refreshed, the
+  ** iterator shows the same as a new one, at the snapshot and after it. */
+  for (i = 1; i < 2000; i += 10) {
+    snprintf(k, sizeof k, "k%04d", i);
+    strata_put(db, k, 5, "flushed", 7);
+  }
+  CHECK_EQ(strata_flush(db), STRATA_OK);
+  CHECK_EQ(strata_iter_refresh(it, NULL), STRATA_OK);
+  CHECK(sameAsNew(db, it, &ro));
+  CHECK_EQ(strata_iter_refresh(itB, NULL), STRATA_OK);
+  CHECK(sameAsNew(db, itB, &roB));
+  strata_put(db, "k0004", 5, "after-flush", 11);
+  CHECK_EQ(strata_compact_range(db, NULL, 0, NULL, 0), STRATA_OK);
+  CHECK_EQ(strata_wait_idle(db), STRATA_OK);
+  ro.snapshot = snap;
+  CHECK_EQ(strata_iter_refresh(it, snap), STRATA_OK);
+  CHECK(sameAsNew(db, it, &ro));
+  ro.snapshot = NULL;
+  strata_snapshot_release(db, snap);
+
+  /* Unrefreshed, itB still holds the files the compaction replaced; once
+  ** both iterators are refreshed only the live files remain. */
+  strata_get_stats(db, &st);
+  for (i = 0, nLive = 0; i < STRATA_MAX_LEVELS; i++) nLive += st.level_files[i];
+  CHECK(countSst(zDir) > nLive);
+  CHECK_EQ(strata_iter_refresh(itB, NULL), STRATA_OK);
+  CHECK_EQ(strata_iter_refresh(it, NULL), STRATA_OK);
+  CHECK_EQ(countSst(zDir), nLive);
+  CHECK(sameAsNew(db, it, &ro));
+  CHECK(sameAsNew(db, itB, &roB));
+
+  /* Refreshing twice with nothing in between changes nothing. */
+  CHECK_EQ(strata_iter_refresh(it, NULL), STRATA_OK);
+  CHECK_EQ(strata_iter_refresh(it, NULL), STRATA_OK);
+  CHECK(sameAsNew(db, it, &ro));
+
+  /* A transaction's iterator cannot be refreshed. */
+  CHECK_EQ(strata_txn_begin(db, STRATA_TXN_READ, &t), STRATA_OK);
+  CHECK_EQ(strata_txn_iter_new(t, NULL, &itT), STRATA_OK);
+  CHECK_EQ(strata_iter_refresh(itT, NULL), STRATA_MISUSE);
+  CHECK_EQ(strata_iter_refresh(NULL, NULL), STRATA_MISUSE);
+  strata_iter_free(itT);
+  strata_txn_rollback(t);
+
+  strata_iter_free(it);
+  strata_iter_free(itB);
+  CHECK_EQ(strata_close(db), STRATA_OK);
+  test_rmdir(zDir);
+}
+
+/* Point lookups racing flushes and compactions: one writer rewrites every
+** key round after round ("r<round>"), deleting and restoring every 7th
+** key on the way, through a tiny memtable, cache and files (so views are
+** replaced, tables probed across several levels and blocks evicted all
+** the time); readers get random keys and check that what they see is
+** well formed, and that a key's round never goes backwards for one
+** reader. */
+#define GR_KEYS 1500
+#define GR_ROUNDS 12
+static _Atomic int nGetRound;
+typedef struct GArg {
+  strata *db;
+  int rc;
+  u64 nGets;
+} GArg;
+
+static void *getWriterMain(void *p) {
+  GArg *a = p;
+  int r, i;
+  for (r = 1; r <= GR_ROUNDS && a->rc == 0; r++) {
+    for (i = 0; i < GR_KEYS && a->rc == 0; i++) {
+      char k[32], v[32];
+      int j = (i * 7919) % GR_KEYS; /* a fixed shuffle */
+      snprintf(k, sizeof k, "g%06d", j);
+      snprintf(v, sizeof v, "r%d", r);
+      if (j % 7 == 0 && strata_delete(a->db, k, strlen(k)) != STRATA_OK) a->rc = 1;
+      if (strata_put(a->db, k, strlen(k), v, strlen(v)) != STRATA_OK) a->rc = 2;
+    }
+    atomic_store(&nGetRound, r);
+  }
+  return NULL;
+}
+
+static void *getReaderMain(void *p) {
+  GArg *a = p;
+  int aSeen[GR_KEYS] = {0};
+  u64 x = 88172645463325252ull ^ (uintptr_t)p;
+  strata_value v = {0};
+  while (atomic_load(&nGetRound) < GR_ROUNDS && a->rc == 0) {
+    int i, r, rc;
+    char k[32];
+    x ^= x << 13, x ^= x >> 7, x ^= x << 17;
+    i = (int)(x % GR_KEYS);
+    snprintf(k, sizeof k, "g%06d", i);
+    rc = strata_get(a->db, NULL, k, strlen(k), &v);
+    a->nGets++;
+    if (rc == STRATA_NOTFOUND && i % 7 == 0) continue; /* between delete and put */
+    if (rc != STRATA_OK) {
+      a->rc = 10 + rc;
+    } else if (v.n < 2 || v.n > 3 || ((const char *)v.p)[0] != 'r') {
+      a->rc = 3;
+    } else {
+      char z[4] = {0};
+      memcpy(z, (const char *)v.p + 1, v.n - 1); /* v.p is not terminated */
+      r = atoi(z);
+      if (r < aSeen[i] || r < 0 || r > GR_ROUNDS) a->rc = 4;
+      aSeen[i] = r;
+    }
+  }
+  strata_value_free(&v);
+  return NULL;
+}
+
+static void test_concurrent_gets(void) {
+  const char *zDir = test_dir("db_gets");
+  strata_options o;
+  strata *db = NULL;
+  pthread_t w, aR[2];
+  GArg aArg[3];
+  int i;
+  strata_options_init(&o);
+  o.memtable_size = 64 << 10;
+  o.block_size = 512;
+  o.cache_size = 48 << 10;
+  o.target_file_size = 32 << 10;
+  o.l0_compaction_trigger = 2;
+  CHECK_EQ(strata_open(zDir, &o, &db), STRATA_OK);
+  if (!db) return;
+  for (i = 0; i < GR_KEYS; i++) {
+    char k[32];
+    snprintf(k, sizeof k, "g%06d", i);
+    CHECK_EQ(strata_put(db, k, strlen(k), "r0", 2), STRATA_OK);
+  }
+  atomic_store(&nGetRound, 0);
+  memset(aArg, 0, sizeof aArg);
+  for (i = 0; i < 3; i++) aArg[i].db = db;
+  for (i = 0; i < 2; i++) pthread_create(&aR[i], NULL, getReaderMain, &aArg[1 + i]);
+  pthread_create(&w, NULL, getWriterMain, &aArg[0]);
+  pthread_join(w, NULL);
+  atomic_store(&nGetRound, GR_ROUNDS); /* also if the writer failed */
+  for (i = 0; i < 2; i++) pthread_join(aR[i], NULL);
+  for (i = 0; i < 3; i++) CHECK_EQ(aArg[i].rc, 0);
+  CHECK(aArg[1].nGets > 0 && aArg[2].nGets > 0);
+  CHECK_EQ(strata_wait_idle(db), STRATA_OK);
+  for (i = 0; i < GR_KEYS; i++) {
+    char k[32], z[32];
+    snprintf(k, sizeof k, "g%06d", i);
+    CHECK_EQ(getStr(db, NULL, k, z, sizeof z), STRATA_OK);
+    CHECK(!strcmp(z, "r12"));
+  }
+  strata_close(db);
+  test_rmdir(zDir);
+}
+
 int main(void) {
   RUN(test_compress_from_level);
   RUN(test_basic);
   RUN(test_batch_atomic);
   RUN(test_iterators);
   RUN(test_snapshots);
+  RUN(test_iter_refresh);
   RUN(test_many_flushes_reopen);
   RUN(test_options_and_errors);
   RUN(test_large_values);
   RUN(test_concurrent);
+  RUN(test_concurrent_gets);
   RUN(test_sync_modes_reopen);
   return TEST_SUMMARY();
 }

@@ -727,6 +727,62 @@ static void test_refcount(void) {
   strataIterClose(NULL);
 }
 
+/* A big memtable: its blocks grow to mapped ones (ARENA), usage tracks the
+** bytes added, every entry stays readable, a failed mapped block leaves
+** the memtable as it was, and an entry big enough for a block of its own
+** works too. */
+static void test_arena_growth(void) {
+  Memtable *p = NULL;
+  char zKey[32], zVal[128];
+  u8 *aBig;
+  int i, n = 40000, nOk, rc;
+  size_t nUse;
+  memset(zVal, 'v', sizeof(zVal) - 1);
+  zVal[sizeof(zVal) - 1] = 0;
+  CHECK_EQ(strataMemtableNew(&p), STRATA_OK);
+  if (!p) return;
+  for (i = 0; i < n; i++) {
+    snprintf(zKey, sizeof(zKey), "key%08d", (i * 7919) % n);
+    CHECK_EQ(addStr(p, 1 + (u64)i, STRATA_TYPE_VALUE, zKey, zVal), STRATA_OK);
+  }
+  nUse = strataMemtableMemoryUsage(p);
+  /* 11-byte keys, 127-byte values, 8-byte trailers, headers and towers. */
+  CHECK(nUse >= (size_t)n * (11 + 127 + 8));
+  CHECK(nUse <= (size_t)n * (11 + 127 + 8 + 8 + 8 * 12 + 8));
+  for (i = 0; i < n; i += 97) {
+    snprintf(zKey, sizeof(zKey), "key%08d", i);
+    CHECK(getIs(p, zKey, STRATA_MAX_SEQ, zVal));
+  }
+  /* Every further block fails (by now each would be a mapping). */
+  strataTestFailMalloc(1, 1);
+  for (nOk = 0, rc = STRATA_OK; nOk < 100000; nOk++) {
+    snprintf(zKey, sizeof(zKey), "more%06d", nOk);
+    rc = addStr(p, 100000 + (u64)nOk, STRATA_TYPE_VALUE, zKey, zVal);
+    if (rc) break;
+  }
+  strataTestFailMalloc(0, 0);
+  CHECK_EQ(rc, STRATA_NOMEM);
+  CHECK_EQ(strataMemtableCount(p), (u64)(n + nOk));
+  for (i = 0; i < nOk; i += 13) {
+    snprintf(zKey, sizeof(zKey), "more%06d", i);
+    CHECK(getIs(p, zKey, STRATA_MAX_SEQ, zVal));
+  }
+  aBig = calloc(1, 600000);
+  aBig[599999] = 0x5a;
+  CHECK_EQ(strataMemtableAdd(p, 999999, STRATA_TYPE_VALUE, (const u8 *)"big", 3, aBig, 600000),
+           STRATA_OK);
+  {
+    int type = 0;
+    const u8 *pV = NULL;
+    size_t nV = 0;
+    CHECK(strataMemtableGet(p, (const u8 *)"big", 3, STRATA_MAX_SEQ, &type, &pV, &nV));
+    CHECK_EQ(nV, 600000);
+    CHECK(pV && pV[599999] == 0x5a);
+  }
+  free(aBig);
+  strataMemtableUnref(p);
+}
+
 static void test_nomem(void) {
   Memtable *p = (Memtable *)&p;
   StrataIter *it = (StrataIter *)&it;
@@ -1076,6 +1132,7 @@ int main(void) {
   RUN(test_reverse_inserts);
   RUN(test_insert_patterns);
   RUN(test_refcount);
+  RUN(test_arena_growth);
   RUN(test_nomem);
   RUN(test_concurrent);
   RUN(test_bench);

@@ -408,6 +408,51 @@ static void test_sst_large_tables(void) {
   modelFree(&m);
 }
 
+/* Incompressible values make the builder stop trying to compress (backing
+** off further at every failed probe); compressible ones after them are
+** compressed again once a probe succeeds. Every entry reads back. */
+static void test_sst_compression_backoff(void) {
+  const char *zPath = tablePath("backoff.sst");
+  SstOptions o = defaultOpts();
+  SstBuilder *b = NULL;
+  SstProps props;
+  SstReader *r = NULL;
+  StrataIter *it = NULL;
+  TestRng rng;
+  u8 aKey[32], aVal[100];
+  int i, j, nRandom = 12000, nSame = 100000, n = 0, nBad = 0;
+  test_srand(&rng, test_seed("sst_compression_backoff"));
+  memset(&props, 0, sizeof(props));
+  CHECK_EQ(strataSstBuilderNew(strataEnvDefault(), zPath, &o, NULL, &b), STRATA_OK);
+  if (!b) return;
+  for (i = 0; i < nRandom + nSame; i++) {
+    int nk = snprintf((char *)aKey, sizeof(aKey), "k%09d", i);
+    strataPut64(aKey + nk, strataPackTrailer(1, STRATA_TYPE_VALUE));
+    for (j = 0; j < 100; j++) aVal[j] = i < nRandom ? (u8)test_randn(&rng, 256) : (u8)'a';
+    CHECK_EQ(strataSstBuilderAdd(b, aKey, (size_t)nk + 8, aVal, 100), STRATA_OK);
+  }
+  CHECK_EQ(strataSstBuilderFinish(b, &props), STRATA_OK);
+  /* The random part (~1.4 MB) is stored as it is; of the ~12 MB of 'a's
+  ** only the blocks of one skip (at most ~1024 x 4 KiB) are stored raw. */
+  CHECK(props.fileSize < (u64)nRandom * 120 + (u64)nSame * 120 / 2);
+  CHECK(props.fileSize > (u64)nRandom * 100);
+  strataSstPropsFree(&props);
+  CHECK_EQ(strataSstOpen(strataEnvDefault(), zPath, 1, NULL, NULL, &r), STRATA_OK);
+  if (!r) return;
+  CHECK_EQ(strataSstIterNew(r, 0, &it), STRATA_OK);
+  if (it) {
+    for (it->pMethods->xSeekFirst(it); it->bValid; it->pMethods->xNext(it), n++) {
+      if (it->nVal != 100 || (n >= nRandom && it->pVal[n % 100] != 'a')) nBad++;
+    }
+    CHECK_EQ(it->rc, STRATA_OK);
+    strataIterClose(it);
+  }
+  CHECK_EQ(n, nRandom + nSame);
+  CHECK_EQ(nBad, 0);
+  CHECK_EQ(strataSstVerify(r), STRATA_OK);
+  strataSstClose(r);
+}
+
 static void test_sst_empty_table(void) {
   Model m = {NULL, 0};
   SstOptions o = defaultOpts();
@@ -1357,6 +1402,61 @@ static void test_sst_speed(void) {
   strataBufFree(&val);
 }
 
+/* strataSstGetHashed: with the key's own filter hash it answers as Get
+** does; the filter tests the hash it is given (a lookup hashes the key once
+** for all its tables), so a wrong hash must make it reject most present
+** keys. strataSstPrefetch is only a hint, with or without a filter. */
+static void test_sst_get_hashed(void) {
+  const char *zPath = tablePath("hashed.sst");
+  Model m;
+  TestRng rng = {4242};
+  SstOptions o = defaultOpts();
+  SstProps props;
+  SstReader *r = NULL, *rNoFilter = NULL;
+  StrataBuf val = {0};
+  int i, nUser = 3000, nSame = 0, nRejected = 0;
+  modelMake(&m, nUser, 1, 40, &rng);
+  CHECK_EQ(buildTable(zPath, &m, &o, NULL, &props), STRATA_OK);
+  strataSstPropsFree(&props);
+  CHECK_EQ(strataSstOpen(strataEnvDefault(), zPath, 901, gCache, NULL, &r), STRATA_OK);
+  for (i = 0; r && i < nUser; i++) {
+    u8 u[64];
+    size_t nu = userKey(u, (u64)i * 2, 1);
+    u32 h = strataBloomHash(u, nu);
+    int f1 = -1, t1 = -1, f2 = -1, t2 = -1;
+    size_t n1;
+    strataSstPrefetch(r, h);
+    CHECK_EQ(strataSstGet(r, u, nu, STRATA_MAX_SEQ, NULL, &f1, &t1, &val), STRATA_OK);
+    n1 = val.n;
+    CHECK_EQ(strataSstGetHashed(r, u, nu, h, STRATA_MAX_SEQ, NULL, &f2, &t2, &val), STRATA_OK);
+    nSame += f1 == 1 && f1 == f2 && t1 == t2 && n1 == val.n;
+    CHECK_EQ(strataSstGetHashed(r, u, nu, ~h * 0x9E3779B1u, STRATA_MAX_SEQ, NULL, &f2, &t2, &val),
+             STRATA_OK);
+    nRejected += f2 == 0;
+  }
+  CHECK_EQ(nSame, nUser);
+  CHECK(nRejected > nUser * 9 / 10);
+  strataSstClose(r);
+  /* Without a filter the hash is not used: every key is found. */
+  o.bloomBitsPerKey = 0;
+  CHECK_EQ(buildTable(zPath, &m, &o, NULL, &props), STRATA_OK);
+  strataSstPropsFree(&props);
+  CHECK_EQ(strataSstOpen(strataEnvDefault(), zPath, 902, gCache, NULL, &rNoFilter), STRATA_OK);
+  for (i = 0, nSame = 0; rNoFilter && i < nUser; i++) {
+    u8 u[64];
+    size_t nu = userKey(u, (u64)i * 2, 1);
+    int f = -1, t = -1;
+    strataSstPrefetch(rNoFilter, 12345);
+    CHECK_EQ(strataSstGetHashed(rNoFilter, u, nu, 12345, STRATA_MAX_SEQ, NULL, &f, &t, &val),
+             STRATA_OK);
+    nSame += f == 1;
+  }
+  CHECK_EQ(nSame, nUser);
+  strataSstClose(rNoFilter);
+  strataBufFree(&val);
+  modelFree(&m);
+}
+
 int main(void) {
   const char *zPre = getenv("LD_PRELOAD");
   bValgrind = zPre && strstr(zPre, "vgpreload") != NULL;
@@ -1365,6 +1465,7 @@ int main(void) {
   if (strataCacheNew(8 * 1024 * 1024, &gCache) != STRATA_OK) return 1;
   RUN(test_sst_matrix);
   RUN(test_sst_large_tables);
+  RUN(test_sst_compression_backoff);
   RUN(test_sst_empty_table);
   RUN(test_sst_many_versions);
   RUN(test_sst_big_keys_and_values);
@@ -1375,6 +1476,7 @@ int main(void) {
   RUN(test_sst_cache);
   RUN(test_sst_threads);
   RUN(test_sst_index_windows);
+  RUN(test_sst_get_hashed);
   RUN(test_sst_speed);
   strataCacheFree(gCache);
   test_rmdir(zDir);
