@@ -353,10 +353,23 @@ static void dbChargeImmutable(strata *db) {
     nCap = nCap - nFloor > nImm ? nCap - nImm : nFloor;
   }
   strataCacheSetCapacity(db->pBlockCache, nCap);
+  /* The blocks just evicted are holes in the heap: their pages go back to
+  ** the system (bgTrimHeap), or the process keeps them resident beside the
+  ** new memtable. Not here: the trim walks the heap, and db->mu is held. */
+  if (db->pImm) {
+    db->bTrimPending = 1;
+    pthread_cond_broadcast(&db->bgCv);
+  }
+}
+
+/* Hand free heap pages back to the system, outside db->mu (held on entry
+** and on return). */
+static void bgTrimHeap(strata *db) {
+  db->bTrimPending = 0;
 #ifdef __GLIBC__
-  /* The blocks just evicted are holes in the heap: hand their pages back,
-  ** or the process keeps them resident beside the new memtable. */
-  if (db->pImm) malloc_trim(0);
+  pthread_mutex_unlock(&db->mu);
+  malloc_trim(0);
+  pthread_mutex_lock(&db->mu);
 #endif
 }
 
@@ -413,7 +426,9 @@ static void *bgMain(void *pArg) {
   strata *db = pArg;
   pthread_mutex_lock(&db->mu);
   while (!db->bShutdown) {
-    if (db->bgError == STRATA_OK && db->pImm && !db->bFlushing) {
+    if (db->bTrimPending) {
+      bgTrimHeap(db);
+    } else if (db->bgError == STRATA_OK && db->pImm && !db->bFlushing) {
       flushImmutable(db);
     } else if (db->bgError == STRATA_OK && strataCompactPick(db)) {
       strataCompactRun(db); /* releases and retakes db->mu */

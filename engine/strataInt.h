@@ -759,6 +759,7 @@ struct strata {
   Memtable *pImm;         /* being flushed, or NULL */
   _Atomic(ReadView *) pView; /* pMem + pImm + current version, for lookups (db.c) */
   _Atomic int bImmPending; /* pImm != NULL, readable without the mutex */
+  int bTrimPending;         /* the cache shrank: a background thread trims the heap (mu) */
   u64 immWalNumber;       /* the WAL that pImm's writes are in */
   LogWriter *pWal;        /* used only by the commit leader */
   u64 walNumber;
