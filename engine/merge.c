@@ -222,10 +222,11 @@ static inline __attribute__((always_inline)) void mergeStep(MergeIter *m, int bF
   mergePublish(m);
 }
 
-/* Direction change to forward: every child but the current one must move
-** to the first entry after the current key; the current one is then
-** stepped like any top. Returns 0 if that failed (published invalid). */
-static int mergeTurnForward(MergeIter *m) {
+/* Direction change: every child but the current one moves to the first
+** entry after the current key (bForward) or the last entry before it; the
+** current one is then stepped like any top. Returns 0 if that failed
+** (published invalid). */
+static int mergeTurn(MergeIter *m, int bForward) {
   StrataIter *cur = m->aHeap[0].c;
   const u8 *pKey = cur->pKey;
   size_t nKey = cur->nKey;
@@ -234,38 +235,16 @@ static int mergeTurnForward(MergeIter *m) {
     StrataIter *c = m->apChild[i];
     if (c == cur) continue;
     c->pMethods->xSeek(c, pKey, nKey);
-    if (c->bValid && strataIkeyCompare(c->pKey, c->nKey, pKey, nKey) == 0) c->pMethods->xNext(c);
-  }
-  m->bForward = 1;
-  mergeBuild(m);
-  /* cur is in the heap at its own key, the smallest. */
-  if (m->base.rc) {
-    mergePublish(m);
-    return 0;
-  }
-  return 1;
-}
-
-/* Direction change to backward: every other child moves to the last entry
-** before the current key. */
-static int mergeTurnBackward(MergeIter *m) {
-  StrataIter *cur = m->aHeap[0].c;
-  const u8 *pKey = cur->pKey;
-  size_t nKey = cur->nKey;
-  int i;
-  for (i = 0; i < m->nChild; i++) {
-    StrataIter *c = m->apChild[i];
-    if (c == cur) continue;
-    /* Last entry < key: seek to >= key, then step back once. */
-    c->pMethods->xSeek(c, pKey, nKey);
-    if (c->bValid) {
-      c->pMethods->xPrev(c);
+    if (bForward) {
+      if (c->bValid && strataIkeyCompare(c->pKey, c->nKey, pKey, nKey) == 0) c->pMethods->xNext(c);
+    } else if (c->bValid) {
+      c->pMethods->xPrev(c); /* last entry < key: one step back from >= key */
     } else if (!c->rc) {
       c->pMethods->xSeekLast(c);
     }
   }
-  m->bForward = 0;
-  mergeBuild(m);
+  m->bForward = bForward;
+  mergeBuild(m); /* cur is in the heap at its own key, the top */
   if (m->base.rc) {
     mergePublish(m);
     return 0;
@@ -275,13 +254,13 @@ static int mergeTurnBackward(MergeIter *m) {
 
 static void mergeNext(StrataIter *p) {
   MergeIter *m = (MergeIter *)p;
-  if (UNLIKELY(!m->bForward) && !mergeTurnForward(m)) return;
+  if (UNLIKELY(!m->bForward) && !mergeTurn(m, 1)) return;
   mergeStep(m, 1);
 }
 
 static void mergePrev(StrataIter *p) {
   MergeIter *m = (MergeIter *)p;
-  if (UNLIKELY(m->bForward) && !mergeTurnBackward(m)) return;
+  if (UNLIKELY(m->bForward) && !mergeTurn(m, 0)) return;
   mergeStep(m, 0);
 }
 

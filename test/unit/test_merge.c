@@ -47,6 +47,25 @@ static int atRef(StrataIter *it, int i) {
   return it->bValid && it->nKey == aRef[i].n && !memcmp(it->pKey, aRef[i].k, it->nKey);
 }
 
+/* From reference position pos (where it stands), up to `steps` random
+** steps either way, checking each against the reference. Returns the
+** number of mismatches. */
+static int zigzag(StrataIter *it, TestRng *r, int pos, int steps) {
+  int j, nBad = 0;
+  for (j = 0; j < steps && it->bValid; j++) {
+    if (test_randn(r, 2)) {
+      it->pMethods->xNext(it);
+      pos++;
+    } else {
+      it->pMethods->xPrev(it);
+      pos--;
+    }
+    if (!atRef(it, pos)) nBad++;
+    if (pos < 0 || pos >= nRef) break;
+  }
+  return nBad;
+}
+
 /* First reference index >= key. */
 static int lowerBound(const u8 *k, size_t n) {
   int lo = 0, hi = nRef;
@@ -78,23 +97,13 @@ static void checkWalk(StrataIter *it, TestRng *r) {
     char z[16];
     u8 k[32];
     int nz = snprintf(z, sizeof z, "k%05d", (int)test_randn(r, NKEY / 2 + 10));
-    int j, steps = (int)test_randn(r, 8);
+    int steps = (int)test_randn(r, 8);
     memcpy(k, z, (size_t)nz);
     strataPut64(k + nz, strataPackTrailer(test_randn(r, NKEY + 2), STRATA_TYPE_VALUE));
     it->pMethods->xSeek(it, k, (size_t)nz + 8);
     pos = lowerBound(k, (size_t)nz + 8);
     if (!atRef(it, pos)) nBad++;
-    for (j = 0; j < steps && it->bValid; j++) {
-      if (test_randn(r, 2)) {
-        it->pMethods->xNext(it);
-        pos++;
-      } else {
-        it->pMethods->xPrev(it);
-        pos--;
-      }
-      if (!atRef(it, pos)) nBad++;
-      if (pos < 0 || pos >= nRef) break;
-    }
+    nBad += zigzag(it, r, pos, steps);
   }
   CHECK_EQ(nBad, 0);
   CHECK_EQ(it->rc, STRATA_OK);
@@ -164,20 +173,10 @@ static void test_merge_prefix_ties(void) {
     CHECK(!it->bValid);
     /* Seek to reference keys and zig-zag from there. */
     for (i = 0; i < 2000 && nBad < 3; i++) {
-      int pos = (int)test_randn(&r, (u64)nRef), j, steps = (int)test_randn(&r, 12);
+      int pos = (int)test_randn(&r, (u64)nRef), steps = (int)test_randn(&r, 12);
       it->pMethods->xSeek(it, aRef[pos].k, aRef[pos].n);
       if (!atRef(it, pos)) nBad++;
-      for (j = 0; j < steps && it->bValid; j++) {
-        if (test_randn(&r, 2)) {
-          it->pMethods->xNext(it);
-          pos++;
-        } else {
-          it->pMethods->xPrev(it);
-          pos--;
-        }
-        if (!atRef(it, pos)) nBad++;
-        if (pos < 0 || pos >= nRef) break;
-      }
+      nBad += zigzag(it, &r, pos, steps);
     }
     CHECK_EQ(nBad, 0);
     CHECK_EQ(it->rc, STRATA_OK);
