@@ -429,44 +429,47 @@ size_t keycodecRowPut(uint8_t *p, int nField, const KcValue *aVal, uint64_t mRea
   return j;
 }
 
+/* Allowed body sizes of each field code, as [min, min + span] (one unsigned
+** comparison): NULL 0, INTEGER 0..8, REAL 8, TEXT and BLOB any. */
+static const uint64_t aBodyMin[KC_ROW_BLOB + 1] = {0, 0, 8, 0, 0};
+static const uint64_t aBodySpan[KC_ROW_BLOB + 1] = {0, 8, 0, UINT64_MAX, UINT64_MAX};
+
 int keycodecRowParse(const uint8_t *p, size_t n, int nMax, KcField *aField, int *pnField,
                      uint64_t *pmReal) {
   const uint8_t *pEnd = p + n;
+  const uint8_t *q;
   uint64_t nField, mReal, nBodyTotal = 0;
-  size_t i = 0;
+  uint32_t iHdrEnd;
   int k, m, nStore;
-  m = getVarintFast(p, pEnd, &nField);
-  if (m == 0 || nField > 65536) return 0;
-  i += (size_t)m;
-  m = getVarintFast(p + i, pEnd, &mReal);
-  if (m == 0) return 0;
-  i += (size_t)m;
+  /* Every row a scan returns is parsed here, so the usual one-byte field
+  ** count and real mask are read without the general varint reader. */
+  if (n >= 2 && p[0] < 0x80 && p[1] < 0x80) {
+    nField = p[0];
+    mReal = p[1];
+    q = p + 2;
+  } else {
+    m = getVarintFast(p, pEnd, &nField);
+    if (m == 0 || nField > 65536) return 0;
+    q = p + m;
+    m = getVarintFast(q, pEnd, &mReal);
+    if (m == 0) return 0;
+    q += m;
+  }
   /* One pass over the headers: offsets are relative to the first body until
   ** the end of the headers, where the bodies start, is known. */
   for (k = 0; k < (int)nField; k++) {
     uint64_t hdr, nBody;
     int code;
-    m = getVarintFast(p + i, pEnd, &hdr);
-    if (m == 0) return 0;
-    i += (size_t)m;
+    if (q < pEnd && q[0] < 0x80) {
+      hdr = *q++;
+    } else {
+      m = getVarintFast(q, pEnd, &hdr);
+      if (m == 0) return 0;
+      q += m;
+    }
     code = (int)(hdr & 7);
     nBody = hdr >> 3;
-    switch (code) {
-      case KC_ROW_NULL:
-        if (nBody != 0) return 0;
-        break;
-      case KC_ROW_INT:
-        if (nBody > 8) return 0;
-        break;
-      case KC_ROW_REAL:
-        if (nBody != 8) return 0;
-        break;
-      case KC_ROW_TEXT:
-      case KC_ROW_BLOB:
-        break;
-      default:
-        return 0;
-    }
+    if (code > KC_ROW_BLOB || nBody - aBodyMin[code] > aBodySpan[code]) return 0;
     if (k < nMax) {
       aField[k].iOff = (uint32_t)nBodyTotal;
       aField[k].nBody = (uint32_t)nBody;
@@ -475,12 +478,13 @@ int keycodecRowParse(const uint8_t *p, size_t n, int nMax, KcField *aField, int 
     nBodyTotal += nBody;
     if (nBodyTotal > n) return 0;
   }
-  if (i + nBodyTotal != n) return 0;
+  iHdrEnd = (uint32_t)(q - p);
+  if (iHdrEnd + nBodyTotal != n) return 0;
   nStore = (int)nField < nMax ? (int)nField : nMax;
-  for (k = 0; k < nStore; k++) aField[k].iOff += (uint32_t)i;
+  for (k = 0; k < nStore; k++) aField[k].iOff += iHdrEnd;
   *pnField = (int)nField;
   *pmReal = mReal;
-  return 1;
+  return (int)iHdrEnd;
 }
 
 void keycodecRowValue(const uint8_t *p, const KcField *pField, KcValue *pOut) {

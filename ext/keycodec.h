@@ -21,6 +21,7 @@
 
 #include <stddef.h>
 #include <stdint.h>
+#include <string.h>
 
 /* Value types: the same numbers as SQLite's fundamental datatypes. */
 #define KC_INTEGER 1
@@ -80,6 +81,28 @@ int keycodecKeyGet(const uint8_t *p, size_t n, KcValue *pOut, int *pbEscaped);
 ** (pOut->n bytes as returned by keycodecKeyGet). */
 void keycodecKeyUnescape(const uint8_t *p, size_t n, uint8_t *zOut);
 
+/* The common case of keycodecKeyGet, inline for the scans that decode the
+** key of every row: if p[0..n) is a 9-byte number component holding an
+** integer of magnitude below 2^53, store it in *piOut and return 1 (exactly
+** what keycodecKeyGet gives). Returns 0 for anything else (a REAL, a number
+** of 11 bytes, another type, malformed bytes): the caller asks
+** keycodecKeyGet then. Assumes a little-endian host, as keycodec.c. */
+static inline int keycodecKeyGetSmallInt(const uint8_t *p, size_t n, int64_t *piOut) {
+  uint64_t u;
+  double f;
+  int64_t i;
+  if (n != 9 || p[0] != KC_TAG_NUM) return 0;
+  memcpy(&u, p + 1, 8);
+  u = __builtin_bswap64(u);
+  u = (u >> 63) ? u & ~((uint64_t)1 << 63) : ~u;
+  memcpy(&f, &u, 8);
+  if (!(f > -9007199254740992.0 && f < 9007199254740992.0)) return 0; /* NaN fails too */
+  i = (int64_t)f;
+  if ((double)i != f) return 0;
+  *piOut = i;
+  return 1;
+}
+
 /* Number-only helpers, exported for tests: compare two values the way SQLite
 ** compares numbers (exactly, integers against reals included). Returns <0, 0
 ** or >0. Both values must be KC_INTEGER or KC_REAL (not NaN). */
@@ -110,8 +133,10 @@ size_t keycodecRowPut(uint8_t *p, int nField, const KcValue *aVal, uint64_t mRea
 
 /* Parse the row header of p[0..n): store the number of fields in *pnField,
 ** the key-real mask in *pmReal and up to nMax field descriptors in aField
-** (fields beyond nMax are checked but not stored). Returns 1 on success, 0 if
-** the row is malformed. Does not decode any value. */
+** (fields beyond nMax are checked but not stored). Returns the length of the
+** header (the field count, the mask and the field headers; at least 2) on
+** success, 0 if the row is malformed. Does not decode any value. The result
+** depends only on n and the header bytes. */
 int keycodecRowParse(const uint8_t *p, size_t n, int nMax, KcField *aField, int *pnField,
                      uint64_t *pmReal);
 

@@ -190,6 +190,8 @@ struct Column {
   u8 bNotNull;   /* NOT NULL (key columns of a PK table are always) */
   int iKey;      /* position in the key, or -1 */
   int iField;    /* position in the row value, or -1 for key columns */
+  u8 bKeyInt;    /* the whole key, numeric or integer affinity: xColumn tries
+                 ** keycodecKeyGetSmallInt first (no REAL flag to look up) */
   char *zColl;   /* COLLATE name, or NULL */
   char *zDflt;   /* DEFAULT as an SQL expression, or NULL */
   u8 bDfltConst; /* zDflt is a literal: evaluated once and cached */
@@ -304,6 +306,8 @@ struct Cursor {
   /* Current row. */
   const u8 *pKey, *pVal;
   size_t nKey, nVal;
+  const u8 *pStop;        /* scan range: the bound the scan moves towards, */
+  size_t nStop;           /* or nStop 0 (see csrSetStop) */
   strata_value point;     /* value of a point lookup */
   u8 *aCopy;              /* key+value copied when reseated */
   size_t nCopyAlloc;
@@ -314,6 +318,9 @@ struct Cursor {
   KcField *aField;
   int nField;
   u64 mReal;
+  int bShape;             /* aField, nField, mReal are those of the row shape below */
+  size_t nShapeVal;       /* ROW SHAPES: the length of that row, */
+  u64 wShape, mShape;     /* its first 8 bytes masked to its header */
   u8 *aTmp;
   size_t nTmpAlloc;
   /* xFilter scratch, kept between calls so that a filter allocates nothing
@@ -1198,10 +1205,13 @@ static int defParse(int argc, const char *const *argv, TableDef **ppDef, char **
   }
   if (rc == SQLITE_OK) {
     for (i = 0; i < pDef->nCol; i++) {
-      if (pDef->aCol[i].iKey < 0) {
-        pDef->aCol[i].iField = pDef->nField;
+      Column *c = &pDef->aCol[i];
+      if (c->iKey < 0) {
+        c->iField = pDef->nField;
         pDef->aiField[pDef->nField++] = i;
       }
+      c->bKeyInt = pDef->nKey == 1 && c->iKey == 0 &&
+                   (c->cAff == AFF_INTEGER || c->cAff == AFF_NUMERIC);
     }
     if (pDef->eKind == KIND_PK) {
       /* A name for the hidden key column that no user column has. */
@@ -2387,6 +2397,7 @@ static int strataOpen(sqlite3_vtab *pVtab, sqlite3_vtab_cursor **ppCursor) {
   }
   c->eSrc = SRC_NONE;
   c->bEof = 1;
+  c->bShape = 0;
   c->bSaved = 0;
   c->bStepDone = 0;
   c->pNextCsr = p->pCsrList;
@@ -2548,17 +2559,15 @@ static void csrNewRow(Cursor *c) {
   c->bRowParsed = 0;
 }
 
-/* Point the cursor at the iterator's entry if it is inside range r. */
-static int csrTakeIter(Cursor *c, Vtab *p, const KeyRange *r) {
+/* Point the cursor at the iterator's entry if it is on this side of the
+** range's stop bound (pStop). */
+static int csrTakeIter(Cursor *c) {
   size_t nKey, nVal;
   const void *pKey, *pVal;
   if (!strata_iter_entry(c->pIter, &pKey, &nKey, &pVal, &nVal)) return 0;
-  /* Only the bound the scan moves towards can be crossed: it started at or
-  ** inside the other one. */
-  if (c->bDesc) {
-    if (r->nLo && keyCmp(pKey, nKey, c->aBound + r->iLo, r->nLo) < 0) return 0;
-  } else {
-    if (r->nHi && keyCmp(pKey, nKey, c->aBound + r->iHi, r->nHi) >= 0) return 0;
+  if (c->nStop) {
+    int cmp = keyCmp(pKey, nKey, c->pStop, c->nStop);
+    if (c->bDesc ? cmp < 0 : cmp >= 0) return 0;
   }
   c->pKey = pKey;
   c->nKey = nKey;
@@ -2567,6 +2576,23 @@ static int csrTakeIter(Cursor *c, Vtab *p, const KeyRange *r) {
   csrNewRow(c);
   c->nVisited++;
   return 1;
+}
+
+/* Set the stop bound of range r: only the bound the scan moves towards can
+** be crossed (it started at or inside the other one). A lower bound equal to
+** the iterator's own (aFirstRowKey: no constraint) needs no test per row. */
+static void csrSetStop(Cursor *c, const KeyRange *r) {
+  if (!c->bDesc) {
+    c->pStop = c->aBound + r->iHi;
+    c->nStop = r->nHi;
+  } else if (r->nLo == sizeof(aFirstRowKey) &&
+             memcmp(c->aBound + r->iLo, aFirstRowKey, sizeof(aFirstRowKey)) == 0) {
+    c->pStop = NULL;
+    c->nStop = 0;
+  } else {
+    c->pStop = c->aBound + r->iLo;
+    c->nStop = r->nLo;
+  }
 }
 
 /* Position at the first row of range iRange or a later one (in scan order).
@@ -2598,6 +2624,7 @@ static int csrStartRange(Cursor *c, Vtab *p) {
       rc = csrIter(c, p);
       if (rc) return rc;
       c->nSeeksDone++;
+      csrSetStop(c, r);
       if (!c->bDesc) {
         strata_iter_seek(c->pIter, c->aBound + r->iLo, r->nLo);
       } else if (r->nHi) {
@@ -2612,7 +2639,7 @@ static int csrStartRange(Cursor *c, Vtab *p) {
       }
       rc = strata_iter_status(c->pIter);
       if (rc) return engineErr(&p->base, rc);
-      if (csrTakeIter(c, p, r)) return SQLITE_OK;
+      if (csrTakeIter(c)) return SQLITE_OK;
     }
     c->iRange++;
   }
@@ -2625,7 +2652,6 @@ static int csrStep(Cursor *c, Vtab *p) {
   int rc;
   if (c->bEof) return SQLITE_OK;
   if (!c->bPoint) {
-    const KeyRange *r = &c->aRange[c->bDesc ? c->nRange - 1 - c->iRange : c->iRange];
     if (!c->pIter) return vtabErr(&p->base, SQLITE_INTERNAL, "strata: cursor lost its iterator");
     if (c->bStepDone) {
       c->bStepDone = 0;
@@ -2634,7 +2660,7 @@ static int csrStep(Cursor *c, Vtab *p) {
     } else {
       strata_iter_next(c->pIter);
     }
-    if (csrTakeIter(c, p, r)) return SQLITE_OK; /* a valid iterator has no error */
+    if (csrTakeIter(c)) return SQLITE_OK; /* a valid iterator has no error */
     rc = strata_iter_status(c->pIter);
     if (rc) return engineErr(&p->base, rc);
   }
@@ -3073,9 +3099,34 @@ static int csrParseKey(Cursor *c, TableDef *pDef) {
   return SQLITE_OK;
 }
 
+/* ROW SHAPES
+** The rows of a table mostly have the same header: the same field types and
+** sizes (fixed-size values, integers of one width). Parsing depends only on
+** the header bytes and the row's length, so a row whose length and first
+** nShapeHdr bytes equal those of the last row parsed has that row's field
+** offsets, field count and REAL mask, which the cursor still holds: one
+** masked 8-byte comparison instead of a parse. */
+
+/* Parse the current row's header into c->aField (or find it has the shape of
+** the last one parsed). Returns SQLITE_OK or SQLITE_CORRUPT. */
 static int csrParseRow(Cursor *c, TableDef *pDef) {
-  if (!keycodecRowParse(c->pVal, c->nVal, pDef->nField, c->aField, &c->nField, &c->mReal)) {
-    return SQLITE_CORRUPT;
+  int nHdr;
+  u64 w = 0;
+  if (c->nVal >= 8) {
+    memcpy(&w, c->pVal, 8);
+    if (c->bShape && c->nVal == c->nShapeVal && (w & c->mShape) == c->wShape) {
+      c->bRowParsed = 1;
+      return SQLITE_OK;
+    }
+  }
+  c->bShape = 0;
+  nHdr = keycodecRowParse(c->pVal, c->nVal, pDef->nField, c->aField, &c->nField, &c->mReal);
+  if (!nHdr) return SQLITE_CORRUPT;
+  if (nHdr <= 8 && c->nVal >= 8) {
+    c->mShape = nHdr == 8 ? ~(u64)0 : ((u64)1 << (8 * nHdr)) - 1;
+    c->wShape = w & c->mShape;
+    c->nShapeVal = c->nVal;
+    c->bShape = 1;
   }
   c->bRowParsed = 1;
   return SQLITE_OK;
@@ -3104,6 +3155,7 @@ static int strataColumn(sqlite3_vtab_cursor *pCur, sqlite3_context *ctx, int iCo
   Cursor *c = (Cursor *)pCur;
   Vtab *p = (Vtab *)pCur->pVtab;
   TableDef *pDef = p->pDef;
+  const Column *pCol;
   KcValue v;
   int rc;
   if (c->bEof) return SQLITE_OK;
@@ -3113,34 +3165,44 @@ static int strataColumn(sqlite3_vtab_cursor *pCur, sqlite3_context *ctx, int iCo
     return SQLITE_OK;
   }
   if (iCol < 0 || iCol > pDef->nCol) return SQLITE_OK;
-  if (pDef->aCol[iCol].iKey >= 0) {
-    int k = pDef->aCol[iCol].iKey;
+  pCol = &pDef->aCol[iCol];
+  if (pCol->bKeyInt) {
+    /* An integer key in a column that reads integers back as they are: the
+    ** REAL flag is looked at only for INT64_MIN, which this form cannot
+    ** hold, so the row need not be parsed. */
+    int64_t iKey;
+    if (keycodecKeyGetSmallInt(c->pKey, c->nKey, &iKey)) {
+      sqlite3_result_int64(ctx, iKey);
+      return SQLITE_OK;
+    }
+  }
+  if (pCol->iKey >= 0) {
+    int k = pCol->iKey;
     rc = csrKeyValue(c, p, k, &v);
     if (rc) return rc;
     /* A REAL that equals an integer: the row says it was REAL. Only columns
     ** without affinity keep such values, and numeric ones -2^63 (SQLite's
     ** real-to-integer rule stops short of it). */
     if (v.eType == SQLITE_INTEGER &&
-        (pDef->aCol[iCol].cAff == AFF_BLOB ||
-         (pDef->aCol[iCol].cAff != AFF_REAL && v.i == INT64_MIN))) {
+        (pCol->cAff == AFF_BLOB || (pCol->cAff != AFF_REAL && v.i == INT64_MIN))) {
       if (!c->bRowParsed && csrParseRow(c, pDef)) goto corrupt;
       if ((c->mReal >> k) & 1) {
         v.eType = SQLITE_FLOAT;
         v.r = (double)v.i;
       }
     }
-    resultKc(ctx, &v, pDef->aCol[iCol].cAff, 0);
+    resultKc(ctx, &v, pCol->cAff, 0);
     return SQLITE_OK;
   }
   if (!c->bRowParsed && csrParseRow(c, pDef)) goto corrupt;
   {
-    int f = pDef->aCol[iCol].iField;
+    int f = pCol->iField;
     if (f >= c->nField) {
       sqlite3_result_null(ctx);
       return SQLITE_OK;
     }
     keycodecRowValue(c->pVal, &c->aField[f], &v);
-    resultKc(ctx, &v, pDef->aCol[iCol].cAff, 0);
+    resultKc(ctx, &v, pCol->cAff, 0);
   }
   return SQLITE_OK;
 corrupt:
@@ -3152,8 +3214,13 @@ static int strataRowid(sqlite3_vtab_cursor *pCur, sqlite3_int64 *pRowid) {
   Vtab *p = (Vtab *)pCur->pVtab;
   KcValue v;
   int rc;
+  int64_t iKey;
   *pRowid = 0;
   if (c->bEof || p->pDef->eKind == KIND_PK) return SQLITE_OK;
+  if (keycodecKeyGetSmallInt(c->pKey, c->nKey, &iKey)) {
+    *pRowid = iKey;
+    return SQLITE_OK;
+  }
   rc = csrKeyValue(c, p, 0, &v);
   if (rc) return rc;
   if (v.eType != SQLITE_INTEGER) {
