@@ -306,6 +306,8 @@ struct Cursor {
   /* Current row. */
   const u8 *pKey, *pVal;
   size_t nKey, nVal;
+  int bNoCols;            /* the plan reads no column (IDX_NOCOLS) */
+  int bLazyRow;           /* the row is the iterator's entry, not fetched yet */
   const u8 *pStop;        /* scan range: the bound the scan moves towards, */
   size_t nStop;           /* or nStop 0 (see csrSetStop) */
   strata_value point;     /* value of a point lookup */
@@ -2095,6 +2097,7 @@ static int strataRollbackTo(sqlite3_vtab *pVtab, int iSavepoint) {
 #define OP_OFFSET 'o'
 
 #define IDX_DESC 1
+#define IDX_NOCOLS 2 /* no column is read (count(*)): rows are not fetched */
 
 /* The key position a constraint column refers to, or -1. */
 static int keyPos(TableDef *pDef, int iColumn) {
@@ -2271,6 +2274,7 @@ static int strataBestIndex(sqlite3_vtab *pVtab, sqlite3_index_info *pInfo) {
     pInfo->orderByConsumed = 1;
     if (bDesc) pInfo->idxNum |= IDX_DESC;
   }
+  if (pInfo->colUsed == 0) pInfo->idxNum |= IDX_NOCOLS;
 
   /* OFFSET: skipped here only when nothing else filters or reorders. */
   if (bAllUsed && (pInfo->nOrderBy == 0 || bOrder)) {
@@ -2397,6 +2401,7 @@ static int strataOpen(sqlite3_vtab *pVtab, sqlite3_vtab_cursor **ppCursor) {
   }
   c->eSrc = SRC_NONE;
   c->bEof = 1;
+  c->bLazyRow = 0;
   c->bShape = 0;
   c->bSaved = 0;
   c->bStepDone = 0;
@@ -2560,22 +2565,42 @@ static void csrNewRow(Cursor *c) {
 }
 
 /* Point the cursor at the iterator's entry if it is on this side of the
-** range's stop bound (pStop). */
+** range's stop bound (pStop). When the plan reads no column (count(*)) and
+** there is no bound to test, the entry is fetched only if a column or the
+** rowid is asked for after all (csrFetchRow). */
 static int csrTakeIter(Cursor *c) {
+  if (c->bNoCols && !c->nStop) {
+    if (!strata_iter_valid(c->pIter)) return 0;
+    c->bLazyRow = 1;
+  } else {
+    size_t nKey, nVal;
+    const void *pKey, *pVal;
+    if (!strata_iter_entry(c->pIter, &pKey, &nKey, &pVal, &nVal)) return 0;
+    if (c->nStop) {
+      int cmp = keyCmp(pKey, nKey, c->pStop, c->nStop);
+      if (c->bDesc ? cmp < 0 : cmp >= 0) return 0;
+    }
+    c->pKey = pKey;
+    c->nKey = nKey;
+    c->pVal = pVal;
+    c->nVal = nVal;
+    c->bLazyRow = 0;
+  }
+  csrNewRow(c);
+  c->nVisited++;
+  return 1;
+}
+
+/* Fetch the entry of a row that csrTakeIter left in the iterator. */
+static void csrFetchRow(Cursor *c) {
   size_t nKey, nVal;
   const void *pKey, *pVal;
-  if (!strata_iter_entry(c->pIter, &pKey, &nKey, &pVal, &nVal)) return 0;
-  if (c->nStop) {
-    int cmp = keyCmp(pKey, nKey, c->pStop, c->nStop);
-    if (c->bDesc ? cmp < 0 : cmp >= 0) return 0;
-  }
+  strata_iter_entry(c->pIter, &pKey, &nKey, &pVal, &nVal);
   c->pKey = pKey;
   c->nKey = nKey;
   c->pVal = pVal;
   c->nVal = nVal;
-  csrNewRow(c);
-  c->nVisited++;
-  return 1;
+  c->bLazyRow = 0;
 }
 
 /* Set the stop bound of range r: only the bound the scan moves towards can
@@ -2611,6 +2636,7 @@ static int csrStartRange(Cursor *c, Vtab *p) {
                         &c->point);
       }
       if (rc == STRATA_OK) {
+        c->bLazyRow = 0;
         c->pKey = pKey;
         c->nKey = r->nLo;
         c->pVal = c->point.p;
@@ -2672,6 +2698,7 @@ static int csrStep(Cursor *c, Vtab *p) {
 ** the current row out of it and free it. */
 static int csrSave(Cursor *c) {
   if (!c->pIter) return SQLITE_OK;
+  if (c->bLazyRow && !c->bEof) csrFetchRow(c);
   if (!c->bEof && !c->bPoint && c->pKey && c->pKey != c->aCopy) {
     if (growBuf(&c->aCopy, &c->nCopyAlloc, c->nKey + c->nVal + 1)) return SQLITE_NOMEM;
     memcpy(c->aCopy, c->pKey, c->nKey);
@@ -2991,12 +3018,14 @@ static int strataFilter(sqlite3_vtab_cursor *pCur, int idxNum, const char *idxSt
   c->bEof = 0;
   c->bPoint = 0;
   c->bDesc = (idxNum & IDX_DESC) != 0;
+  c->bNoCols = (idxNum & IDX_NOCOLS) != 0;
   c->nRange = 0;
   c->iRange = 0;
   c->nBound = 0;
   c->nSkip = 0;
   c->pKey = c->pVal = NULL;
   c->nKey = c->nVal = 0;
+  c->bLazyRow = 0;
   c->bStepDone = 0;
   c->bSaved = 0;
   csrNewRow(c);
@@ -3159,6 +3188,7 @@ static int strataColumn(sqlite3_vtab_cursor *pCur, sqlite3_context *ctx, int iCo
   KcValue v;
   int rc;
   if (c->bEof) return SQLITE_OK;
+  if (c->bLazyRow) csrFetchRow(c);
   if (iCol == pDef->nCol) {
     /* The hidden key column of a PK table. */
     sqlite3_result_blob64(ctx, c->pKey, c->nKey, SQLITE_TRANSIENT);
@@ -3217,6 +3247,7 @@ static int strataRowid(sqlite3_vtab_cursor *pCur, sqlite3_int64 *pRowid) {
   int64_t iKey;
   *pRowid = 0;
   if (c->bEof || p->pDef->eKind == KIND_PK) return SQLITE_OK;
+  if (c->bLazyRow) csrFetchRow(c);
   if (keycodecKeyGetSmallInt(c->pKey, c->nKey, &iKey)) {
     *pRowid = iKey;
     return SQLITE_OK;
