@@ -94,7 +94,7 @@ static inline int isSavedKey(const strata_iter *it, const u8 *k, size_t n) {
 
 /* Forward: from the internal position, find the next visible live key.
 ** With bSkip, entries of user key savedKey are passed over. */
-static void findNextUserEntry(strata_iter *it, int bSkip) {
+static inline __attribute__((always_inline)) void findNextUserEntry(strata_iter *it, int bSkip) {
   StrataIter *in = it->pIter;
   while (in->bValid) {
     size_t nU = in->nKey - 8;
