@@ -2568,7 +2568,7 @@ static void csrNewRow(Cursor *c) {
 ** range's stop bound (pStop). When the plan reads no column (count(*)) and
 ** there is no bound to test, the entry is fetched only if a column or the
 ** rowid is asked for after all (csrFetchRow). */
-static int csrTakeIter(Cursor *c) {
+static inline __attribute__((always_inline)) int csrTakeIter(Cursor *c) {
   if (c->bNoCols && !c->nStop) {
     if (!strata_iter_valid(c->pIter)) return 0;
     c->bLazyRow = 1;
@@ -2674,7 +2674,7 @@ static int csrStartRange(Cursor *c, Vtab *p) {
 }
 
 /* Advance to the next row. */
-static int csrStep(Cursor *c, Vtab *p) {
+static inline __attribute__((always_inline)) int csrStep(Cursor *c, Vtab *p) {
   int rc;
   if (c->bEof) return SQLITE_OK;
   if (!c->bPoint) {
