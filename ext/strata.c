@@ -3227,11 +3227,23 @@ static int strataColumn(sqlite3_vtab_cursor *pCur, sqlite3_context *ctx, int iCo
   if (!c->bRowParsed && csrParseRow(c, pDef)) goto corrupt;
   {
     int f = pCol->iField;
+    const KcField *pField;
     if (f >= c->nField) {
       sqlite3_result_null(ctx);
       return SQLITE_OK;
     }
-    keycodecRowValue(c->pVal, &c->aField[f], &v);
+    pField = &c->aField[f];
+    /* Strings and blobs read back as stored whatever the affinity. */
+    if (pField->eCode == KC_ROW_BLOB) {
+      sqlite3_result_blob64(ctx, c->pVal + pField->iOff, pField->nBody, SQLITE_TRANSIENT);
+      return SQLITE_OK;
+    }
+    if (pField->eCode == KC_ROW_TEXT) {
+      sqlite3_result_text64(ctx, (const char *)c->pVal + pField->iOff, pField->nBody,
+                            SQLITE_TRANSIENT, SQLITE_UTF8);
+      return SQLITE_OK;
+    }
+    keycodecRowValue(c->pVal, pField, &v);
     resultKc(ctx, &v, pCol->cAff, 0);
   }
   return SQLITE_OK;
