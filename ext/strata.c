@@ -3131,10 +3131,12 @@ static int csrParseKey(Cursor *c, TableDef *pDef) {
 /* ROW SHAPES
 ** The rows of a table mostly have the same header: the same field types and
 ** sizes (fixed-size values, integers of one width). Parsing depends only on
-** the header bytes and the row's length, so a row whose length and first
-** nShapeHdr bytes equal those of the last row parsed has that row's field
-** offsets, field count and REAL mask, which the cursor still holds: one
-** masked 8-byte comparison instead of a parse. */
+** the header bytes and the row's length, so a row whose length and header
+** bytes equal those of the last row parsed has that row's field offsets,
+** field count and REAL mask, which the cursor still holds. For a header of
+** up to 8 bytes (a row of up to six fields of up to 15 bytes each, or
+** fewer larger ones) that is one masked 8-byte comparison instead of a
+** parse; longer headers are parsed every time. */
 
 /* Parse the current row's header into c->aField (or find it has the shape of
 ** the last one parsed). Returns SQLITE_OK or SQLITE_CORRUPT. */
