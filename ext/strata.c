@@ -190,8 +190,7 @@ struct Column {
   u8 bNotNull;   /* NOT NULL (key columns of a PK table are always) */
   int iKey;      /* position in the key, or -1 */
   int iField;    /* position in the row value, or -1 for key columns */
-  u8 bKeyInt;    /* the whole key, numeric or integer affinity: xColumn tries
-                 ** keycodecKeyGetSmallInt first (no REAL flag to look up) */
+  u8 bKeyInt;    /* the whole key, INTEGER or NUMERIC affinity (see strataColumn) */
   char *zColl;   /* COLLATE name, or NULL */
   char *zDflt;   /* DEFAULT as an SQL expression, or NULL */
   u8 bDfltConst; /* zDflt is a literal: evaluated once and cached */
