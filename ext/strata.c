@@ -3137,22 +3137,16 @@ static int csrParseKey(Cursor *c, TableDef *pDef) {
 ** fewer larger ones) that is one masked 8-byte comparison instead of a
 ** parse; longer headers are parsed every time. */
 
-/* Parse the current row's header into c->aField (or find it has the shape of
-** the last one parsed). Returns SQLITE_OK or SQLITE_CORRUPT. */
-static int csrParseRow(Cursor *c, TableDef *pDef) {
+/* Parse the current row's header into c->aField and remember its shape.
+** Returns SQLITE_OK or SQLITE_CORRUPT. */
+static int csrParseRowFull(Cursor *c, TableDef *pDef) {
   int nHdr;
-  u64 w = 0;
-  if (c->nVal >= 8) {
-    memcpy(&w, c->pVal, 8);
-    if (c->bShape && c->nVal == c->nShapeVal && (w & c->mShape) == c->wShape) {
-      c->bRowParsed = 1;
-      return SQLITE_OK;
-    }
-  }
   c->bShape = 0;
   nHdr = keycodecRowParse(c->pVal, c->nVal, pDef->nField, c->aField, &c->nField, &c->mReal);
   if (!nHdr) return SQLITE_CORRUPT;
   if (nHdr <= 8 && c->nVal >= 8) {
+    u64 w;
+    memcpy(&w, c->pVal, 8);
     c->mShape = nHdr == 8 ? ~(u64)0 : ((u64)1 << (8 * nHdr)) - 1;
     c->wShape = w & c->mShape;
     c->nShapeVal = c->nVal;
@@ -3160,6 +3154,21 @@ static int csrParseRow(Cursor *c, TableDef *pDef) {
   }
   c->bRowParsed = 1;
   return SQLITE_OK;
+}
+
+/* Parse the current row's header into c->aField, or find it has the shape of
+** the last one parsed (a remembered shape has nShapeVal >= 8, so the 8-byte
+** load is inside the row). Returns SQLITE_OK or SQLITE_CORRUPT. */
+static inline int csrParseRow(Cursor *c, TableDef *pDef) {
+  if (c->bShape && c->nVal == c->nShapeVal) {
+    u64 w;
+    memcpy(&w, c->pVal, 8);
+    if ((w & c->mShape) == c->wShape) {
+      c->bRowParsed = 1;
+      return SQLITE_OK;
+    }
+  }
+  return csrParseRowFull(c, pDef);
 }
 
 /* Key component k of the current row. */
