@@ -1103,6 +1103,16 @@ static int sstPinBlock(SstReader *r, u64 off, u64 size, int bFill, BlockRef *pRe
   return STRATA_OK;
 }
 
+/* Give a block that sstPinBlock read without filling the cache (pOwned) to
+** the cache, unpinned: for a Get that has finished with it, which so saves
+** the pin's release. Out of memory just frees it. */
+static void sstCacheOwned(SstReader *r, u64 off, BlockRef *pRef) {
+  SstBlock *pBlk = pRef->pOwned;
+  if (!pBlk || !r->pCache) return;
+  pRef->pOwned = NULL;
+  strataCacheAdd(r->pCache, r->id, off, pBlk, offsetof(SstBlock, a) + pBlk->nAlloc, sstBlockFree);
+}
+
 static void sstUnpinBlock(SstReader *r, BlockRef *pRef) {
   if (pRef->h) strataCacheRelease(r->pCache, pRef->h);
   sstBlockFree(pRef->pOwned);
@@ -1179,7 +1189,9 @@ int strataSstGetHashed(SstReader *r, const u8 *pUkey, size_t nUkey, u32 hash, u6
       rc = sstHandleDecode(r, ix.base.pVal, ix.base.nVal, &off, &size);
       if (rc) break;
     }
-    rc = sstPinBlock(r, off, size, 1, &ref);
+    /* A block read from the file is searched before it goes into the cache
+    ** (sstCacheOwned): it needs no pin. */
+    rc = sstPinBlock(r, off, size, 0, &ref);
     if (rc) break;
     bHaveBlock = 1;
     strataBlockIterInit(&dt, ref.a, ref.n);
@@ -1195,12 +1207,14 @@ int strataSstGetHashed(SstReader *r, const u8 *pUkey, size_t nUkey, u32 hash, u6
         else
           pVal->n = 0;
       }
+      sstCacheOwned(r, off, &ref); /* the value is copied: the block may go */
       break;
     }
     if (dt.base.rc) {
       rc = sstWrapErr(r, dt.base.rc, "data block", off);
       break;
     }
+    sstCacheOwned(r, off, &ref);
     sstUnpinBlock(r, &ref);
     bHaveBlock = 0;
     if (!r->aIxHandle) strataBlockIterNext(&ix);

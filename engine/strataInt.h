@@ -421,6 +421,9 @@ CacheHandle *strataCacheLookup(BlockCache *c, u64 id, u64 off);
 ** Returns NULL only if the handle cannot be allocated (then xFree has run). */
 CacheHandle *strataCacheInsert(BlockCache *c, u64 id, u64 off, void *pValue, size_t nCharge,
                                void (*xFree)(void *));
+/* As Insert, leaving the entry unpinned: STRATA_OK or STRATA_NOMEM. */
+int strataCacheAdd(BlockCache *c, u64 id, u64 off, void *pValue, size_t nCharge,
+                   void (*xFree)(void *));
 void *strataCacheValue(CacheHandle *h);
 void strataCacheRelease(BlockCache *c, CacheHandle *h);
 void strataCacheErase(BlockCache *c, u64 id, u64 off);
