@@ -1125,6 +1125,15 @@ static void sstUnpinBlock(SstReader *r, BlockRef *pRef) {
 
 int strataSstGet(SstReader *r, const u8 *pUkey, size_t nUkey, u64 seq, StrataReadStats *pStats,
                  int *pFound, int *pType, StrataBuf *pVal) {
+  const SstProps *pr = &r->props;
+  *pFound = 0;
+  *pType = 0;
+  if (pr->nEntries == 0) return STRATA_OK;
+  /* Outside the table's key range: no need to ask the filter. */
+  if (strataUkeyCompare(pUkey, nUkey, pr->smallest.a, pr->smallest.n - 8) < 0 ||
+      strataUkeyCompare(pUkey, nUkey, pr->largest.a, pr->largest.n - 8) > 0) {
+    return STRATA_OK;
+  }
   return strataSstGetHashed(r, pUkey, nUkey, strataBloomHash(pUkey, nUkey), seq, pStats, pFound,
                             pType, pVal);
 }
@@ -1147,12 +1156,8 @@ int strataSstGetHashed(SstReader *r, const u8 *pUkey, size_t nUkey, u32 hash, u6
   u32 iIx = 0;
   *pFound = 0;
   *pType = 0;
+  /* The key range was checked by the caller (its props are cold lines). */
   if (pr->nEntries == 0) return STRATA_OK;
-  /* Outside the table's key range: no need to ask the filter. */
-  if (strataUkeyCompare(pUkey, nUkey, pr->smallest.a, pr->smallest.n - 8) < 0 ||
-      strataUkeyCompare(pUkey, nUkey, pr->largest.a, pr->largest.n - 8) > 0) {
-    return STRATA_OK;
-  }
   if (r->aFilter) {
     if (pStats) pStats->nBloomCheck++;
     if (!strataBloomCheck(&r->bloom, hash)) {
@@ -1221,8 +1226,9 @@ int strataSstGetHashed(SstReader *r, const u8 *pUkey, size_t nUkey, u32 hash, u6
   }
   if (rc == STRATA_OK && ix.base.rc) rc = sstWrapErr(r, ix.base.rc, "index block", r->indexOff);
   if (bHaveBlock) sstUnpinBlock(r, &ref);
-  strataBlockIterRelease(&ix);
-  strataBlockIterRelease(&dt);
+  /* Forward seeks allocate only for keys beyond the inline buffer. */
+  if (ix.aKey != ix.aKeyInline || ix.aPrev) strataBlockIterRelease(&ix);
+  if (dt.aKey && (dt.aKey != dt.aKeyInline || dt.aPrev)) strataBlockIterRelease(&dt);
   if (pLookup != aLookup) strataFreeMem(pLookup);
   if (rc) *pFound = 0;
   return rc;

@@ -525,7 +525,9 @@ size_t strataSstMemoryUsage(const SstReader *r);
 int strataSstGet(SstReader *r, const u8 *pUkey, size_t nUkey, u64 seq, StrataReadStats *pStats,
                  int *pFound, int *pType, StrataBuf *pVal);
 /* The same, for a caller that probes several tables: hash is
-** strataBloomHash(pUkey, nUkey), computed once per lookup. */
+** strataBloomHash(pUkey, nUkey), computed once per lookup. The caller has
+** found the key within the table's key range (the file's bounds): it is
+** not checked again (a key outside would still be reported absent). */
 int strataSstGetHashed(SstReader *r, const u8 *pUkey, size_t nUkey, u32 hash, u64 seq,
                        StrataReadStats *pStats, int *pFound, int *pType, StrataBuf *pVal);
 /* Start loading what a Get of the key with filter hash `hash` reads first
