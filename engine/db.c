@@ -1094,68 +1094,42 @@ static int tableCandNext(const Version *v, TableCand *c, const u8 *pKey, size_t 
   return 0;
 }
 
-#define GET_LOOKAHEAD 3 /* candidate tables whose filter lines are in flight */
+#define GET_LOOKAHEAD 2 /* candidate tables whose filter lines are in flight */
 
-/* A lookup's walk over the tables of a version: the candidates found and
-** not yet probed (a ring), and the key's filter hash. */
-typedef struct GetPlan {
-  TableCand cand;
-  int bNone; /* no file can hold the key */
-  int nQ, iQ; /* candidates found, probed */
-  int aLevel[GET_LOOKAHEAD], aIdx[GET_LOOKAHEAD];
-  u32 hash;
-} GetPlan;
-
-/* Find candidates until GET_LOOKAHEAD are found and not probed, asking for
-** their filter lines. */
-static void getPlanFill(GetPlan *g, const Version *v, ReadView *pView, const u8 *pKey,
-                        size_t nKey) {
-  while (g->nQ - g->iQ < GET_LOOKAHEAD &&
-         tableCandNext(v, &g->cand, pKey, nKey, &g->aLevel[g->nQ % GET_LOOKAHEAD],
-                       &g->aIdx[g->nQ % GET_LOOKAHEAD])) {
-    int level = g->aLevel[g->nQ % GET_LOOKAHEAD];
-    if (pView) viewPrefetch(pView, pView->aBase[level] + g->aIdx[g->nQ % GET_LOOKAHEAD], g->hash);
-    g->nQ++;
-  }
-}
-
-/* Start a lookup of version v (pView: NULL, or a view holding v, whose
-** pinned tables and bounds are used): hash the key and find the first
-** candidates, whose filter lines then load while the caller searches the
-** memtables. */
-static void getPlanStart(GetPlan *g, const Version *v, ReadView *pView, const u8 *pKey,
-                         size_t nKey) {
-  g->nQ = g->iQ = 0;
-  g->bNone = !tableCandInit(&g->cand, v, pView, pKey, nKey);
-  if (g->bNone) return;
-  g->hash = strataBloomHash(pKey, nKey);
-  getPlanFill(g, v, pView, pKey, nKey);
-}
-
-/* Look up version v (pView as for getPlanStart, which made g).
+/* Look up version v (pView: NULL, or a view holding v, whose pinned tables
+** are used).
 **
 ** A lookup that misses the memtables usually tests two or three table
-** filters, each a cold line. So the filter lines of the first
+** filters, each a cold line. So the filter lines of the next
 ** GET_LOOKAHEAD candidate tables (those pinned already) are prefetched
-** before the memtables are searched, and one more each time one is probed:
-** their loads overlap with each other and with the memtable search instead
-** of queueing one behind the other, while a key found early wastes at most
-** that many candidate searches. The key is hashed for the filters once,
-** not once per table. */
-static int getFromVersion(strata *db, Version *v, ReadView *pView, GetPlan *g, const u8 *pKey,
-                          size_t nKey, u64 seq, strata_value *pVal) {
+** before the first is probed, and one more each time one is: their loads
+** overlap instead of queueing one behind the other, while a key found early
+** wastes at most that many candidate searches. The key is hashed for the
+** filters once, not once per table. */
+static int getFromVersion(strata *db, Version *v, ReadView *pView, const u8 *pKey, size_t nKey,
+                          u64 seq, strata_value *pVal) {
   StrataReadStats rs = {0, 0};
-  int rc = STRATA_NOTFOUND, bDone = 0;
-  if (g->bNone) return STRATA_NOTFOUND;
+  int rc = STRATA_NOTFOUND, bDone = 0, nQ = 0, iQ = 0;
+  int aLevel[GET_LOOKAHEAD], aIdx[GET_LOOKAHEAD]; /* ring of candidates found, not probed */
+  TableCand cand;
+  u32 hash;
+  if (!tableCandInit(&cand, v, pView, pKey, nKey)) return STRATA_NOTFOUND;
+  hash = strataBloomHash(pKey, nKey);
   while (!bDone && (rc == STRATA_OK || rc == STRATA_NOTFOUND)) {
     int level, idx, iSlot;
-    getPlanFill(g, v, pView, pKey, nKey);
-    if (g->iQ == g->nQ) break;
-    level = g->aLevel[g->iQ % GET_LOOKAHEAD];
-    idx = g->aIdx[g->iQ % GET_LOOKAHEAD];
-    g->iQ++;
+    while (nQ - iQ < GET_LOOKAHEAD &&
+           tableCandNext(v, &cand, pKey, nKey, &aLevel[nQ % GET_LOOKAHEAD],
+                         &aIdx[nQ % GET_LOOKAHEAD])) {
+      level = aLevel[nQ % GET_LOOKAHEAD];
+      if (pView) viewPrefetch(pView, pView->aBase[level] + aIdx[nQ % GET_LOOKAHEAD], hash);
+      nQ++;
+    }
+    if (iQ == nQ) break;
+    level = aLevel[iQ % GET_LOOKAHEAD];
+    idx = aIdx[iQ % GET_LOOKAHEAD];
+    iQ++;
     iSlot = pView ? pView->aBase[level] + idx : 0;
-    rc = getFromTable(db, pView, iSlot, v->aFile[level][idx], pKey, nKey, g->hash, seq, pVal, &rs,
+    rc = getFromTable(db, pView, iSlot, v->aFile[level][idx], pKey, nKey, hash, seq, pVal, &rs,
                       &bDone);
     if (!bDone && rc == STRATA_OK) rc = STRATA_NOTFOUND;
   }
@@ -1184,9 +1158,7 @@ static int getNoView(strata *db, const u8 *pKey, size_t nKey, u64 seq, strata_va
   readStateGet(db, &s);
   if (!memGet(s.pMem, pKey, nKey, seq, pVal, &rc) &&
       !(s.pImm && memGet(s.pImm, pKey, nKey, seq, pVal, &rc))) {
-    GetPlan g;
-    getPlanStart(&g, s.pVersion, NULL, pKey, nKey);
-    rc = getFromVersion(db, s.pVersion, NULL, &g, pKey, nKey, seq, pVal);
+    rc = getFromVersion(db, s.pVersion, NULL, pKey, nKey, seq, pVal);
   }
   readStateRelease(&s);
   return rc;
@@ -1195,7 +1167,6 @@ static int getNoView(strata *db, const u8 *pKey, size_t nKey, u64 seq, strata_va
 int strataDbGetInternal(strata *db, ReadView **ppView, const u8 *pKey, size_t nKey, u64 seq,
                         strata_value *pVal) {
   ReadView *v = ppView ? *ppView : NULL;
-  GetPlan g;
   int rc;
   /* acquire: pairs with the release in dbViewInstall, so the view's fields
   ** are seen initialized. The caller's seq was read before this load, so a
@@ -1209,11 +1180,9 @@ int strataDbGetInternal(strata *db, ReadView **ppView, const u8 *pKey, size_t nK
     v = pNew;
     if (!v) return getNoView(db, pKey, nKey, seq, pVal);
   }
-  /* The tables' filter lines load while the memtables are searched. */
-  getPlanStart(&g, v->pVersion, v, pKey, nKey);
   if (!memGet(v->pMem, pKey, nKey, seq, pVal, &rc) &&
       !(v->pImm && memGet(v->pImm, pKey, nKey, seq, pVal, &rc))) {
-    rc = getFromVersion(db, v->pVersion, v, &g, pKey, nKey, seq, pVal);
+    rc = getFromVersion(db, v->pVersion, v, pKey, nKey, seq, pVal);
   }
   if (!ppView) strataDbViewUnref(v);
   return rc;
