@@ -1310,15 +1310,23 @@ int strata_iter_new(strata *db, const strata_read_options *ro, strata_iter **ppI
 
 /* SNAPSHOTS */
 
+/* SQL statements take a snapshot each: the last one released is kept
+** (db->pSnapSpare) for the next, so that they allocate nothing. */
 const strata_snapshot *strata_snapshot_new(strata *db) {
   strata_snapshot *s;
   if (!db) return NULL;
-  s = strataMallocZero(sizeof(*s));
-  if (!s) {
-    strataErr(STRATA_NOMEM, "out of memory");
-    return NULL;
-  }
   pthread_mutex_lock(&db->mu);
+  s = db->pSnapSpare;
+  db->pSnapSpare = NULL;
+  if (!s) {
+    pthread_mutex_unlock(&db->mu);
+    s = strataMallocZero(sizeof(*s));
+    if (!s) {
+      strataErr(STRATA_NOMEM, "out of memory");
+      return NULL;
+    }
+    pthread_mutex_lock(&db->mu);
+  }
   s->seq = atomic_load(&db->lastSeq);
   s->pNext = &db->snapList;
   s->pPrev = db->snapList.pPrev;
@@ -1334,6 +1342,10 @@ void strata_snapshot_release(strata *db, const strata_snapshot *pSnap) {
   pthread_mutex_lock(&db->mu);
   s->pPrev->pNext = s->pNext;
   s->pNext->pPrev = s->pPrev;
+  if (!db->pSnapSpare) {
+    db->pSnapSpare = s;
+    s = NULL;
+  }
   pthread_mutex_unlock(&db->mu);
   strataFreeMem(s);
 }
@@ -1560,6 +1572,7 @@ static void dbFree(strata *db) {
   pthread_cond_destroy(&db->doneCv);
   pthread_cond_destroy(&db->txnCv);
   pthread_cond_destroy(&db->queueCv);
+  strataFreeMem(db->pSnapSpare);
   strataFreeMem(db->zDir);
   strataFreeMem(db);
 }

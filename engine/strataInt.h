@@ -776,6 +776,7 @@ struct strata {
   int nTxn;               /* open transactions */
   int nIterators;         /* open iterators */
   strata_snapshot snapList; /* list head */
+  strata_snapshot *pSnapSpare; /* a released snapshot kept for the next (mu) */
   int bgError;            /* sticky: writes refused until reopen */
   char zBgError[256];
   int bShutdown;
