@@ -633,6 +633,7 @@ static u32 sstIxLowerBound(const SstReader *r, BlockIter *ix, const u8 *pKey, si
     } else {
       const u8 *k;
       size_t nk;
+      if (!ix->aKey) strataBlockIterInit(ix, r->aIndex, r->nIndex); /* Get inits lazily */
       if (strataBlockRestartKey(ix, mid, &k, &nk)) return 0;
       if (strataIkeyCompare(k, nk, pKey, nKey) < 0)
         lo = mid + 1;
@@ -1172,12 +1173,15 @@ int strataSstGetHashed(SstReader *r, const u8 *pUkey, size_t nUkey, u32 hash, u6
   memcpy(pLookup, pUkey, nUkey);
   strataPut64(pLookup + nUkey,
               strataPackTrailer(seq > STRATA_MAX_SEQ ? STRATA_MAX_SEQ : seq, STRATA_TYPE_VALUE));
+  /* With index windows the index block is read only when windows tie, so
+  ** its iterator is set up then (sstIxLowerBound). */
   ix.aKey = NULL;
+  ix.base.rc = STRATA_OK;
   dt.aKey = NULL;
-  strataBlockIterInit(&ix, r->aIndex, r->nIndex);
   if (r->aIxHandle) {
     iIx = sstIxLowerBound(r, &ix, pLookup, nLookup);
   } else {
+    strataBlockIterInit(&ix, r->aIndex, r->nIndex);
     strataBlockIterSeek(&ix, pLookup, nLookup);
   }
   /* Normally one block answers; if the key falls past the last entry of the
@@ -1227,7 +1231,7 @@ int strataSstGetHashed(SstReader *r, const u8 *pUkey, size_t nUkey, u32 hash, u6
   if (rc == STRATA_OK && ix.base.rc) rc = sstWrapErr(r, ix.base.rc, "index block", r->indexOff);
   if (bHaveBlock) sstUnpinBlock(r, &ref);
   /* Forward seeks allocate only for keys beyond the inline buffer. */
-  if (ix.aKey != ix.aKeyInline || ix.aPrev) strataBlockIterRelease(&ix);
+  if (ix.aKey && (ix.aKey != ix.aKeyInline || ix.aPrev)) strataBlockIterRelease(&ix);
   if (dt.aKey && (dt.aKey != dt.aKeyInline || dt.aPrev)) strataBlockIterRelease(&dt);
   if (pLookup != aLookup) strataFreeMem(pLookup);
   if (rc) *pFound = 0;
