@@ -51,6 +51,10 @@
 **   A Get with a cache hit allocates nothing: the lookup key and both block
 **   iterators live on the stack (keys longer than the inline buffers are the
 **   exception), and the value is copied into the caller's reusable buffer.
+**   A Get that misses reads the block into a spare buffer (SPARE BLOCK
+**   BUFFERS), searches it, and only then gives it to the cache, unpinned
+**   (strataCacheAdd): no pin to release, and no allocation once the cache
+**   is full (its RECYCLING).
 **
 ** ITERATION
 **

@@ -745,6 +745,11 @@ static void *stressThread(void *pArg) {
         if (!valOk(h, id, off)) a->nBad++;
         aH[slot] = h;
       }
+    } else if (op < 650) { /* unpinned: the value may be gone at once */
+      u64 serial = atomic_fetch_add(a->pSerial, 1);
+      if (strataCacheAdd(a->c, id, off, valNew(id, off, serial), 1 + test_randn(&rng, 8), valFree)) {
+        a->nBad++;
+      }
     } else if (op < 900) {
       u64 serial = atomic_fetch_add(a->pSerial, 1);
       CacheHandle *h = put(a->c, id, off, 1 + test_randn(&rng, 8), serial);
