@@ -574,6 +574,16 @@ void strataBlockIterSeek(BlockIter *it, const u8 *pKey, size_t nKey) {
     else
       hi = it->iRestart; /* the answer is at or before the current entry */
   }
+  /* A fresh seek in a block of few restarts (a data block) asks for every
+  ** restart entry it may read at once: a block from the cache is cold, and
+  ** the search would otherwise wait for them one after the other. */
+  if (!it->base.bValid && hi - lo < 16) {
+    u32 i;
+    for (i = lo; i <= hi; i++) {
+      u32 off = restartAt(it, i);
+      if (off < it->nLimit) __builtin_prefetch(it->aData + off);
+    }
+  }
   /* Find the last restart whose key is < target. */
   while (lo < hi) {
     u32 mid = lo + (hi - lo + 1) / 2;
