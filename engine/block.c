@@ -318,13 +318,41 @@ static inline __attribute__((always_inline)) int parseNext(BlockIter *it) {
   return 1;
 }
 
+/* A Seek's target, with its first 8 user key bytes as a big-endian integer
+** (when it has 8): most keys of a block already differ from the target
+** there, and one integer comparison then orders them. */
+typedef struct SeekKey {
+  const u8 *p;
+  size_t n;
+  u64 w;   /* first 8 bytes, big-endian */
+  int bW;  /* the user key has 8 bytes or more: w is set */
+} SeekKey;
+
+static inline void seekKeyInit(SeekKey *k, const u8 *pKey, size_t nKey) {
+  k->p = pKey;
+  k->n = nKey;
+  k->bW = nKey >= STRATA_TRAILER + 8;
+  k->w = k->bW ? __builtin_bswap64(strataGet64(pKey)) : 0;
+}
+
+/* strataIkeyCompare(pK, nK, target). Equal first 8 bytes leave the rest of
+** both user keys to compare, in the same order. */
+static inline int seekCompare(const u8 *pK, size_t nK, const SeekKey *k) {
+  if (k->bW && nK >= STRATA_TRAILER + 8) {
+    u64 w = __builtin_bswap64(strataGet64(pK));
+    if (w != k->w) return w < k->w ? -1 : 1;
+    return strataIkeyCompare(pK + 8, nK - 8, k->p + 8, k->n - 8);
+  }
+  return strataIkeyCompare(pK, nK, k->p, k->n);
+}
+
 /* Seek's forward scan: make current the first entry from iNext on that is
-** >= pKey/nKey (invalid at the end). It is parseNext and a comparison in a
+** >= the target k (invalid at the end). It is parseNext and a comparison in a
 ** loop, with the iterator's state kept in locals (stores into the key
 ** buffer would otherwise make the compiler reload it after every entry)
 ** while entries take the common form: one-byte lengths, and a key with
 ** room for word copies. Anything else is left to parseNext. */
-static void seekScan(BlockIter *it, const u8 *pKey, size_t nKey) {
+static void seekScan(BlockIter *it, const SeekKey *k) {
   const u8 *a = it->aData, *pLimit = a + it->nLimit;
   u8 *aKey = it->aKey;
   const size_t nKeyMax = it->nKeyAlloc - 8; /* nKeyAlloc >= BLOCK_INLINE_KEY */
@@ -359,7 +387,7 @@ static void seekScan(BlockIter *it, const u8 *pKey, size_t nKey) {
     iCur = iNext;
     iNext = (u32)(pV + nVal - a);
     bAny = 1;
-    if (strataIkeyCompare(pK, nK, pKey, nKey) >= 0) {
+    if (seekCompare(pK, nK, k) >= 0) {
       bFound = 1;
       break;
     }
@@ -376,7 +404,7 @@ static void seekScan(BlockIter *it, const u8 *pKey, size_t nKey) {
     if (bFound) return;
   }
   while (parseNext(it)) {
-    if (strataIkeyCompare(it->base.pKey, it->base.nKey, pKey, nKey) >= 0) return;
+    if (seekCompare(it->base.pKey, it->base.nKey, k) >= 0) return;
   }
 }
 
@@ -535,7 +563,9 @@ void strataBlockIterSeekLast(BlockIter *it) {
 void strataBlockIterSeek(BlockIter *it, const u8 *pKey, size_t nKey) {
   u32 lo = 0, hi = it->nRestart - 1;
   int c = 0;
+  SeekKey k;
   if (it->base.rc) return;
+  seekKeyInit(&k, pKey, nKey);
   if (it->base.bValid) {
     c = strataIkeyCompare(it->base.pKey, it->base.nKey, pKey, nKey);
     if (c == 0) return;
@@ -544,13 +574,23 @@ void strataBlockIterSeek(BlockIter *it, const u8 *pKey, size_t nKey) {
     else
       hi = it->iRestart; /* the answer is at or before the current entry */
   }
+  /* A fresh seek in a block of few restarts (a data block) asks for every
+  ** restart entry it may read at once: a block from the cache is cold, and
+  ** the search would otherwise wait for them one after the other. */
+  if (!it->base.bValid && hi - lo < 16) {
+    u32 i;
+    for (i = lo; i <= hi; i++) {
+      u32 off = restartAt(it, i);
+      if (off < it->nLimit) __builtin_prefetch(it->aData + off);
+    }
+  }
   /* Find the last restart whose key is < target. */
   while (lo < hi) {
     u32 mid = lo + (hi - lo + 1) / 2;
     const u8 *pMid;
     size_t nMid;
     if (!restartKey(it, mid, &pMid, &nMid)) return;
-    if (strataIkeyCompare(pMid, nMid, pKey, nKey) < 0)
+    if (seekCompare(pMid, nMid, &k) < 0)
       lo = mid;
     else
       hi = mid - 1;
@@ -559,7 +599,7 @@ void strataBlockIterSeek(BlockIter *it, const u8 *pKey, size_t nKey) {
   if (!(it->base.bValid && c < 0 && lo == it->iRestart)) {
     if (!seekToRestart(it, lo)) return;
   }
-  seekScan(it, pKey, nKey);
+  seekScan(it, &k);
 }
 
 void strataBlockIterNext(BlockIter *it) {

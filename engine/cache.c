@@ -73,6 +73,14 @@
 ** therefore prefetches what the next one in the shard will touch (see
 ** evictPrefetch), so that by then those lines have arrived.
 **
+** RECYCLING
+**
+** Once the cache is full, an insert evicts as much as the new entry needs
+** before it goes in, and takes the first victim's handle for it (the
+** victim's value is freed after the unlock as usual): the miss path of a
+** full cache allocates and frees no handle. Only a shard with room to
+** spare allocates one, with its mutex released meanwhile.
+**
 ** USAGE
 **
 ** Usage is the sum of the charges of entries whose value has not been
@@ -281,13 +289,14 @@ static inline void evictPrefetch(const CacheShard *s) {
   if (h->pValue) __builtin_prefetch(h->pValue, 1);
 }
 
-/* Evict from the oldest end while the shard is over its share (a share of
-** 0 keeps nothing unpinned, even entries of charge 0). Pinned entries met
-** on the way leave the list until released; heads with bRef set are moved
-** to the newest end instead (SECOND CHANCE). Victims go on *ppFree. */
-static void shardEvict(CacheShard *s, CacheHandle **ppFree) {
+/* Evict from the oldest end while the shard's usage plus nRoom is over its
+** share (a share of 0 keeps nothing unpinned, even entries of charge 0).
+** Pinned entries met on the way leave the list until released; heads with
+** bRef set are moved to the newest end instead (SECOND CHANCE). Victims go
+** on *ppFree. */
+static void shardEvict(CacheShard *s, size_t nRoom, CacheHandle **ppFree) {
   int bEvicted = 0;
-  while ((s->nUsage > s->nCapacity || s->nCapacity == 0) && s->lru.pLruNext != &s->lru) {
+  while ((s->nUsage + nRoom > s->nCapacity || s->nCapacity == 0) && s->lru.pLruNext != &s->lru) {
     CacheHandle *e = s->lru.pLruNext;
     if (e->nRef > 0) {
       lruUnlink(e);
@@ -368,7 +377,7 @@ void strataCacheSetCapacity(BlockCache *c, size_t nCapacity) {
     CacheHandle *pFree = NULL;
     pthread_mutex_lock(&s->mutex);
     s->nCapacity = nCapacity / (size_t)c->nShard + ((size_t)i < nCapacity % (size_t)c->nShard);
-    shardEvict(s, &pFree);
+    shardEvict(s, 0, &pFree);
     pthread_mutex_unlock(&s->mutex);
     freeList(pFree);
   }
@@ -417,34 +426,47 @@ CacheHandle *strataCacheLookup(BlockCache *c, u64 id, u64 off) {
   return e;
 }
 
-/* Insert pValue under the key, replacing (detaching) any entry already
-** there, and return the new entry pinned. nCharge counts against the
-** capacity; xFree(pValue) runs (if xFree is not NULL) once the entry has
-** left the cache and is unpinned. Returns NULL, with STRATA_NOMEM set and
-** xFree(pValue) already run, if memory for the entry cannot be found. */
-CacheHandle *strataCacheInsert(BlockCache *c, u64 id, u64 off, void *pValue, size_t nCharge,
-                               void (*xFree)(void *)) {
+/* Insert for strataCacheInsert (bPin = 1) and strataCacheAdd (bPin = 0).
+** Returns the new entry, pinned if bPin, or NULL (out of memory, with
+** xFree(pValue) run). A full shard evicts before it inserts (RECYCLING). */
+static CacheHandle *cacheInsert(BlockCache *c, u64 id, u64 off, void *pValue, size_t nCharge,
+                                void (*xFree)(void *), int bPin) {
   u32 hash = cacheHash(id, off);
   CacheShard *s = shardFor(c, hash);
-  CacheHandle *pFree = NULL;
+  CacheHandle *pFree = NULL, *e = NULL;
+  void (*xOldFree)(void *) = NULL; /* the value of the victim whose handle e is */
+  void *pOldValue = NULL;
   CacheSlot *p;
-  CacheHandle *e = strataMalloc(sizeof(CacheHandle));
-  if (!e) goto insert_nomem;
+
+  pthread_mutex_lock(&s->mutex);
+  shardEvict(s, nCharge, &pFree);
+  if (pFree) {
+    e = pFree;
+    pFree = e->pLruNext;
+    xOldFree = e->xFree;
+    pOldValue = e->pValue;
+  } else {
+    /* Room to spare: the shard is still filling up. Allocate unlocked. */
+    pthread_mutex_unlock(&s->mutex);
+    e = strataMalloc(sizeof(CacheHandle));
+    if (!e) goto insert_nomem;
+    pthread_mutex_lock(&s->mutex);
+  }
   e->id = id;
   e->off = off;
-  e->nRef = 1;
+  e->nRef = bPin ? 1 : 0;
   e->hash = hash;
   e->bInTable = 1;
   e->pValue = pValue;
   e->xFree = xFree;
   e->nCharge = nCharge;
-
-  pthread_mutex_lock(&s->mutex);
   if ((s->nEntry + 1) * 2 > s->nSlot && slotGrow(s) && (s->nEntry + 1) * 8 > (size_t)s->nSlot * 7) {
     /* Cannot grow and too full to probe well; a replacement would still fit,
     ** but failing it too keeps the rule simple and leaves the old value. */
     pthread_mutex_unlock(&s->mutex);
     strataFreeMem(e);
+    freeList(pFree);
+    if (xOldFree) xOldFree(pOldValue);
     goto insert_nomem;
   }
   p = &s->aSlot[slotFind(s, hash, id, off)];
@@ -458,15 +480,34 @@ CacheHandle *strataCacheInsert(BlockCache *c, u64 id, u64 off, void *pValue, siz
   p->e = e;
   s->nUsage += nCharge;
   lruAppend(s, e);
-  shardEvict(s, &pFree);
+  shardEvict(s, 0, &pFree); /* a replacement, a capacity of 0, an unpinned entry too big */
   pthread_mutex_unlock(&s->mutex);
   freeList(pFree);
+  if (xOldFree) xOldFree(pOldValue);
   return e;
 
 insert_nomem:
   if (xFree) xFree(pValue);
   strataErr(STRATA_NOMEM, "out of memory (cache entry)");
   return NULL;
+}
+
+/* Insert pValue under the key, replacing (detaching) any entry already
+** there, and return the new entry pinned. nCharge counts against the
+** capacity; xFree(pValue) runs (if xFree is not NULL) once the entry has
+** left the cache and is unpinned. Returns NULL, with STRATA_NOMEM set and
+** xFree(pValue) already run, if memory for the entry cannot be found. */
+CacheHandle *strataCacheInsert(BlockCache *c, u64 id, u64 off, void *pValue, size_t nCharge,
+                               void (*xFree)(void *)) {
+  return cacheInsert(c, id, off, pValue, nCharge, xFree, 1);
+}
+
+/* As strataCacheInsert, but the entry is left unpinned (evictable at once):
+** for a caller done with the value, which saves a Release. STRATA_OK, or
+** STRATA_NOMEM with xFree(pValue) run. */
+int strataCacheAdd(BlockCache *c, u64 id, u64 off, void *pValue, size_t nCharge,
+                   void (*xFree)(void *)) {
+  return cacheInsert(c, id, off, pValue, nCharge, xFree, 0) ? STRATA_OK : STRATA_NOMEM;
 }
 
 /* The value of a pinned entry; valid until the handle is released. */
@@ -488,7 +529,7 @@ void strataCacheRelease(BlockCache *c, CacheHandle *h) {
       pFree = h;
     } else {
       if (!h->bOnLru) lruAppend(s, h); /* eviction took it off while pinned */
-      shardEvict(s, &pFree);
+      shardEvict(s, 0, &pFree);
     }
   }
   pthread_mutex_unlock(&s->mutex);

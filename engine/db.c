@@ -207,8 +207,73 @@ struct ReadView {
   Version *pVersion;      /* one reference */
   int nPin;               /* slots in aPin; 0 when tables are not pinned */
   int aBase[STRATA_MAX_LEVELS]; /* slot of each level's first file */
+  /* FILE BOUNDS: per file slot, the windows of its smallest and largest
+  ** user keys (aBound[2 * slot], aBound[2 * slot + 1]), or NULL. */
+  u64 *aBound;
+  size_t nBoundCommon;          /* bytes every file key starts with... */
+  const u8 *pBoundCommon;       /* ...namely these (in a FileMeta key) */
   _Atomic(CacheHandle *) aPin[]; /* per file: its pinned reader, or NULL */
 };
+
+/* FILE BOUNDS
+** A lookup finds its candidate tables by comparing the key with the
+** smallest and largest keys of files: the L0 files, and a binary search
+** per level. Each such key is a separate allocation behind its FileMeta:
+** two or three cold lines per comparison. So a view keeps, per file, the 8
+** bytes of both bound user keys after the prefix common to all of them, as
+** big-endian integers padded with zeros, in one dense array: a comparison
+** reads one word, and only equal windows compare the keys themselves.
+** Built with the view; without memory for it lookups compare the keys. */
+
+/* The window of user key u/nu: its 8 bytes after the first c, big-endian,
+** zero padded. Windows that differ order their keys; equal ones do not. */
+static inline u64 boundWindow(const u8 *u, size_t nu, size_t c) {
+  u8 a[8] = {0};
+  if (LIKELY(nu >= c + 8)) return __builtin_bswap64(strataGet64(u + c));
+  if (nu > c) memcpy(a, u + c, nu - c);
+  return __builtin_bswap64(strataGet64(a));
+}
+
+/* Fill v->aBound (and the common prefix) from its version. Leaves it NULL
+** when out of memory or when there are no files. */
+static void viewBoundsBuild(ReadView *v) {
+  const Version *ver = v->pVersion;
+  const u8 *p0 = NULL;
+  size_t c = 0;
+  int level, i, iSlot = 0, nFile = 0;
+  u64 *a;
+  for (level = 0; level < STRATA_MAX_LEVELS; level++) {
+    for (i = 0; i < ver->nFile[level]; i++) {
+      const FileMeta *f = ver->aFile[level][i];
+      const StrataBuf *aKey[2] = {&f->smallest, &f->largest};
+      int k;
+      for (k = 0; k < 2; k++) {
+        const u8 *u = aKey[k]->a;
+        size_t nu = aKey[k]->n - STRATA_TRAILER, j = 0;
+        if (!p0) {
+          p0 = u;
+          c = nu;
+        }
+        while (j < c && j < nu && u[j] == p0[j]) j++;
+        c = j;
+      }
+      nFile++;
+    }
+  }
+  if (nFile == 0) return;
+  a = strataMalloc(sizeof(u64) * 2 * (size_t)nFile);
+  if (!a) return;
+  for (level = 0; level < STRATA_MAX_LEVELS; level++) {
+    for (i = 0; i < ver->nFile[level]; i++, iSlot++) {
+      const FileMeta *f = ver->aFile[level][i];
+      a[2 * iSlot] = boundWindow(f->smallest.a, f->smallest.n - STRATA_TRAILER, c);
+      a[2 * iSlot + 1] = boundWindow(f->largest.a, f->largest.n - STRATA_TRAILER, c);
+    }
+  }
+  v->aBound = a;
+  v->nBoundCommon = c;
+  v->pBoundCommon = p0;
+}
 
 static void viewRef(ReadView *v) { atomic_fetch_add_explicit(&v->nRef, 1, memory_order_relaxed); }
 
@@ -224,6 +289,7 @@ void strataDbViewUnref(ReadView *v) {
   strataMemtableUnref(v->pMem);
   strataMemtableUnref(v->pImm);
   strataVersionUnref(v->pVersion);
+  strataFreeMem(v->aBound);
   strataFreeMem(v);
 }
 
@@ -251,11 +317,12 @@ static void dbViewInstall(strata *db) {
     v->pVersion = pVer;
     strataVersionRef(pVer);
     v->nPin = nFile;
-    for (i = 0, nFile = 0; v->nPin && i < STRATA_MAX_LEVELS; i++) {
+    for (i = 0, nFile = 0; i < STRATA_MAX_LEVELS; i++) {
       v->aBase[i] = nFile;
       nFile += pVer->nFile[i];
     }
     for (i = 0; i < v->nPin; i++) atomic_init(&v->aPin[i], NULL);
+    viewBoundsBuild(v);
   }
   atomic_store_explicit(&db->pView, v, memory_order_release);
   strataDbViewUnref(pOld);
@@ -941,7 +1008,52 @@ static inline void viewPrefetch(ReadView *v, int iFile, u32 hash) {
 typedef struct TableCand {
   int level; /* STRATA_MAX_LEVELS once there are no more */
   int i;     /* next L0 file to consider (counting down) */
+  /* With a view's FILE BOUNDS: */
+  const u64 *aBound; /* NULL: compare the keys */
+  const int *aBase;  /* the view's slot of each level's first file */
+  u64 t;             /* the key's window */
 } TableCand;
+
+/* Start c for user key pKey/nKey over version v (pView: NULL, or a view of
+** v, whose bounds are used). Returns 0 if no file can hold the key. */
+static int tableCandInit(TableCand *c, const Version *v, const ReadView *pView, const u8 *pKey,
+                         size_t nKey) {
+  c->level = 0;
+  c->i = v->nFile[0] - 1;
+  c->aBound = NULL;
+  c->aBase = NULL;
+  c->t = 0;
+  if (pView && pView->aBound) {
+    size_t n = pView->nBoundCommon;
+    int cmp = n ? memcmp(pKey, pView->pBoundCommon, nKey < n ? nKey : n) : 0;
+    /* Every file key starts with the common prefix: a key that does not
+    ** is below or above them all. */
+    if (cmp != 0 || nKey < n) return 0;
+    c->aBound = pView->aBound;
+    c->aBase = pView->aBase;
+    c->t = boundWindow(pKey, nKey, n);
+  }
+  return 1;
+}
+
+/* Order of the key against bound iBound (2 * slot, + 1 for the largest) of
+** file f: by the windows, by the keys if they tie. */
+static inline int candCompare(const TableCand *c, int iBound, const StrataBuf *pBound,
+                              const u8 *pKey, size_t nKey) {
+  u64 w = c->aBound[iBound];
+  if (c->t != w) return c->t < w ? -1 : 1;
+  return strataUkeyCompare(pKey, nKey, pBound->a, pBound->n - 8);
+}
+
+/* 1 if user key pKey lies within file f (slot iSlot when c has bounds). */
+static inline int candInFile(const TableCand *c, int iSlot, const FileMeta *f, const u8 *pKey,
+                             size_t nKey) {
+  if (c->aBound) {
+    return candCompare(c, 2 * iSlot, &f->smallest, pKey, nKey) >= 0 &&
+           candCompare(c, 2 * iSlot + 1, &f->largest, pKey, nKey) <= 0;
+  }
+  return keyInFile(f, pKey, nKey);
+}
 
 /* The next table of version v that may hold user key pKey: sets *pLevel
 ** and *pIdx (its index in its level) and returns 1, or returns 0. */
@@ -950,7 +1062,7 @@ static int tableCandNext(const Version *v, TableCand *c, const u8 *pKey, size_t 
   if (c->level == 0) {
     while (c->i >= 0) {
       int i = c->i--;
-      if (keyInFile(v->aFile[0][i], pKey, nKey)) {
+      if (candInFile(c, i, v->aFile[0][i], pKey, nKey)) { /* L0 slots start at 0 */
         *pLevel = 0;
         *pIdx = i;
         return 1;
@@ -960,16 +1072,20 @@ static int tableCandNext(const Version *v, TableCand *c, const u8 *pKey, size_t 
   }
   for (; c->level < STRATA_MAX_LEVELS; c->level++) {
     int lo = 0, hi = v->nFile[c->level];
+    int iBase = c->aBound ? c->aBase[c->level] : 0;
     while (lo < hi) { /* first file whose largest user key >= key */
       int mid = (lo + hi) / 2;
       const FileMeta *f = v->aFile[c->level][mid];
-      if (strataUkeyCompare(f->largest.a, f->largest.n - 8, pKey, nKey) < 0) {
+      int cmp = c->aBound ? candCompare(c, 2 * (iBase + mid) + 1, &f->largest, pKey, nKey)
+                          : strataUkeyCompare(pKey, nKey, f->largest.a, f->largest.n - 8);
+      if (cmp > 0) {
         lo = mid + 1;
       } else {
         hi = mid;
       }
     }
-    if (lo < v->nFile[c->level] && keyInFile(v->aFile[c->level][lo], pKey, nKey)) {
+    if (lo < v->nFile[c->level] &&
+        candInFile(c, iBase + lo, v->aFile[c->level][lo], pKey, nKey)) {
       *pLevel = c->level++;
       *pIdx = lo;
       return 1;
@@ -996,9 +1112,9 @@ static int getFromVersion(strata *db, Version *v, ReadView *pView, const u8 *pKe
   int rc = STRATA_NOTFOUND, bDone = 0, nQ = 0, iQ = 0;
   int aLevel[GET_LOOKAHEAD], aIdx[GET_LOOKAHEAD]; /* ring of candidates found, not probed */
   TableCand cand;
-  u32 hash = strataBloomHash(pKey, nKey);
-  cand.level = 0;
-  cand.i = v->nFile[0] - 1;
+  u32 hash;
+  if (!tableCandInit(&cand, v, pView, pKey, nKey)) return STRATA_NOTFOUND;
+  hash = strataBloomHash(pKey, nKey);
   while (!bDone && (rc == STRATA_OK || rc == STRATA_NOTFOUND)) {
     int level, idx, iSlot;
     while (nQ - iQ < GET_LOOKAHEAD &&
@@ -1194,15 +1310,23 @@ int strata_iter_new(strata *db, const strata_read_options *ro, strata_iter **ppI
 
 /* SNAPSHOTS */
 
+/* SQL statements take a snapshot each: the last one released is kept
+** (db->pSnapSpare) for the next, so that they allocate nothing. */
 const strata_snapshot *strata_snapshot_new(strata *db) {
   strata_snapshot *s;
   if (!db) return NULL;
-  s = strataMallocZero(sizeof(*s));
-  if (!s) {
-    strataErr(STRATA_NOMEM, "out of memory");
-    return NULL;
-  }
   pthread_mutex_lock(&db->mu);
+  s = db->pSnapSpare;
+  db->pSnapSpare = NULL;
+  if (!s) {
+    pthread_mutex_unlock(&db->mu);
+    s = strataMallocZero(sizeof(*s));
+    if (!s) {
+      strataErr(STRATA_NOMEM, "out of memory");
+      return NULL;
+    }
+    pthread_mutex_lock(&db->mu);
+  }
   s->seq = atomic_load(&db->lastSeq);
   s->pNext = &db->snapList;
   s->pPrev = db->snapList.pPrev;
@@ -1218,6 +1342,10 @@ void strata_snapshot_release(strata *db, const strata_snapshot *pSnap) {
   pthread_mutex_lock(&db->mu);
   s->pPrev->pNext = s->pNext;
   s->pNext->pPrev = s->pPrev;
+  if (!db->pSnapSpare) {
+    db->pSnapSpare = s;
+    s = NULL;
+  }
   pthread_mutex_unlock(&db->mu);
   strataFreeMem(s);
 }
@@ -1444,6 +1572,7 @@ static void dbFree(strata *db) {
   pthread_cond_destroy(&db->doneCv);
   pthread_cond_destroy(&db->txnCv);
   pthread_cond_destroy(&db->queueCv);
+  strataFreeMem(db->pSnapSpare);
   strataFreeMem(db->zDir);
   strataFreeMem(db);
 }

@@ -51,6 +51,10 @@
 **   A Get with a cache hit allocates nothing: the lookup key and both block
 **   iterators live on the stack (keys longer than the inline buffers are the
 **   exception), and the value is copied into the caller's reusable buffer.
+**   A Get that misses reads the block into a spare buffer (SPARE BLOCK
+**   BUFFERS), searches it, and only then gives it to the cache, unpinned
+**   (strataCacheAdd): no pin to release, and no allocation once the cache
+**   is full (its RECYCLING).
 **
 ** ITERATION
 **
@@ -633,6 +637,7 @@ static u32 sstIxLowerBound(const SstReader *r, BlockIter *ix, const u8 *pKey, si
     } else {
       const u8 *k;
       size_t nk;
+      if (!ix->aKey) strataBlockIterInit(ix, r->aIndex, r->nIndex); /* Get inits lazily */
       if (strataBlockRestartKey(ix, mid, &k, &nk)) return 0;
       if (strataIkeyCompare(k, nk, pKey, nKey) < 0)
         lo = mid + 1;
@@ -1103,6 +1108,16 @@ static int sstPinBlock(SstReader *r, u64 off, u64 size, int bFill, BlockRef *pRe
   return STRATA_OK;
 }
 
+/* Give a block that sstPinBlock read without filling the cache (pOwned) to
+** the cache, unpinned: for a Get that has finished with it, which so saves
+** the pin's release. Out of memory just frees it. */
+static void sstCacheOwned(SstReader *r, u64 off, BlockRef *pRef) {
+  SstBlock *pBlk = pRef->pOwned;
+  if (!pBlk || !r->pCache) return;
+  pRef->pOwned = NULL;
+  strataCacheAdd(r->pCache, r->id, off, pBlk, offsetof(SstBlock, a) + pBlk->nAlloc, sstBlockFree);
+}
+
 static void sstUnpinBlock(SstReader *r, BlockRef *pRef) {
   if (pRef->h) strataCacheRelease(r->pCache, pRef->h);
   sstBlockFree(pRef->pOwned);
@@ -1115,6 +1130,15 @@ static void sstUnpinBlock(SstReader *r, BlockRef *pRef) {
 
 int strataSstGet(SstReader *r, const u8 *pUkey, size_t nUkey, u64 seq, StrataReadStats *pStats,
                  int *pFound, int *pType, StrataBuf *pVal) {
+  const SstProps *pr = &r->props;
+  *pFound = 0;
+  *pType = 0;
+  if (pr->nEntries == 0) return STRATA_OK;
+  /* Outside the table's key range: no need to ask the filter. */
+  if (strataUkeyCompare(pUkey, nUkey, pr->smallest.a, pr->smallest.n - 8) < 0 ||
+      strataUkeyCompare(pUkey, nUkey, pr->largest.a, pr->largest.n - 8) > 0) {
+    return STRATA_OK;
+  }
   return strataSstGetHashed(r, pUkey, nUkey, strataBloomHash(pUkey, nUkey), seq, pStats, pFound,
                             pType, pVal);
 }
@@ -1137,12 +1161,8 @@ int strataSstGetHashed(SstReader *r, const u8 *pUkey, size_t nUkey, u32 hash, u6
   u32 iIx = 0;
   *pFound = 0;
   *pType = 0;
+  /* The key range was checked by the caller (its props are cold lines). */
   if (pr->nEntries == 0) return STRATA_OK;
-  /* Outside the table's key range: no need to ask the filter. */
-  if (strataUkeyCompare(pUkey, nUkey, pr->smallest.a, pr->smallest.n - 8) < 0 ||
-      strataUkeyCompare(pUkey, nUkey, pr->largest.a, pr->largest.n - 8) > 0) {
-    return STRATA_OK;
-  }
   if (r->aFilter) {
     if (pStats) pStats->nBloomCheck++;
     if (!strataBloomCheck(&r->bloom, hash)) {
@@ -1157,12 +1177,15 @@ int strataSstGetHashed(SstReader *r, const u8 *pUkey, size_t nUkey, u32 hash, u6
   memcpy(pLookup, pUkey, nUkey);
   strataPut64(pLookup + nUkey,
               strataPackTrailer(seq > STRATA_MAX_SEQ ? STRATA_MAX_SEQ : seq, STRATA_TYPE_VALUE));
+  /* With index windows the index block is read only when windows tie, so
+  ** its iterator is set up then (sstIxLowerBound). */
   ix.aKey = NULL;
+  ix.base.rc = STRATA_OK;
   dt.aKey = NULL;
-  strataBlockIterInit(&ix, r->aIndex, r->nIndex);
   if (r->aIxHandle) {
     iIx = sstIxLowerBound(r, &ix, pLookup, nLookup);
   } else {
+    strataBlockIterInit(&ix, r->aIndex, r->nIndex);
     strataBlockIterSeek(&ix, pLookup, nLookup);
   }
   /* Normally one block answers; if the key falls past the last entry of the
@@ -1179,7 +1202,9 @@ int strataSstGetHashed(SstReader *r, const u8 *pUkey, size_t nUkey, u32 hash, u6
       rc = sstHandleDecode(r, ix.base.pVal, ix.base.nVal, &off, &size);
       if (rc) break;
     }
-    rc = sstPinBlock(r, off, size, 1, &ref);
+    /* A block read from the file is searched before it goes into the cache
+    ** (sstCacheOwned): it needs no pin. */
+    rc = sstPinBlock(r, off, size, 0, &ref);
     if (rc) break;
     bHaveBlock = 1;
     strataBlockIterInit(&dt, ref.a, ref.n);
@@ -1195,20 +1220,23 @@ int strataSstGetHashed(SstReader *r, const u8 *pUkey, size_t nUkey, u32 hash, u6
         else
           pVal->n = 0;
       }
+      sstCacheOwned(r, off, &ref); /* the value is copied: the block may go */
       break;
     }
     if (dt.base.rc) {
       rc = sstWrapErr(r, dt.base.rc, "data block", off);
       break;
     }
+    sstCacheOwned(r, off, &ref);
     sstUnpinBlock(r, &ref);
     bHaveBlock = 0;
     if (!r->aIxHandle) strataBlockIterNext(&ix);
   }
   if (rc == STRATA_OK && ix.base.rc) rc = sstWrapErr(r, ix.base.rc, "index block", r->indexOff);
   if (bHaveBlock) sstUnpinBlock(r, &ref);
-  strataBlockIterRelease(&ix);
-  strataBlockIterRelease(&dt);
+  /* Forward seeks allocate only for keys beyond the inline buffer. */
+  if (ix.aKey && (ix.aKey != ix.aKeyInline || ix.aPrev)) strataBlockIterRelease(&ix);
+  if (dt.aKey && (dt.aKey != dt.aKeyInline || dt.aPrev)) strataBlockIterRelease(&dt);
   if (pLookup != aLookup) strataFreeMem(pLookup);
   if (rc) *pFound = 0;
   return rc;

@@ -421,6 +421,9 @@ CacheHandle *strataCacheLookup(BlockCache *c, u64 id, u64 off);
 ** Returns NULL only if the handle cannot be allocated (then xFree has run). */
 CacheHandle *strataCacheInsert(BlockCache *c, u64 id, u64 off, void *pValue, size_t nCharge,
                                void (*xFree)(void *));
+/* As Insert, leaving the entry unpinned: STRATA_OK or STRATA_NOMEM. */
+int strataCacheAdd(BlockCache *c, u64 id, u64 off, void *pValue, size_t nCharge,
+                   void (*xFree)(void *));
 void *strataCacheValue(CacheHandle *h);
 void strataCacheRelease(BlockCache *c, CacheHandle *h);
 void strataCacheErase(BlockCache *c, u64 id, u64 off);
@@ -522,7 +525,9 @@ size_t strataSstMemoryUsage(const SstReader *r);
 int strataSstGet(SstReader *r, const u8 *pUkey, size_t nUkey, u64 seq, StrataReadStats *pStats,
                  int *pFound, int *pType, StrataBuf *pVal);
 /* The same, for a caller that probes several tables: hash is
-** strataBloomHash(pUkey, nUkey), computed once per lookup. */
+** strataBloomHash(pUkey, nUkey), computed once per lookup. The caller has
+** found the key within the table's key range (the file's bounds): it is
+** not checked again (a key outside would still be reported absent). */
 int strataSstGetHashed(SstReader *r, const u8 *pUkey, size_t nUkey, u32 hash, u64 seq,
                        StrataReadStats *pStats, int *pFound, int *pType, StrataBuf *pVal);
 /* Start loading what a Get of the key with filter hash `hash` reads first
@@ -771,6 +776,7 @@ struct strata {
   int nTxn;               /* open transactions */
   int nIterators;         /* open iterators */
   strata_snapshot snapList; /* list head */
+  strata_snapshot *pSnapSpare; /* a released snapshot kept for the next (mu) */
   int bgError;            /* sticky: writes refused until reopen */
   char zBgError[256];
   int bShutdown;

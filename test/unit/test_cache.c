@@ -630,6 +630,78 @@ static void test_nomem(void) {
   strataCacheFree(c);
 }
 
+/* strataCacheAdd: the entry goes in unpinned, so it is found by lookups,
+** evictable at once and freed by strataCacheFree without a Release. */
+static void test_add_unpinned(void) {
+  BlockCache *c = NULL;
+  CacheHandle *h;
+  u64 i;
+  countersReset();
+  CHECK_EQ(strataCacheNew(40, &c), STRATA_OK); /* one shard */
+  if (!c) return;
+  CHECK_EQ(strataCacheAdd(c, 1, 0, valNew(1, 0, 0), 10, valFree), STRATA_OK);
+  CHECK_EQ(strataCacheCount(c), 1);
+  CHECK_EQ(strataCacheUsage(c), 10);
+  CHECK(present(c, 1, 0));
+  /* Replacing an unpinned entry frees the old value at once. */
+  CHECK_EQ(strataCacheAdd(c, 1, 0, valNew(1, 0, 1), 10, valFree), STRATA_OK);
+  CHECK_EQ(atomic_load(&nValFree), 1);
+  h = strataCacheLookup(c, 1, 0);
+  CHECK(valOk(h, 1, 0) && ((TestVal *)strataCacheValue(h))->serial == 1);
+  /* Too big for the capacity: freed at once, a pinned entry is not. */
+  CHECK_EQ(strataCacheAdd(c, 2, 0, valNew(2, 0, 0), 100, valFree), STRATA_OK);
+  CHECK_EQ(atomic_load(&nValFree), 2);
+  CHECK(strataCacheLookup(c, 2, 0) == NULL);
+  CHECK(valOk(h, 1, 0));
+  strataCacheRelease(c, h);
+  for (i = 0; i < 100; i++) CHECK_EQ(strataCacheAdd(c, 3, i, valNew(3, i, 0), 1, valFree), STRATA_OK);
+  CHECK_EQ(strataCacheUsage(c), 40);
+  for (i = 60; i < 100; i++) CHECK(present(c, 3, i)); /* the newest 40 */
+  /* NULL xFree is allowed, and with capacity 0 nothing stays. */
+  CHECK_EQ(strataCacheAdd(c, 4, 0, NULL, 1, NULL), STRATA_OK);
+  freeAndCheck(c);
+  countersReset();
+  CHECK_EQ(strataCacheNew(0, &c), STRATA_OK);
+  if (!c) return;
+  CHECK_EQ(strataCacheAdd(c, 1, 0, valNew(1, 0, 0), 0, valFree), STRATA_OK);
+  CHECK_EQ(atomic_load(&nValFree), 1);
+  CHECK_EQ(strataCacheCount(c), 0);
+  freeAndCheck(c);
+}
+
+/* RECYCLING: once full, an insert takes a victim's handle, so it needs no
+** allocation at all (here every allocation fails); each victim's value is
+** freed exactly once and every key still cached keeps its own value. */
+static void test_recycle(void) {
+  BlockCache *c = NULL;
+  CacheHandle *h;
+  u64 i;
+  long nOk = 0;
+  countersReset();
+  CHECK_EQ(strataCacheNew(40, &c), STRATA_OK);
+  if (!c) return;
+  for (i = 0; i < 40; i++) putRelease(c, 1, i, 1);
+  strataTestFailMalloc(1, 1); /* every allocation from here on fails */
+  for (i = 40; i < 1000; i++) {
+    h = put(c, 1, i, 1, i);
+    nOk += valOk(h, 1, i);
+    if (h) strataCacheRelease(c, h);
+    if (i % 2) nOk += strataCacheAdd(c, 2, i, valNew(2, i, i), 1, valFree) == STRATA_OK;
+  }
+  strataTestFailMalloc(0, 0);
+  CHECK_EQ(nOk, 960 + 480);
+  CHECK_EQ(strataCacheCount(c), 40);
+  CHECK_EQ(strataCacheUsage(c), 40);
+  CHECK_EQ(atomic_load(&nValFree), atomic_load(&nValAlloc) - 40);
+  for (i = 980; i < 1000; i++) {
+    h = strataCacheLookup(c, 1, i);
+    CHECK(valOk(h, 1, i) && ((TestVal *)strataCacheValue(h))->serial == i);
+    if (h) strataCacheRelease(c, h);
+    if (i % 2) CHECK(present(c, 2, i));
+  }
+  freeAndCheck(c);
+}
+
 /* MULTI-THREADED STRESS
 ** Threads look up, insert, release and erase on a small key space while
 ** holding several handles at once, checking every value they see. */
@@ -672,6 +744,11 @@ static void *stressThread(void *pArg) {
       if (h) {
         if (!valOk(h, id, off)) a->nBad++;
         aH[slot] = h;
+      }
+    } else if (op < 650) { /* unpinned: the value may be gone at once */
+      u64 serial = atomic_fetch_add(a->pSerial, 1);
+      if (strataCacheAdd(a->c, id, off, valNew(id, off, serial), 1 + test_randn(&rng, 8), valFree)) {
+        a->nBad++;
       }
     } else if (op < 900) {
       u64 serial = atomic_fetch_add(a->pSerial, 1);
@@ -809,6 +886,8 @@ int main(void) {
   RUN(test_new_id);
   RUN(test_reentrant_free);
   RUN(test_nomem);
+  RUN(test_add_unpinned);
+  RUN(test_recycle);
   RUN(test_stress);
   RUN(test_perf);
   return TEST_SUMMARY();
