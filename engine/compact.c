@@ -274,6 +274,7 @@ static int outFinish(CompactOut *o) {
   int rc;
   if (!o->b) return STRATA_OK;
   memset(&props, 0, sizeof(props));
+  strataDbNoteSkipHint(o->db, o->b);
   rc = strataSstBuilderFinish(o->b, &props);
   o->b = NULL;
   if (rc == STRATA_OK) {
