@@ -285,8 +285,9 @@ void strataDbSstOptions(const strata *db, int level, SstOptions *pOut) {
 }
 
 void strataDbNoteSkipHint(strata *db, const SstBuilder *b) {
-  if (db->sstOpts.compression == STRATA_COMPRESSION_NONE) return;
-  atomic_store_explicit(&db->nSstSkipHint, strataSstBuilderSkipHint(b), memory_order_relaxed);
+  int n = strataSstBuilderSkipHint(b);
+  /* Tables of levels stored uncompressed (compress_from_level) tell nothing. */
+  if (n >= 0) atomic_store_explicit(&db->nSstSkipHint, n, memory_order_relaxed);
 }
 
 /* FLUSH

@@ -404,6 +404,7 @@ u64 strataSstBuilderCount(const SstBuilder *b) {
 }
 
 int strataSstBuilderSkipHint(const SstBuilder *b) {
+  if (b->opts.compression == STRATA_COMPRESSION_NONE) return -1;
   return b->nSkip > 0 || b->nSkipNext > 0 ? b->nSkipNext : 0;
 }
 

@@ -501,7 +501,8 @@ int strataSstBuilderAdd(SstBuilder *b, const u8 *pIkey, size_t nIkey, const u8 *
 u64 strataSstBuilderFileSize(const SstBuilder *b); /* bytes so far, estimated */
 u64 strataSstBuilderCount(const SstBuilder *b);
 /* How far apart b now probes its data blocks for compression (0: it
-** compresses each), for SstOptions.nSkipHint of the next table. */
+** compresses each; -1: it does not compress), for SstOptions.nSkipHint of
+** the next table. */
 int strataSstBuilderSkipHint(const SstBuilder *b);
 /* Write the remaining blocks and the footer, sync if asked, close the file
 ** and free b. *pProps describes the table (free with strataSstPropsFree). */

@@ -247,6 +247,46 @@ static void test_space_bounded(void) {
   test_rmdir(zDir);
 }
 
+/* Tables start with the compression probe state of the tables before them
+** (the db's skip hint): after flushes and compactions of incompressible
+** values, compressible ones written next are still compressed. */
+static void test_compression_after_random(void) {
+  const char *zDir = test_dir("cmp_hint");
+  strata *db = openSmall(zDir, 256 << 10);
+  strata_stats st;
+  TestRng rng;
+  u64 nRandomLive;
+  int i, j, n = 20000;
+  u8 val[100];
+  if (!db) return;
+  test_srand(&rng, test_seed("compression_after_random"));
+  for (i = 0; i < n; i++) {
+    char zk[32];
+    snprintf(zk, sizeof zk, "a-%08d", i);
+    for (j = 0; j < 100; j++) val[j] = (u8)test_randn(&rng, 256);
+    CHECK_EQ(strata_put(db, zk, 10, val, 100), STRATA_OK);
+  }
+  CHECK_EQ(strata_flush(db), STRATA_OK);
+  CHECK_EQ(strata_wait_idle(db), STRATA_OK);
+  strata_get_stats(db, &st);
+  nRandomLive = st.live_bytes;
+  CHECK(nRandomLive > (u64)n * 100);
+  memset(val, 'v', sizeof val);
+  for (i = 0; i < n; i++) {
+    char zk[32];
+    snprintf(zk, sizeof zk, "b-%08d", i);
+    CHECK_EQ(strata_put(db, zk, 10, val, 100), STRATA_OK);
+  }
+  CHECK_EQ(strata_flush(db), STRATA_OK);
+  CHECK_EQ(strata_wait_idle(db), STRATA_OK);
+  strata_get_stats(db, &st);
+  printf("# live %llu bytes after random values, %llu after as many compressible ones\n",
+         (unsigned long long)nRandomLive, (unsigned long long)st.live_bytes);
+  CHECK(st.live_bytes < nRandomLive + nRandomLive / 2);
+  strata_close(db);
+  test_rmdir(zDir);
+}
+
 /* Readers and a writer with compaction going on: scans stay ordered and
 ** complete. */
 static volatile int bStop;
@@ -369,6 +409,7 @@ int main(void) {
   RUN(test_deleted_stays_deleted);
   RUN(test_snapshot_survives_compaction);
   RUN(test_space_bounded);
+  RUN(test_compression_after_random);
   RUN(test_concurrent_readers);
   RUN(test_parallel_compactions);
   return TEST_SUMMARY();
