@@ -91,6 +91,16 @@ static size_t commonPrefix(const u8 *a, size_t na, const u8 *b, size_t nb) {
   return i;
 }
 
+/* Write length v as a varint at p; returns the end. Lengths under 128 (short
+** keys, small values) take the inline one-byte path. */
+static inline u8 *builderPutLen(u8 *p, u32 v) {
+  if (LIKELY(v < 0x80)) {
+    *p = (u8)v;
+    return p + 1;
+  }
+  return p + strataPutVarint32(p, v);
+}
+
 int strataBlockBuilderAdd(BlockBuilder *b, const u8 *pKey, size_t nKey, const u8 *pVal,
                           size_t nVal) {
   size_t shared = 0, nUnshared;
@@ -108,17 +118,22 @@ int strataBlockBuilderAdd(BlockBuilder *b, const u8 *pKey, size_t nKey, const u8
     return strataErr(STRATA_TOOBIG, "block would exceed %llu bytes",
                      (unsigned long long)STRATA_BLOCK_MAX);
   }
-  /* Reserve everything first so a failure leaves the builder consistent. */
-  rc = strataBufReserve(&b->buf, 15 + nUnshared + nVal);
-  if (rc == STRATA_OK) {
+  /* Reserve everything first so a failure leaves the builder consistent
+  ** (the calls only when a buffer must grow: this runs for every entry a
+  ** flush or compaction writes). */
+  if (UNLIKELY(b->buf.n + 15 + nUnshared + nVal > b->buf.nAlloc)) {
+    rc = strataBufReserve(&b->buf, 15 + nUnshared + nVal);
+    if (rc) return rc;
+  }
+  if (UNLIKELY(nKey > b->lastKey.nAlloc)) {
     b->lastKey.n = shared;
     rc = strataBufReserve(&b->lastKey, nUnshared);
+    if (rc) return rc;
   }
-  if (rc) return rc;
   p = b->buf.a + b->buf.n;
-  p += strataPutVarint32(p, (u32)shared);
-  p += strataPutVarint32(p, (u32)nUnshared);
-  p += strataPutVarint32(p, (u32)nVal);
+  p = builderPutLen(p, (u32)shared);
+  p = builderPutLen(p, (u32)nUnshared);
+  p = builderPutLen(p, (u32)nVal);
   memcpy(p, pKey + shared, nUnshared);
   p += nUnshared;
   if (nVal) memcpy(p, pVal, nVal);

@@ -6,9 +6,24 @@
 ** L0 holds flushed memtables, which may overlap; it is compacted into L1
 ** when it has l0_compaction_trigger files. Each level below has a target
 ** size: L1's is level_base_size (default 4 x memtable_size, at least
-** 8 MiB), and each further level's is level_multiplier times larger. The
-** level with the highest score (L0: files / trigger; Ln: bytes / target) of
-** at least 1 is compacted next.
+** 8 MiB) or more (see LEVEL SIZING), and each further level's is
+** level_multiplier times the base. The level with the highest score (L0:
+** files / trigger; Ln: bytes / target) of at least 1 is compacted next.
+**
+** LEVEL SIZING
+** A byte written reaches the bottom level Lk through k merges: L0 -> L1
+** rewrites about size(L1) / B bytes of L1 per byte of the L0 batch B
+** (l0_compaction_trigger memtables), and Ln -> Ln+1 about size(Ln+1) /
+** size(Ln), since keys spread evenly over a level. With fixed targets L1
+** stays at 4 memtables while L2 grows to ten times that, so every byte
+** costs ~10 on its way to L2. The ratios' sum is least when they are
+** equal: once the bottom level holds S > B bytes, Ln's target is
+** B * r^n, r = (S / B)^(1/k), where that is more than the fixed one. In
+** practice only L1 grows (to about sqrt(B * S) with two levels, 90 MB at
+** 10M 108-byte rows): random 1M and 10M-row fills write 9-10% fewer bytes
+** (1M: w-amp 4.34 -> 3.95; 10M at the pace of the SQL path 9.8 -> 8.8).
+** The bottom level's own target stays fixed, so a new level opens when it
+** would have before; the write stalls' debt limits stay on the base size.
 **
 ** INPUTS
 ** An L0 compaction takes every L0 file (so no older L0 file can hold a
@@ -54,20 +69,59 @@
 
 #define GRANDPARENT_OVERLAP_FACTOR 10
 
-static u64 levelTarget(const strata *db, int level) {
+/* The fixed target of L1: level_base_size, or 4 memtables and at least 8 MiB. */
+static u64 levelBase(const strata *db) {
   u64 base = db->opts.level_base_size;
-  int i;
   if (base == 0) {
     base = 4 * (u64)db->opts.memtable_size;
     if (base < (8u << 20)) base = 8u << 20;
   }
-  for (i = 1; i < level; i++) base *= (u64)db->opts.level_multiplier;
   return base;
+}
+
+/* The r >= 1 with r^k = x, to a relative 1e-9; at most rMax. */
+static double levelRatio(double x, int k, double rMax) {
+  double lo = 1, hi = rMax;
+  int i, j;
+  if (x <= 1) return 1;
+  for (i = 0; i < 40; i++) {
+    double mid = (lo + hi) / 2, p = 1;
+    for (j = 0; j < k; j++) p *= mid;
+    if (p < x) {
+      lo = mid;
+    } else {
+      hi = mid;
+    }
+  }
+  return lo;
+}
+
+/* Target sizes of v's levels 1 .. STRATA_MAX_LEVELS-1 into aTarget (see
+** LEVEL SIZING); aTarget[0] is 0 (L0 goes by file count). db->mu held. */
+static void levelTargets(const strata *db, const Version *v, u64 *aTarget) {
+  u64 m = (u64)db->opts.level_multiplier;
+  u64 nBatch = (u64)db->opts.l0_compaction_trigger * (u64)db->opts.memtable_size, nLast;
+  int level, iLast = 0;
+  aTarget[0] = 0;
+  aTarget[1] = levelBase(db);
+  for (level = 2; level < STRATA_MAX_LEVELS; level++) aTarget[level] = aTarget[level - 1] * m;
+  for (level = 1; level < STRATA_MAX_LEVELS; level++) {
+    if (v->nFile[level] > 0) iLast = level;
+  }
+  if (iLast < 2) return;
+  nLast = strataVersionLevelBytes(v, iLast);
+  if (nLast > nBatch) {
+    double r = levelRatio((double)nLast / (double)nBatch, iLast, (double)m), t = (double)nBatch;
+    for (level = 1; level < iLast; level++) {
+      t *= r;
+      if (t > (double)aTarget[level]) aTarget[level] = (u64)t;
+    }
+  }
 }
 
 /* Score of a level: >= 1 means it needs compaction. Files being compacted
 ** do not count (see CONCURRENCY). db->mu held. */
-static double levelScore(const strata *db, const Version *v, int level) {
+static double levelScore(const strata *db, const Version *v, int level, u64 nTarget) {
   u64 n = 0;
   int i;
   for (i = 0; i < v->nFile[level]; i++) {
@@ -75,23 +129,24 @@ static double levelScore(const strata *db, const Version *v, int level) {
     if (!f->bCompacting) n += level == 0 ? 1 : f->size;
   }
   if (level == 0) return (double)n / (double)db->opts.l0_compaction_trigger;
-  return (double)n / (double)levelTarget(db, level);
+  return (double)n / (double)nTarget;
 }
 
 void strataCompactUpdateDebt(strata *db) {
   Version *v = db->vs->pCurrent;
-  u64 nDebt = 0;
+  u64 nDebt = 0, aTarget[STRATA_MAX_LEVELS];
   int level;
+  levelTargets(db, v, aTarget);
   for (level = 1; level < STRATA_MAX_LEVELS - 1; level++) {
-    u64 n = strataVersionLevelBytes(v, level), target = levelTarget(db, level);
-    if (n > target) nDebt += n - target;
+    u64 n = strataVersionLevelBytes(v, level);
+    if (n > aTarget[level]) nDebt += n - aTarget[level];
   }
   if (v->nFile[0] >= db->opts.l0_compaction_trigger) nDebt += strataVersionLevelBytes(v, 0);
   db->nCompactionDebt = nDebt;
 }
 
 u64 strataCompactDebtLimit(const strata *db, int bHard) {
-  return levelTarget(db, 1) * (bHard ? 64u : 16u);
+  return levelBase(db) * (bHard ? 64u : 16u);
 }
 
 static int pickFile(const Version *v, int level);
@@ -100,10 +155,12 @@ static int level0Free(const Version *v);
 int strataCompactPick(strata *db) {
   Version *v = db->vs->pCurrent;
   double best = 0;
+  u64 aTarget[STRATA_MAX_LEVELS];
   int level, iBest = -1;
   if (db->opts.disable_compaction || db->bManualCompaction) return 0;
+  levelTargets(db, v, aTarget);
   for (level = 0; level < STRATA_MAX_LEVELS - 1; level++) {
-    double s = levelScore(db, v, level);
+    double s = levelScore(db, v, level, aTarget[level]);
     if (s >= 1.0 && s > best &&
         (level == 0 ? level0Free(v) : pickFile(v, level) >= 0)) {
       best = s;
@@ -274,6 +331,7 @@ static int outFinish(CompactOut *o) {
   int rc;
   if (!o->b) return STRATA_OK;
   memset(&props, 0, sizeof(props));
+  strataDbNoteSkipHint(o->db, o->b);
   rc = strataSstBuilderFinish(o->b, &props);
   o->b = NULL;
   if (rc == STRATA_OK) {
@@ -427,8 +485,12 @@ static int mergeRange(strata *db, Compaction *c, Version *v, u64 oldestSnap, con
     if (!bHaveCur || strataUkeyCompare(k, nU, curUkey.a, curUkey.n) != 0) {
       /* A new user key: the only place an output may be cut. */
       if (pHi && strataUkeyCompare(k, nU, pHi->a, pHi->n) >= 0) break;
-      rc = strataBufSet(&curUkey, k, nU);
-      if (rc) break;
+      if (nU <= curUkey.nAlloc && curUkey.a) {
+        memcpy(curUkey.a, k, nU); /* inline: once for every key merged */
+        curUkey.n = nU;
+      } else if ((rc = strataBufSet(&curUkey, k, nU)) != STRATA_OK) {
+        break;
+      }
       bHaveCur = 1;
       lastSeqForKey = STRATA_MAX_SEQ + 1;
       if (shouldCut(&o, it->pKey, it->nKey)) rc = outFinish(&o);

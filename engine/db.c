@@ -346,6 +346,15 @@ static ReadView *dbViewGet(strata *db) {
 void strataDbSstOptions(const strata *db, int level, SstOptions *pOut) {
   *pOut = db->sstOpts;
   if (level < db->opts.compress_from_level) pOut->compression = STRATA_COMPRESSION_NONE;
+  /* Flushes and compactions write the same data: each table starts where
+  ** the last one left off in finding it incompressible. */
+  pOut->nSkipHint = atomic_load_explicit(&db->nSstSkipHint, memory_order_relaxed);
+}
+
+void strataDbNoteSkipHint(strata *db, const SstBuilder *b) {
+  int n = strataSstBuilderSkipHint(b);
+  /* Tables of levels stored uncompressed (compress_from_level) tell nothing. */
+  if (n >= 0) atomic_store_explicit(&db->nSstSkipHint, n, memory_order_relaxed);
 }
 
 /* FLUSH
@@ -383,6 +392,7 @@ static int writeLevel0(strata *db, Memtable *pMem, FileMeta **ppMeta) {
   }
   if (rc == STRATA_OK && it->rc) rc = it->rc;
   if (rc == STRATA_OK) {
+    strataDbNoteSkipHint(db, b);
     rc = strataSstBuilderFinish(b, &props);
     b = NULL;
   }

@@ -198,7 +198,10 @@ static int builderWriteBlock(SstBuilder *b, const u8 *p, size_t n, int bCompress
   ** compressed, but counts as no gain: small random values with their
   ** keys and trailers land there, and saving a tenth of the bytes is not
   ** worth a compression per block written and a decompression per block
-  ** read. */
+  ** read. A table started with a skip hint (the state an earlier table
+  ** ended in) probes its first block and, if that fails, goes straight to
+  ** the hinted skip: without it every table of a flush or compaction paid
+  ** its own run of SST_NOGAIN_RUN attempts and short skips. */
   if (bCompress && b->nSkip > 0) {
     b->nSkip--;
     bCompress = 0;
@@ -312,6 +315,10 @@ int strataSstBuilderNew(strata_env *env, const char *zPath, const SstOptions *op
   if (b->opts.nBlockSize == 0) b->opts.nBlockSize = 4096;
   if (b->opts.nBlockSize > SST_MAX_BLOCK_SIZE) b->opts.nBlockSize = SST_MAX_BLOCK_SIZE;
   if (b->opts.restartInterval < 1) b->opts.restartInterval = 16;
+  if (b->opts.nSkipHint > 0) {
+    b->nSkipNext = b->opts.nSkipHint < SST_NOGAIN_SKIP ? SST_NOGAIN_SKIP : b->opts.nSkipHint;
+    if (b->nSkipNext > SST_NOGAIN_SKIP_MAX) b->nSkipNext = SST_NOGAIN_SKIP_MAX;
+  }
   strataBlockBuilderInit(&b->data, b->opts.restartInterval);
   strataBlockBuilderInit(&b->index, 1);
   b->props.minSeq = STRATA_MAX_SEQ;
@@ -335,7 +342,7 @@ int strataSstBuilderNew(strata_env *env, const char *zPath, const SstOptions *op
 ** memory error, after which every call fails with it. */
 int strataSstBuilderAdd(SstBuilder *b, const u8 *pIkey, size_t nIkey, const u8 *pVal, size_t nVal) {
   u64 seq;
-  int rc;
+  int rc, cmp = -1;
   if (b->rc) return b->rc;
   if (nIkey < STRATA_TRAILER) return strataErr(STRATA_MISUSE, "internal key too short");
   if (nIkey - STRATA_TRAILER > STRATA_MAX_KEY) {
@@ -343,13 +350,17 @@ int strataSstBuilderAdd(SstBuilder *b, const u8 *pIkey, size_t nIkey, const u8 *
   }
   if (nVal > STRATA_MAX_VALUE)
     return strataErr(STRATA_TOOBIG, "value of %zu bytes exceeds the limit", nVal);
-  if (b->props.nEntries > 0 && strataIkeyCompare(b->lastKey.a, b->lastKey.n, pIkey, nIkey) >= 0) {
-    return strataErr(STRATA_MISUSE, "%s: keys added out of order", b->zPath);
+  if (b->props.nEntries > 0) {
+    /* One user key comparison serves the order check and the filter's
+    ** "new user key" test; equal user keys need descending trailers. */
+    cmp = strataUkeyCompare(b->lastKey.a, b->lastKey.n - 8, pIkey, nIkey - 8);
+    if (cmp > 0 || (cmp == 0 && strataGet64(b->lastKey.a + b->lastKey.n - 8) <=
+                                    strataGet64(pIkey + nIkey - 8))) {
+      return strataErr(STRATA_MISUSE, "%s: keys added out of order", b->zPath);
+    }
   }
   if (b->bPendingIndex && (rc = builderAddIndex(b, pIkey, nIkey)) != STRATA_OK) goto add_failed;
-  if (b->opts.bloomBitsPerKey > 0 &&
-      (b->props.nEntries == 0 ||
-       strataUkeyCompare(b->lastKey.a, b->lastKey.n - 8, pIkey, nIkey - 8) != 0)) {
+  if (b->opts.bloomBitsPerKey > 0 && cmp != 0) {
     if (b->nHash == b->nHashAlloc) {
       size_t nNew = b->nHashAlloc ? b->nHashAlloc * 2 : 1024;
       u32 *aNew = strataRealloc(b->aHash, nNew * sizeof(u32));
@@ -364,7 +375,12 @@ int strataSstBuilderAdd(SstBuilder *b, const u8 *pIkey, size_t nIkey, const u8 *
   }
   if ((rc = strataBlockBuilderAdd(&b->data, pIkey, nIkey, pVal, nVal)) != STRATA_OK)
     goto add_failed;
-  if ((rc = strataBufSet(&b->lastKey, pIkey, nIkey)) != STRATA_OK) goto add_failed;
+  if (nIkey <= b->lastKey.nAlloc) {
+    memcpy(b->lastKey.a, pIkey, nIkey);
+    b->lastKey.n = nIkey;
+  } else if ((rc = strataBufSet(&b->lastKey, pIkey, nIkey)) != STRATA_OK) {
+    goto add_failed;
+  }
   if (b->props.nEntries == 0 && (rc = strataBufSet(&b->props.smallest, pIkey, nIkey)))
     goto add_failed;
   seq = strataIkeySeq(pIkey, nIkey);
@@ -389,6 +405,11 @@ u64 strataSstBuilderFileSize(const SstBuilder *b) {
 
 u64 strataSstBuilderCount(const SstBuilder *b) {
   return b->props.nEntries;
+}
+
+int strataSstBuilderSkipHint(const SstBuilder *b) {
+  if (b->opts.compression == STRATA_COMPRESSION_NONE) return -1;
+  return b->nSkip > 0 || b->nSkipNext > 0 ? b->nSkipNext : 0;
 }
 
 static void builderFree(SstBuilder *b) {

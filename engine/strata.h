@@ -102,7 +102,9 @@ typedef struct strata_options {
   int l0_slowdown_trigger;   /* L0 file count that slows writes (default 12) */
   int l0_stop_trigger;       /* L0 file count that stops writes (default 20) */
   size_t target_file_size;   /* sstable size that compaction aims at (default 8 MiB) */
-  size_t level_base_size;    /* target size of L1 (default 0: 4 x memtable_size) */
+  size_t level_base_size;    /* least target size of L1 (default 0: 4 x memtable_size);
+                             ** L1's target grows with the bottom level, as
+                             ** sqrt(L0 batch x bottom bytes) with two levels */
   int level_multiplier;      /* growth factor between levels (default 10) */
   int background_threads;    /* flush/compaction threads (default 2) */
   int disable_compaction;    /* 1: never compact automatically (tests, tools) */

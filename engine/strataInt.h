@@ -479,6 +479,8 @@ struct SstOptions {
   int bloomBitsPerKey;
   int restartInterval; /* keys between restart points (16) */
   int bSync;           /* fsync the file before Finish returns */
+  int nSkipHint;       /* 0, or strataSstBuilderSkipHint of an earlier table: data seen so
+                       ** far did not compress, so probe it this many blocks apart */
 };
 
 struct SstProps {
@@ -501,6 +503,10 @@ int strataSstBuilderNew(strata_env *env, const char *zPath, const SstOptions *op
 int strataSstBuilderAdd(SstBuilder *b, const u8 *pIkey, size_t nIkey, const u8 *pVal, size_t nVal);
 u64 strataSstBuilderFileSize(const SstBuilder *b); /* bytes so far, estimated */
 u64 strataSstBuilderCount(const SstBuilder *b);
+/* How far apart b now probes its data blocks for compression (0: it
+** compresses each; -1: it does not compress), for SstOptions.nSkipHint of
+** the next table. */
+int strataSstBuilderSkipHint(const SstBuilder *b);
 /* Write the remaining blocks and the footer, sync if asked, close the file
 ** and free b. *pProps describes the table (free with strataSstPropsFree). */
 int strataSstBuilderFinish(SstBuilder *b, SstProps *pProps);
@@ -764,6 +770,7 @@ struct strata {
   Memtable *pImm;         /* being flushed, or NULL */
   _Atomic(ReadView *) pView; /* pMem + pImm + current version, for lookups (db.c) */
   _Atomic int bImmPending; /* pImm != NULL, readable without the mutex */
+  _Atomic int nSstSkipHint; /* of the last table built (SstOptions.nSkipHint) */
   int bTrimPending;         /* the cache shrank: a background thread trims the heap (mu) */
   u64 immWalNumber;       /* the WAL that pImm's writes are in */
   LogWriter *pWal;        /* used only by the commit leader */
@@ -797,6 +804,9 @@ void strataDbFlushPending(strata *db);                /* db->mu held */
 u64 strataDbOldestSnapshot(strata *db);                /* db->mu held */
 void strataDbAdoptFile(strata *db, FileMeta *f);       /* obsolete files get deleted */
 void strataDbSstOptions(const strata *db, int level, SstOptions *pOut); /* per output level */
+/* Record b's compression probe state (before its Finish) for the next
+** table's SstOptions.nSkipHint. */
+void strataDbNoteSkipHint(strata *db, const SstBuilder *b);
 int strataDbTableIter(strata *db, FileMeta *f, int bFillCache, StrataIter **ppIter);
 
 /* Check every file of the current version: its entries are in order, within

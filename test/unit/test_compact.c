@@ -247,6 +247,130 @@ static void test_space_bounded(void) {
   test_rmdir(zDir);
 }
 
+/* Tables start with the compression probe state of the tables before them
+** (the db's skip hint): after flushes and compactions of incompressible
+** values, compressible ones written next are still compressed. */
+static void test_compression_after_random(void) {
+  const char *zDir = test_dir("cmp_hint");
+  strata *db = openSmall(zDir, 256 << 10);
+  strata_stats st;
+  TestRng rng;
+  u64 nRandomLive;
+  int i, j, n = 20000;
+  u8 val[100];
+  if (!db) return;
+  test_srand(&rng, test_seed("compression_after_random"));
+  for (i = 0; i < n; i++) {
+    char zk[32];
+    snprintf(zk, sizeof zk, "a-%08d", i);
+    for (j = 0; j < 100; j++) val[j] = (u8)test_randn(&rng, 256);
+    CHECK_EQ(strata_put(db, zk, 10, val, 100), STRATA_OK);
+  }
+  CHECK_EQ(strata_flush(db), STRATA_OK);
+  CHECK_EQ(strata_wait_idle(db), STRATA_OK);
+  strata_get_stats(db, &st);
+  nRandomLive = st.live_bytes;
+  CHECK(nRandomLive > (u64)n * 100);
+  memset(val, 'v', sizeof val);
+  for (i = 0; i < n; i++) {
+    char zk[32];
+    snprintf(zk, sizeof zk, "b-%08d", i);
+    CHECK_EQ(strata_put(db, zk, 10, val, 100), STRATA_OK);
+  }
+  CHECK_EQ(strata_flush(db), STRATA_OK);
+  CHECK_EQ(strata_wait_idle(db), STRATA_OK);
+  strata_get_stats(db, &st);
+  printf("# live %llu bytes after random values, %llu after as many compressible ones\n",
+         (unsigned long long)nRandomLive, (unsigned long long)st.live_bytes);
+  CHECK(st.live_bytes < nRandomLive + nRandomLive / 2);
+  strata_close(db);
+  test_rmdir(zDir);
+}
+
+/* The key of entry i of test_level_sizing: a permutation of 0..n-1 (n a
+** power of two), so the fill is in random order and every key is new. */
+static void sizingKey(char *z, u32 i, u32 n) {
+  snprintf(z, 32, "%012u", (unsigned)((i * 2654435761u) & (n - 1)));
+}
+
+/* LEVEL SIZING: once the bottom level holds more than an L0 batch, L1's
+** target is B * r with r^k = bottom bytes / B (k the bottom level), above
+** level_base_size; after the fill settles L1 is near that target and no
+** level is over its own. Files of each level stay disjoint, and every key
+** reads back, before and after a reopen. */
+static void test_level_sizing(void) {
+  const char *zDir = test_dir("cmp_sizing");
+  strata_options o;
+  strata *db = NULL;
+  strata_stats st;
+  strata_value v = {0};
+  u64 nBatch, nBase = 256 << 10, nLast, nL1Target;
+  u32 i, n = test_soak() ? (1u << 18) : (1u << 17);
+  int j, iLast = 0, iPass, nBad = 0;
+  u8 val[100];
+  double r;
+  strata_options_init(&o);
+  o.memtable_size = 64 << 10;
+  o.block_size = 1024;
+  o.target_file_size = 64 << 10;
+  o.level_base_size = nBase;
+  o.sync = STRATA_SYNC_OFF;
+  nBatch = (u64)o.l0_compaction_trigger * o.memtable_size;
+  if (strata_open(zDir, &o, &db) != STRATA_OK) {
+    CHECK(0);
+    return;
+  }
+  for (i = 0; i < n; i++) {
+    char zk[32];
+    sizingKey(zk, i, n);
+    for (j = 0; j < 100; j++) val[j] = (u8)((i * 2654435761u) >> (j % 24)) ^ (u8)j;
+    if (strata_put(db, zk, 12, val, 100) != STRATA_OK) {
+      CHECK(0);
+      break;
+    }
+  }
+  CHECK_EQ(strata_wait_idle(db), STRATA_OK);
+  CHECK_EQ(strataDbCheck(db), STRATA_OK);
+  strata_get_stats(db, &st);
+  for (j = 1; j < STRATA_MAX_LEVELS; j++) {
+    if (st.level_files[j] > 0) iLast = j;
+  }
+  CHECK(iLast >= 2);
+  nLast = st.level_bytes[iLast];
+  /* r^iLast = nLast / nBatch, as compact.c computes it. */
+  for (r = 1; r < 10; r += 0.001) {
+    double p = 1;
+    for (j = 0; j < iLast; j++) p *= r;
+    if (p >= (double)nLast / (double)nBatch) break;
+  }
+  nL1Target = (u64)((double)nBatch * r);
+  if (nL1Target < nBase) nL1Target = nBase;
+  printf("# levels:");
+  for (j = 0; j <= iLast; j++) printf(" L%d %llu KiB", j, (unsigned long long)st.level_bytes[j] >> 10);
+  printf("; L1 target %llu KiB\n", (unsigned long long)nL1Target >> 10);
+  CHECK(nL1Target > 2 * nBase); /* the test is about a grown L1 */
+  CHECK(st.level_bytes[1] > 2 * nBase);
+  CHECK(st.level_bytes[1] <= nL1Target + nL1Target / 50);
+  for (iPass = 0; iPass < 2; iPass++) {
+    for (i = 0; i < n; i += 7) {
+      char zk[32];
+      sizingKey(zk, i, n);
+      if (strata_get(db, NULL, zk, 12, &v) != STRATA_OK || v.n != 100) nBad++;
+    }
+    CHECK_EQ(nBad, 0);
+    if (iPass == 0) {
+      strata_close(db);
+      db = NULL;
+      CHECK_EQ(strata_open(zDir, &o, &db), STRATA_OK);
+      if (!db) break;
+      CHECK_EQ(strataDbCheck(db), STRATA_OK);
+    }
+  }
+  strata_value_free(&v);
+  strata_close(db);
+  test_rmdir(zDir);
+}
+
 /* Readers and a writer with compaction going on: scans stay ordered and
 ** complete. */
 static volatile int bStop;
@@ -369,6 +493,8 @@ int main(void) {
   RUN(test_deleted_stays_deleted);
   RUN(test_snapshot_survives_compaction);
   RUN(test_space_bounded);
+  RUN(test_compression_after_random);
+  RUN(test_level_sizing);
   RUN(test_concurrent_readers);
   RUN(test_parallel_compactions);
   return TEST_SUMMARY();

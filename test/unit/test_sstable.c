@@ -453,6 +453,62 @@ static void test_sst_compression_backoff(void) {
   strataSstClose(r);
 }
 
+/* Build zPath from nRandom entries of random values followed by nSame of
+** 'a's, with SstOptions.nSkipHint = nHint; returns the file size and sets
+** *pnHintOut to the builder's hint before Finish. */
+static u64 buildSkipTable(const char *zPath, int nHint, int nRandom, int nSame, int *pnHintOut) {
+  SstOptions o = defaultOpts();
+  SstBuilder *b = NULL;
+  SstProps props;
+  TestRng rng;
+  u8 aKey[32], aVal[100];
+  u64 nSize;
+  int i, j;
+  test_srand(&rng, test_seed("sst_skip_hint"));
+  memset(&props, 0, sizeof(props));
+  o.nSkipHint = nHint;
+  CHECK_EQ(strataSstBuilderNew(strataEnvDefault(), zPath, &o, NULL, &b), STRATA_OK);
+  if (!b) return 0;
+  for (i = 0; i < nRandom + nSame; i++) {
+    int nk = snprintf((char *)aKey, sizeof(aKey), "k%09d", i);
+    strataPut64(aKey + nk, strataPackTrailer(1, STRATA_TYPE_VALUE));
+    for (j = 0; j < 100; j++) aVal[j] = i < nRandom ? (u8)test_randn(&rng, 256) : (u8)'a';
+    CHECK_EQ(strataSstBuilderAdd(b, aKey, (size_t)nk + 8, aVal, 100), STRATA_OK);
+  }
+  *pnHintOut = strataSstBuilderSkipHint(b);
+  CHECK_EQ(strataSstBuilderFinish(b, &props), STRATA_OK);
+  nSize = props.fileSize;
+  strataSstPropsFree(&props);
+  return nSize;
+}
+
+/* A table of random values ends with a skip hint; a table started with it
+** probes its first block and skips on at once (so compressible data right
+** after one random block is stored raw for the hinted stretch), and one
+** whose first block compresses compresses everything and ends with no
+** hint. Without a hint the same data is compressed from its second block. */
+static void test_sst_skip_hint(void) {
+  const char *zPath = tablePath("skiphint.sst");
+  int nHint = -1, nHint2 = -1, nHint3 = -1, nHint4 = -1;
+  u64 nRaw = 40 + 600 * 120, nSize;
+  /* Random values: the builder backs off and hands on a hint. */
+  buildSkipTable(zPath, 0, 12000, 0, &nHint);
+  CHECK(nHint >= 64);
+  /* With the hint: one random block (~30 entries), then 600 entries of 'a's,
+  ** all inside the first skip: stored as they are. */
+  nSize = buildSkipTable(zPath, nHint, 30, 600, &nHint2);
+  CHECK(nSize > (u64)600 * 100);
+  CHECK(nHint2 >= nHint);
+  /* Without it the 'a's are compressed. */
+  nSize = buildSkipTable(zPath, 0, 30, 600, &nHint3);
+  CHECK(nSize < nRaw / 2);
+  CHECK_EQ(nHint3, 0);
+  /* A hint whose first probe succeeds is dropped. */
+  nSize = buildSkipTable(zPath, nHint, 0, 20000, &nHint4);
+  CHECK(nSize < (u64)20000 * 20);
+  CHECK_EQ(nHint4, 0);
+}
+
 static void test_sst_empty_table(void) {
   Model m = {NULL, 0};
   SstOptions o = defaultOpts();
@@ -1466,6 +1522,7 @@ int main(void) {
   RUN(test_sst_matrix);
   RUN(test_sst_large_tables);
   RUN(test_sst_compression_backoff);
+  RUN(test_sst_skip_hint);
   RUN(test_sst_empty_table);
   RUN(test_sst_many_versions);
   RUN(test_sst_big_keys_and_values);
