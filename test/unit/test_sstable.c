@@ -408,51 +408,6 @@ static void test_sst_large_tables(void) {
   modelFree(&m);
 }
 
-/* Incompressible values make the builder stop trying to compress (backing
-** off further at every failed probe); compressible ones after them are
-** compressed again once a probe succeeds. Every entry reads back. */
-static void test_sst_compression_backoff(void) {
-  const char *zPath = tablePath("backoff.sst");
-  SstOptions o = defaultOpts();
-  SstBuilder *b = NULL;
-  SstProps props;
-  SstReader *r = NULL;
-  StrataIter *it = NULL;
-  TestRng rng;
-  u8 aKey[32], aVal[100];
-  int i, j, nRandom = 12000, nSame = 100000, n = 0, nBad = 0;
-  test_srand(&rng, test_seed("sst_compression_backoff"));
-  memset(&props, 0, sizeof(props));
-  CHECK_EQ(strataSstBuilderNew(strataEnvDefault(), zPath, &o, NULL, &b), STRATA_OK);
-  if (!b) return;
-  for (i = 0; i < nRandom + nSame; i++) {
-    int nk = snprintf((char *)aKey, sizeof(aKey), "k%09d", i);
-    strataPut64(aKey + nk, strataPackTrailer(1, STRATA_TYPE_VALUE));
-    for (j = 0; j < 100; j++) aVal[j] = i < nRandom ? (u8)test_randn(&rng, 256) : (u8)'a';
-    CHECK_EQ(strataSstBuilderAdd(b, aKey, (size_t)nk + 8, aVal, 100), STRATA_OK);
-  }
-  CHECK_EQ(strataSstBuilderFinish(b, &props), STRATA_OK);
-  /* The random part (~1.4 MB) is stored as it is; of the ~12 MB of 'a's
-  ** only the blocks of one skip (at most ~1024 x 4 KiB) are stored raw. */
-  CHECK(props.fileSize < (u64)nRandom * 120 + (u64)nSame * 120 / 2);
-  CHECK(props.fileSize > (u64)nRandom * 100);
-  strataSstPropsFree(&props);
-  CHECK_EQ(strataSstOpen(strataEnvDefault(), zPath, 1, NULL, NULL, &r), STRATA_OK);
-  if (!r) return;
-  CHECK_EQ(strataSstIterNew(r, 0, &it), STRATA_OK);
-  if (it) {
-    for (it->pMethods->xSeekFirst(it); it->bValid; it->pMethods->xNext(it), n++) {
-      if (it->nVal != 100 || (n >= nRandom && it->pVal[n % 100] != 'a')) nBad++;
-    }
-    CHECK_EQ(it->rc, STRATA_OK);
-    strataIterClose(it);
-  }
-  CHECK_EQ(n, nRandom + nSame);
-  CHECK_EQ(nBad, 0);
-  CHECK_EQ(strataSstVerify(r), STRATA_OK);
-  strataSstClose(r);
-}
-
 /* Build zPath from nRandom entries of random values followed by nSame of
 ** 'a's, with SstOptions.nSkipHint = nHint; returns the file size and sets
 ** *pnHintOut to the builder's hint before Finish. */
@@ -480,6 +435,35 @@ static u64 buildSkipTable(const char *zPath, int nHint, int nRandom, int nSame, 
   nSize = props.fileSize;
   strataSstPropsFree(&props);
   return nSize;
+}
+
+/* Incompressible values make the builder stop trying to compress (backing
+** off further at every failed probe); compressible ones after them are
+** compressed again once a probe succeeds. Every entry reads back. */
+static void test_sst_compression_backoff(void) {
+  const char *zPath = tablePath("backoff.sst");
+  SstReader *r = NULL;
+  StrataIter *it = NULL;
+  int nRandom = 12000, nSame = 100000, n = 0, nBad = 0, nHint = 0;
+  u64 nSize = buildSkipTable(zPath, 0, nRandom, nSame, &nHint);
+  /* The random part (~1.4 MB) is stored as it is; of the ~12 MB of 'a's
+  ** only the blocks of one skip (at most ~1024 x 4 KiB) are stored raw. */
+  CHECK(nSize < (u64)nRandom * 120 + (u64)nSame * 120 / 2);
+  CHECK(nSize > (u64)nRandom * 100);
+  CHECK_EQ(strataSstOpen(strataEnvDefault(), zPath, 1, NULL, NULL, &r), STRATA_OK);
+  if (!r) return;
+  CHECK_EQ(strataSstIterNew(r, 0, &it), STRATA_OK);
+  if (it) {
+    for (it->pMethods->xSeekFirst(it); it->bValid; it->pMethods->xNext(it), n++) {
+      if (it->nVal != 100 || (n >= nRandom && it->pVal[n % 100] != 'a')) nBad++;
+    }
+    CHECK_EQ(it->rc, STRATA_OK);
+    strataIterClose(it);
+  }
+  CHECK_EQ(n, nRandom + nSame);
+  CHECK_EQ(nBad, 0);
+  CHECK_EQ(strataSstVerify(r), STRATA_OK);
+  strataSstClose(r);
 }
 
 /* A table of random values ends with a skip hint; a table started with it
