@@ -225,15 +225,6 @@ struct ReadView {
 ** reads one word, and only equal windows compare the keys themselves.
 ** Built with the view; without memory for it lookups compare the keys. */
 
-/* The window of user key u/nu: its 8 bytes after the first c, big-endian,
-** zero padded. Windows that differ order their keys; equal ones do not. */
-static inline u64 boundWindow(const u8 *u, size_t nu, size_t c) {
-  u8 a[8] = {0};
-  if (LIKELY(nu >= c + 8)) return __builtin_bswap64(strataGet64(u + c));
-  if (nu > c) memcpy(a, u + c, nu - c);
-  return __builtin_bswap64(strataGet64(a));
-}
-
 /* Fill v->aBound (and the common prefix) from its version. Leaves it NULL
 ** when out of memory or when there are no files. */
 static void viewBoundsBuild(ReadView *v) {
@@ -266,8 +257,8 @@ static void viewBoundsBuild(ReadView *v) {
   for (level = 0; level < STRATA_MAX_LEVELS; level++) {
     for (i = 0; i < ver->nFile[level]; i++, iSlot++) {
       const FileMeta *f = ver->aFile[level][i];
-      a[2 * iSlot] = boundWindow(f->smallest.a, f->smallest.n - STRATA_TRAILER, c);
-      a[2 * iSlot + 1] = boundWindow(f->largest.a, f->largest.n - STRATA_TRAILER, c);
+      a[2 * iSlot] = strataKeyWindow(f->smallest.a, f->smallest.n - STRATA_TRAILER, c);
+      a[2 * iSlot + 1] = strataKeyWindow(f->largest.a, f->largest.n - STRATA_TRAILER, c);
     }
   }
   v->aBound = a;
@@ -1041,7 +1032,7 @@ static int tableCandInit(TableCand *c, const Version *v, const ReadView *pView, 
     if (cmp != 0 || nKey < n) return 0;
     c->aBound = pView->aBound;
     c->aBase = pView->aBase;
-    c->t = boundWindow(pKey, nKey, n);
+    c->t = strataKeyWindow(pKey, nKey, n);
   }
   return 1;
 }

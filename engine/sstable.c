@@ -578,15 +578,6 @@ static void sstMetaFree(void *p) {
   strataFreeMem(m);
 }
 
-/* The window of user key u/nu: its 8 bytes after the first c, big-endian,
-** zero padded (INDEX WINDOWS). */
-static inline u64 sstIxWindow(const u8 *u, size_t nu, size_t c) {
-  u8 a[8] = {0};
-  if (LIKELY(nu >= c + 8)) return __builtin_bswap64(strataGet64(u + c));
-  if (nu > c) memcpy(a, u + c, nu - c);
-  return __builtin_bswap64(strataGet64(a));
-}
-
 static int sstHandleDecode(const SstReader *r, const u8 *p, size_t n, u64 *pOff, u64 *pSize);
 
 /* Build r->aIxWindow and r->aIxHandle from the (checked) index block, if
@@ -614,7 +605,7 @@ static void sstIxWindowBuild(SstReader *r) {
   for (i = 0; i <= n; i++) {
     u64 *pHandle = &a[n + 2 * (size_t)i];
     if (i < n && strataBlockRestartKey(&ix, i, &k, &nk)) break;
-    if (i < n) a[i] = sstIxWindow(k, nk - STRATA_TRAILER, c);
+    if (i < n) a[i] = strataKeyWindow(k, nk - STRATA_TRAILER, c);
     strataBlockIterSeekRestart(&ix, i);
     if (!ix.base.bValid ||
         sstHandleDecode(r, ix.base.pVal, ix.base.nVal, &pHandle[0], &pHandle[1]) != STRATA_OK) {
@@ -647,7 +638,7 @@ static u32 sstIxLowerBound(const SstReader *r, BlockIter *ix, const u8 *pKey, si
   cmp = c ? memcmp(pKey, r->pIxCommon, nu < c ? nu : c) : 0;
   if (cmp < 0 || (cmp == 0 && nu < c)) return 0; /* below them all */
   if (cmp > 0) return hi;                         /* above them all */
-  t = sstIxWindow(pKey, nu, c);
+  t = strataKeyWindow(pKey, nu, c);
   while (lo < hi) {
     u32 mid = lo + (hi - lo) / 2;
     u64 w = r->aIxWindow[mid];

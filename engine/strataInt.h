@@ -136,6 +136,16 @@ u64 strataNowMicros(void);
 static inline u64 strataPackTrailer(u64 seq, int type) { return (seq << 8) | (u64)type; }
 static inline u64 strataIkeyTrailer(const u8 *pIkey, size_t n) { return strataGet64(pIkey + n - 8); }
 
+/* The window of key u/nu after its first c bytes: the next 8 bytes as a
+** big-endian integer, zero padded. Windows that differ order their keys as
+** the bytes do; equal windows leave the rest to compare. */
+static inline u64 strataKeyWindow(const u8 *u, size_t nu, size_t c) {
+  u8 a[8] = {0};
+  if (LIKELY(nu >= c + 8)) return __builtin_bswap64(strataGet64(u + c));
+  if (nu > c) memcpy(a, u + c, nu - c);
+  return __builtin_bswap64(strataGet64(a));
+}
+
 /* A 64-bit hash of a user key for in-memory key filters (the memtable's and
 ** a transaction's): fast on short keys, every output bit depends on every
 ** input bit. Not the table filters' hash, which is part of the file format. */

@@ -421,13 +421,6 @@ static void txnSort(TxnSortEnt *a, TxnSortEnt *aTmp, u32 n, const BatchOpRef *aO
   while (i < nLeft) a[k++] = aTmp[i++];
 }
 
-static inline u64 txnKeyPrefix(const u8 *p, size_t n) {
-  u64 v = 0;
-  if (n >= 8) return __builtin_bswap64(strataGet64(p));
-  memcpy(&v, p, n);
-  return __builtin_bswap64(v);
-}
-
 /* Hand the batch to the write path with its operations in key order: from
 ** the index when it is complete, else sorted here. */
 static int txnCommit(strata_txn *t) {
@@ -450,7 +443,7 @@ static int txnCommit(strata_txn *t) {
     TxnSortEnt *aEnt = (TxnSortEnt *)(void *)(aSorted + t->nOp);
     u32 i;
     for (i = 0; i < t->nOp; i++) {
-      aEnt[i].prefix = txnKeyPrefix(a[i].pKey, a[i].nKey);
+      aEnt[i].prefix = strataKeyWindow(a[i].pKey, a[i].nKey, 0);
       aEnt[i].iOp = i;
     }
     txnSort(aEnt, aEnt + t->nOp, t->nOp, a);
