@@ -190,6 +190,7 @@ typedef struct Config {
   int nSqliteCacheKb;    /* ordinary tables' page cache in KiB; -1: SQLite's default */
   long long nMemtable;   /* strata memtable_size option, 0: engine default */
   long long nCache;      /* strata cache_size option, 0: engine default */
+  long long nBlock;      /* strata block_size option, 0: engine default */
   const char *zCompression; /* strata compression option, NULL: default */
   int bSettle;
   int bVerbose, bStats;
@@ -478,6 +479,8 @@ static void childOpen(Child *c) {
                                              cfg.nMemtable);
     if (cfg.nCache) n += (size_t)snprintf(zOpt + n, sizeof(zOpt) - n, ", cache_size=%lld",
                                           cfg.nCache);
+    if (cfg.nBlock) n += (size_t)snprintf(zOpt + n, sizeof(zOpt) - n, ", block_size=%lld",
+                                          cfg.nBlock);
     if (cfg.zCompression) snprintf(zOpt + n, sizeof(zOpt) - n, ", compression='%s'",
                                    cfg.zCompression);
     sqlite3_enable_load_extension(c->db, 1);
@@ -1130,6 +1133,7 @@ static void usage(void) {
       "                     (default: strata's memtable + cache budget)\n"
       "  --memtable=BYTES   strata memtable_size (default: the engine's, 8 MiB)\n"
       "  --cache=BYTES      strata cache_size (default: the engine's, 32 MiB)\n"
+      "  --block-size=BYTES strata block_size (default: the engine's, 4 KiB)\n"
       "  --compression=zstd|none  strata compression (default: the engine's)\n"
       "  --no-settle        do not wait for background work after writes\n"
       "  --dir=DIR          where databases are made (default /tmp/strata-sql-bench)\n"
@@ -1250,6 +1254,8 @@ int main(int argc, char **argv) {
       cfg.nMemtable = (long long)parseU64(v, a);
     } else if ((v = optVal(a, "--cache"))) {
       cfg.nCache = (long long)parseU64(v, a);
+    } else if ((v = optVal(a, "--block-size"))) {
+      cfg.nBlock = (long long)parseU64(v, a);
     } else if ((v = optVal(a, "--compression"))) {
       if (strcmp(v, "zstd") && strcmp(v, "none")) die("--compression: zstd or none");
       cfg.zCompression = v;
@@ -1301,8 +1307,10 @@ int main(int argc, char **argv) {
   printf("  reads %" PRIu64 ", overwrites %" PRIu64 ", deletes %" PRIu64 ", count(*) x%d; "
          "%d repeats, medians; each engine in its own process, interleaved\n",
          cfg.nReads, cfg.nWrites, cfg.nDeletes, cfg.nCountLoops, cfg.nRepeat);
-  printf("  strata: memtable %s, cache %s, compression %s; ordinary tables: WAL, page cache ",
+  printf("  strata: memtable %s, cache %s, block %s, compression %s; ordinary tables: WAL, "
+         "page cache ",
          cfg.nMemtable ? "(set)" : "8 MiB (default)", cfg.nCache ? "(set)" : "32 MiB (default)",
+         cfg.nBlock ? "(set)" : "4 KiB (default)",
          cfg.zCompression ? cfg.zCompression : "zstd (default)");
   if (cfg.nSqliteCacheKb < 0) {
     printf("SQLite's default\n");
