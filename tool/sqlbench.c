@@ -96,6 +96,11 @@
 **                  reset through /proc/self/clear_refs before each workload)
 **                  minus the resident size before the database was opened
 **                  (the benchmark's own model and value pool)
+**   CPU us/op      CPU time of the process (user + system, every thread,
+**                  background work included, to the end of the settle wait)
+**                  per operation. Unlike ops/s it hardly moves when other
+**                  work shares the machine, so it is the figure to compare
+**                  changes by in a busy hour.
 **
 ** CHECKS
 **
@@ -407,6 +412,7 @@ typedef struct Result {
   int64_t nEngineBytes; /* strata's disk_bytes_written delta, -1: none */
   uint64_t nDisk;       /* bytes on disk after the workload */
   uint64_t nPeak;       /* peak RSS above the baseline, bytes */
+  uint64_t nCpuUs;      /* process CPU time (user + system, all threads), us */
 } Result;
 
 typedef struct Child {
@@ -834,11 +840,19 @@ static uint64_t diskBytes(Child *c) {
   return n + duPath(z);
 }
 
+/* CPU time of the whole process (every thread, user + system), us. */
+static uint64_t cpuUs(void) {
+  struct rusage ru;
+  if (getrusage(RUSAGE_SELF, &ru) != 0) return 0;
+  return (uint64_t)(ru.ru_utime.tv_sec + ru.ru_stime.tv_sec) * 1000000u +
+         (uint64_t)(ru.ru_utime.tv_usec + ru.ru_stime.tv_usec);
+}
+
 /* Run one workload and measure it. */
 static void runWorkload(Child *c, int w, Result *pRes) {
   IoCounters io0, io1;
   int64_t eng0 = -1, eng1 = -1;
-  uint64_t t0, t1, t2, nUser = 0, nOps = 0;
+  uint64_t t0, t1, t2, nUser = 0, nOps = 0, cpu0;
 
   /* A workload that needs rows gets a (separate, unreported) fill first. */
   if (!model.bFilled && w != W_FILLSEQ && w != W_FILLRANDOM) {
@@ -857,6 +871,7 @@ static void runWorkload(Child *c, int w, Result *pRes) {
   peakReset(); /* if it fails, the peak is the run's so far */
   if (c->eEngine == ENGINE_STRATA) eng0 = strataStat(c, "disk_bytes_written");
   ioRead(&io0);
+  cpu0 = cpuUs();
   t0 = nowNs();
   switch (w) {
     case W_FILLSEQ: nOps = runFill(c, 0, &nUser); break;
@@ -877,6 +892,7 @@ static void runWorkload(Child *c, int w, Result *pRes) {
     t2 = tq > t1 ? tq : t1;
   }
   ioRead(&io1);
+  pRes->nCpuUs = cpuUs() - cpu0;
   if (c->eEngine == ENGINE_STRATA) eng1 = strataStat(c, "disk_bytes_written");
   pRes->bWrong = c->bWrong;
   pRes->nOps = nOps;
@@ -995,7 +1011,9 @@ static int cmpDouble(const void *a, const void *b) {
 }
 
 /* Figures a table shows; each is a median over the repeats. */
-enum { M_OPS, M_LOOP_OPS, M_WCHAR_AMP, M_WBYTES_AMP, M_ENGINE_AMP, M_DISK_MB, M_PEAK_MB };
+enum {
+  M_OPS, M_LOOP_OPS, M_WCHAR_AMP, M_WBYTES_AMP, M_ENGINE_AMP, M_DISK_MB, M_PEAK_MB, M_CPU_US
+};
 
 static double metricOf(const Result *p, int m) {
   switch (m) {
@@ -1007,6 +1025,7 @@ static double metricOf(const Result *p, int m) {
       return p->nUser && p->nEngineBytes >= 0 ? (double)p->nEngineBytes / (double)p->nUser : -1;
     case M_DISK_MB: return (double)p->nDisk / 1048576.0;
     case M_PEAK_MB: return (double)p->nPeak / 1048576.0;
+    case M_CPU_US: return p->nOps ? (double)p->nCpuUs / (double)p->nOps : -1;
   }
   return -1;
 }
@@ -1339,6 +1358,8 @@ int main(int argc, char **argv) {
   }
   printTable("disk MB after the workload (median)", M_DISK_MB, 0, 0);
   printTable("peak RSS MB above the baseline during the workload (median)", M_PEAK_MB, 0, 0);
+  printTable("CPU us per operation, user + system, every thread, to the end of background "
+             "work (median)", M_CPU_US, 0, 0);
 
   for (i = 0; i < cfg.nEngine; i++) {
     for (j = 0; j < cfg.nWork; j++) {
