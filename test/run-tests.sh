@@ -38,6 +38,9 @@ add_result() { # $1 = name, $2 = log file, $3 = exit code
 logdir="$builddir/test-tmp/logs"
 mkdir -p "$logdir"
 
+# Under valgrind the C tests shrink their big loops (test_valgrind()).
+[ "$mode" = valgrind ] && export STRATA_VALGRIND=1
+
 for t in util memtable log block bloom cache sstable version merge db txn compact model crash fault corrupt; do
   prog="$builddir/test/unit/test_$t"
   log="$logdir/test_$t.log"

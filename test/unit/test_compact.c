@@ -305,7 +305,7 @@ static void test_level_sizing(void) {
   strata_stats st;
   strata_value v = {0};
   u64 nBatch, nBase = 256 << 10, nLast, nL1Target;
-  u32 i, n = test_soak() ? (1u << 18) : (1u << 17);
+  u32 i, n = test_soak() ? (1u << 18) : test_valgrind() ? (1u << 16) : (1u << 17);
   int j, iLast = 0, iPass, nBad = 0;
   u8 val[100];
   double r;

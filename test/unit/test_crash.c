@@ -45,12 +45,6 @@
 #define WINDOW 150     /* batches kept alive: batch N deletes batch N-WINDOW */
 #define FLUSH_EVERY 37 /* the child flushes after every this many batches */
 
-/* Valgrind runs everything 20-50x slower: the runs shrink there. */
-static int under_valgrind(void) {
-  const char *z = getenv("LD_PRELOAD");
-  return getenv("STRATA_VALGRIND") != NULL || (z && strstr(z, "vgpreload") != NULL);
-}
-
 /* Messages from the child (one write() each, so they arrive whole). */
 #define MSG_ACK 1   /* batch v is committed */
 #define MSG_FLUSH 2 /* about to call strata_flush */
@@ -502,13 +496,13 @@ static void run_crash(const char *zName, int sync, int nRound) {
 }
 
 static void test_crash_sync_full(void) {
-  run_crash("crash_full", STRATA_SYNC_FULL, test_soak() ? 500 : under_valgrind() ? 4 : 60);
+  run_crash("crash_full", STRATA_SYNC_FULL, test_soak() ? 500 : test_valgrind() ? 4 : 60);
 }
 static void test_crash_sync_normal(void) {
-  run_crash("crash_normal", STRATA_SYNC_NORMAL, test_soak() ? 200 : under_valgrind() ? 3 : 30);
+  run_crash("crash_normal", STRATA_SYNC_NORMAL, test_soak() ? 200 : test_valgrind() ? 3 : 30);
 }
 static void test_crash_sync_off(void) {
-  run_crash("crash_off", STRATA_SYNC_OFF, test_soak() ? 100 : under_valgrind() ? 2 : 20);
+  run_crash("crash_off", STRATA_SYNC_OFF, test_soak() ? 100 : test_valgrind() ? 2 : 20);
 }
 
 int main(void) {

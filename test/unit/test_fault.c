@@ -53,12 +53,6 @@
 #define MAX_SUB 8
 #define MAX_UNCERTAIN 6
 
-/* Valgrind runs everything 20-50x slower: the runs shrink there. */
-static int under_valgrind(void) {
-  const char *z = getenv("LD_PRELOAD");
-  return getenv("STRATA_VALGRIND") != NULL || (z && strstr(z, "vgpreload") != NULL);
-}
-
 /* THE NO-SYNC BASE ENV: the POSIX env with fsync turned into a no-op. */
 
 typedef struct NsFile {
@@ -523,8 +517,8 @@ static void sweep(const Kind *k) {
   snprintf(zDir, sizeof(zDir), "%s", test_dir(k->zName));
   n = getenv("STRATA_FAULT_FROM") ? atoi(getenv("STRATA_FAULT_FROM")) : 1;
   /* Under valgrind, a sample of the positions: every 7th, from a random start. */
-  if (under_valgrind() && !getenv("STRATA_FAULT_FROM")) n = 1 + (int)(time(0) % 7);
-  for (; n <= nMax && bFired; n += under_valgrind() ? 7 : 1) {
+  if (test_valgrind() && !getenv("STRATA_FAULT_FROM")) n = 1 + (int)(time(0) % 7);
+  for (; n <= nMax && bFired; n += test_valgrind() ? 7 : 1) {
     memset(r, 0, sizeof(*r));
     r->zKind = k->zName;
     r->kind = k->kind;
@@ -620,9 +614,9 @@ static void test_fault_malloc(void) {
   /* Every allocation up to there, once each (a sample beyond the first
   ** thousand unless STRATA_SOAK). */
   step = (!test_soak() && hi > 1500) ? hi / 1000 : 1;
-  if (under_valgrind()) step = 7;
+  if (test_valgrind()) step = 7;
   n = getenv("STRATA_FAULT_FROM") ? atoi(getenv("STRATA_FAULT_FROM")) : 1;
-  for (; n <= hi + 5; n += (n < 300 && !under_valgrind() ? 1 : step)) {
+  for (; n <= hi + 5; n += (n < 300 && !test_valgrind() ? 1 : step)) {
     memset(r, 0, sizeof(*r));
     r->zKind = "NOMEM";
     r->kind = 0;

@@ -18,12 +18,6 @@
 
 #include <pthread.h>
 
-/* Valgrind runs everything 20-50x slower: shrink the big loops there. */
-static int underValgrind(void) {
-  const char *z = getenv("LD_PRELOAD");
-  return getenv("STRATA_VALGRIND") != NULL || (z && strstr(z, "vgpreload") != NULL);
-}
-
 /* Build the internal key (k, seq, type) into a; returns its length. */
 static size_t mkIkey(u8 *a, const void *k, size_t n, u64 seq, int type) {
   if (n) memmove(a, k, n); /* k may be a itself */
@@ -1018,7 +1012,7 @@ static void test_concurrent(void) {
   u64 n;
   int i;
   memset(&c, 0, sizeof(c));
-  c.nWrite = underValgrind() ? 20000 : 200000;
+  c.nWrite = test_valgrind() ? 20000 : 200000;
   c.seed = test_seed("memtable race");
   CHECK_EQ(strataMemtableNew(&c.p), STRATA_OK);
   CHECK_EQ(pthread_create(&aThread[0], NULL, raceWriter, &c), 0);
@@ -1048,7 +1042,7 @@ static void test_concurrent(void) {
 
 /* Informational only: never asserted on timing. */
 static void test_bench(void) {
-  const size_t N = underValgrind() ? 50000 : 1000000;
+  const size_t N = test_valgrind() ? 50000 : 1000000;
   u8 *aKey = malloc(N * 16);
   Memtable *p = NULL;
   TestRng rng;

@@ -41,12 +41,6 @@
 #define MAX_SAVEPOINT 8 /* savepoints per transaction */
 #define LARGE_VALUE (100 * 1024)
 
-/* Valgrind runs everything 20-50x slower: the runs shrink there. */
-static int under_valgrind(void) {
-  const char *z = getenv("LD_PRELOAD");
-  return getenv("STRATA_VALGRIND") != NULL || (z && strstr(z, "vgpreload") != NULL);
-}
-
 /* BLOBS */
 
 typedef struct Blob {
@@ -914,7 +908,7 @@ static void do_txn(Ctx *x) {
 static void run_variant(const Variant *v) {
   Ctx *x = calloc(1, sizeof(Ctx));
   uint64_t seed;
-  long nOp = test_soak() ? v->nOp * 10 : under_valgrind() ? v->nOp / 25 : v->nOp;
+  long nOp = test_soak() ? v->nOp * 10 : test_valgrind() ? v->nOp / 25 : v->nOp;
   int i;
   time_t t0 = time(0);
   char zWhat[100];
@@ -1006,7 +1000,7 @@ static void run_variant(const Variant *v) {
     }
   }
   /* The run must have exercised what it is for (valgrind's runs are short). */
-  if (!x->bStop && !under_valgrind()) {
+  if (!x->bStop && !test_valgrind()) {
     MCHECK(x, x->nFlush > 5, "only %ld flushes", x->nFlush);
     MCHECK(x, x->nTxnCommit > 5, "only %ld transactions committed", x->nTxnCommit);
     if (v->bDisableCompaction)

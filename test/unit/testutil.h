@@ -110,4 +110,12 @@ static inline uint64_t test_seed(const char *zWhat) {
 /* 1 when the long (soak) variant was asked for. */
 static inline int test_soak(void) { return getenv("STRATA_SOAK") != 0; }
 
+/* 1 under valgrind (`make check-valgrind` sets STRATA_VALGRIND; valgrind's
+** preload is the sign otherwise), which runs everything 20-50x slower: the
+** big loops shrink there. */
+static inline int test_valgrind(void) {
+  const char *z = getenv("LD_PRELOAD");
+  return getenv("STRATA_VALGRIND") != NULL || (z && strstr(z, "vgpreload") != NULL);
+}
+
 #endif
