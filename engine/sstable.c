@@ -42,8 +42,8 @@
 **   memory for the reader's lifetime (charged to the block cache, if any, as
 **   one pinned entry: see CHARGING THE CACHE). Data blocks are read on
 **   demand: through the block cache when there is one (key (id, block
-**   offset), value the decoded block, charge its allocation), else into a
-**   buffer of the iterator (or, for Get, a temporary one). Every read from
+**   offset), value the decoded block, charge its allocation plus the
+**   entry's own cost), else into a buffer of the iterator (or, for Get, a temporary one). Every read from
 **   disk is checksummed; a mismatch is STRATA_CORRUPT naming the file and
 **   offset, and the bytes are never used. Every handle and length read from
 **   the file is checked against the file before it is used.
@@ -1080,6 +1080,12 @@ static int sstLoadBlock(SstReader *r, u64 off, u64 size, SstBlock **ppBlk) {
   return STRATA_OK;
 }
 
+/* What a data block costs the cache: its buffer and the entry (USAGE in
+** cache.c). */
+static inline size_t sstBlockCharge(const SstBlock *p) {
+  return offsetof(SstBlock, a) + p->nAlloc + strataCacheEntryOverhead();
+}
+
 /* A data block pinned for use: in the cache (h) or owned (pOwned). */
 typedef struct BlockRef {
   CacheHandle *h;
@@ -1110,8 +1116,8 @@ static int sstPinBlock(SstReader *r, u64 off, u64 size, int bFill, BlockRef *pRe
   pRef->a = pBlk->a;
   pRef->n = pBlk->n;
   if (r->pCache && bFill) {
-    CacheHandle *h = strataCacheInsert(r->pCache, r->id, off, pBlk,
-                                       offsetof(SstBlock, a) + pBlk->nAlloc, sstBlockFree);
+    CacheHandle *h =
+        strataCacheInsert(r->pCache, r->id, off, pBlk, sstBlockCharge(pBlk), sstBlockFree);
     if (!h) return strataErr(STRATA_NOMEM, "out of memory");
     pRef->h = h;
   } else {
@@ -1127,7 +1133,7 @@ static void sstCacheOwned(SstReader *r, u64 off, BlockRef *pRef) {
   SstBlock *pBlk = pRef->pOwned;
   if (!pBlk || !r->pCache) return;
   pRef->pOwned = NULL;
-  strataCacheAdd(r->pCache, r->id, off, pBlk, offsetof(SstBlock, a) + pBlk->nAlloc, sstBlockFree);
+  strataCacheAdd(r->pCache, r->id, off, pBlk, sstBlockCharge(pBlk), sstBlockFree);
 }
 
 static void sstUnpinBlock(SstReader *r, BlockRef *pRef) {

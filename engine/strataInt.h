@@ -440,6 +440,9 @@ void strataCacheErase(BlockCache *c, u64 id, u64 off);
 /* Erase every entry with this id (a deleted file). */
 void strataCacheEraseId(BlockCache *c, u64 id);
 size_t strataCacheUsage(BlockCache *c);
+/* Bytes an entry costs beyond its value (its handle, its share of the slot
+** array, allocator headers): callers whose charge is bytes add it. */
+size_t strataCacheEntryOverhead(void);
 /* Set a new capacity, evicting unpinned entries beyond it. */
 void strataCacheSetCapacity(BlockCache *c, size_t nCapacity);
 u64 strataCacheNewId(BlockCache *c); /* a fresh id, for readers without a file number */

@@ -1497,6 +1497,47 @@ static void test_sst_get_hashed(void) {
   modelFree(&m);
 }
 
+/* A cached data block is charged its buffer and the cache entry's own cost
+** (strataCacheEntryOverhead), so that the cache's capacity bounds the memory
+** it really holds. Uncompressed 4 KiB blocks: every block but the last holds
+** at least 4096 bytes, so its buffer (rounded to 128 bytes, with the 5-byte
+** trailer read into it) has at least 4224 bytes after a 16-byte header. */
+static void test_sst_cache_charge(void) {
+  const char *zPath = tablePath("charge.sst");
+  Model m;
+  TestRng rng = {77};
+  SstOptions o = defaultOpts();
+  SstProps props;
+  SstReader *r = NULL;
+  StrataBuf val = {0};
+  BlockCache *c = NULL;
+  size_t nMeta;
+  int found = 0, type = 0;
+  u8 u[64];
+  size_t nu;
+  o.compression = STRATA_COMPRESSION_NONE;
+  modelMake(&m, 2000, 1, 60, &rng);
+  CHECK_EQ(buildTable(zPath, &m, &o, NULL, &props), STRATA_OK);
+  CHECK(props.nDataBlocks > 2);
+  strataSstPropsFree(&props);
+  CHECK(strataCacheEntryOverhead() >= 100);
+  CHECK_EQ(strataCacheNew(8 * 1024 * 1024, &c), STRATA_OK);
+  CHECK_EQ(strataSstOpen(strataEnvDefault(), zPath, strataCacheNewId(c), c, NULL, &r), STRATA_OK);
+  if (!r || !c) return;
+  nMeta = strataCacheUsage(c);
+  /* The first key: a miss, added to the cache unpinned. */
+  nu = userKey(u, 0, 1);
+  CHECK_EQ(strataSstGet(r, u, nu, STRATA_MAX_SEQ, NULL, &found, &type, &val), STRATA_OK);
+  CHECK_EQ(found, 1);
+  CHECK_EQ(strataCacheCount(c), 2);
+  CHECK(strataCacheUsage(c) - nMeta >= 16 + 4224 + strataCacheEntryOverhead());
+  CHECK(strataCacheUsage(c) - nMeta < 16 + 4224 + 512 + strataCacheEntryOverhead());
+  strataSstClose(r);
+  strataCacheFree(c);
+  strataBufFree(&val);
+  modelFree(&m);
+}
+
 int main(void) {
   const char *zPre = getenv("LD_PRELOAD");
   bValgrind = zPre && strstr(zPre, "vgpreload") != NULL;
@@ -1518,6 +1559,7 @@ int main(void) {
   RUN(test_sst_threads);
   RUN(test_sst_index_windows);
   RUN(test_sst_get_hashed);
+  RUN(test_sst_cache_charge);
   RUN(test_sst_speed);
   strataCacheFree(gCache);
   test_rmdir(zDir);
