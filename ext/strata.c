@@ -3002,6 +3002,39 @@ static int buildRanges(Cursor *c, PosCons *aPc, int nPrefix, int nKey) {
   return rc;
 }
 
+/* INTEGER KEY LOOKUP
+** `WHERE k = ?` with an integer on a table whose key is one INTEGER column
+** (or the rowid) is the commonest filter there is: its key is encoded
+** straight into the cursor's bound arena as the one point range, without
+** the constraint lists, sorting and range building that IN lists, composite
+** keys and bounds need. It gives the same range the general path builds:
+** INTEGER affinity leaves an integer as it is. Returns 0 if the filter is
+** not of that shape, and the general path takes it. */
+static int filterIntPoint(Cursor *c, Vtab *p, const char *idxStr, int argc,
+                          sqlite3_value **argv, int *pRc) {
+  TableDef *pDef = p->pDef;
+  KcValue kv;
+  KeyRange *r;
+  if (argc != 1 || pDef->nKey != 1 || !idxStr || idxStr[0] != 'A' || idxStr[1] != OP_EQ ||
+      idxStr[2] != 0 || sqlite3_value_type(argv[0]) != SQLITE_INTEGER) {
+    return 0;
+  }
+  if (pDef->aiKey[0] >= 0 && pDef->aCol[pDef->aiKey[0]].cAff != AFF_INTEGER) return 0;
+  kv.eType = SQLITE_INTEGER;
+  kv.i = sqlite3_value_int64(argv[0]);
+  if (growBuf(&c->aBound, &c->nBoundAlloc, KC_NUM_MAXLEN) || rangeAdd(c, &r)) {
+    *pRc = SQLITE_NOMEM;
+    c->bEof = 1;
+    return 1;
+  }
+  c->bPoint = 1;
+  c->nBound = keycodecKeyPut(c->aBound, &kv);
+  r->iLo = 0;
+  r->nLo = c->nBound;
+  *pRc = csrStartRange(c, p);
+  return 1;
+}
+
 static int strataFilter(sqlite3_vtab_cursor *pCur, int idxNum, const char *idxStr, int argc,
                         sqlite3_value **argv) {
   Cursor *c = (Cursor *)pCur;
@@ -3032,6 +3065,7 @@ static int strataFilter(sqlite3_vtab_cursor *pCur, int idxNum, const char *idxSt
 
   rc = csrChooseSource(c, p);
   if (rc) return rc;
+  if (filterIntPoint(c, p, idxStr, argc, argv, &rc)) return rc;
   for (k = 0; k < nKey; k++) posReset(&aPc[k]);
 
   for (i = 0; rc == SQLITE_OK && i < argc && idxStr && idxStr[2 * i]; i++) {
