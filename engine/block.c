@@ -66,8 +66,10 @@
 **   treated as hostile: a varint that runs off the end, an entry that
 **   overruns the entries, a shared prefix longer than the previous key, a
 **   key shorter than an internal key trailer, a restart offset out of range:
-**   each makes the iterator invalid with base.rc = STRATA_CORRUPT. Nothing is
-**   ever read outside [a, a+n).
+**   each makes the iterator invalid with base.rc = STRATA_CORRUPT when it
+**   decodes that entry (the prefix scan passes over entries checking only
+**   their lengths, as a Seek passes over whole regions). Nothing is ever
+**   read outside [a, a+n).
 */
 #include "block.h"
 
@@ -479,12 +481,13 @@ static inline void seekTake(BlockIter *it, u32 iCur, const u8 *p, const u8 *pPre
 ** iterator in a state seekScanKeys goes on from: on an entry < k,
 ** assembled, or back at the restart point it started from. */
 static int seekScanPrefix(BlockIter *it, const SeekKey *k) {
-  const u8 *a = it->aData, *pLimit = a + it->nLimit, *pT = k->p;
+  const u8 *a = it->aData, *pT = k->p;
+  const u32 nLimit = it->nLimit;
   const size_t nuT = k->n - STRATA_TRAILER;
   const size_t nKeyMax = it->nKeyAlloc - 8; /* nKeyAlloc >= BLOCK_INLINE_KEY */
   const u32 r0 = it->iRestart;
   u32 iNext = it->iNext;
-  size_t nKPrev = it->base.nKey, m = 0;
+  size_t m = 0;
   if (it->base.nKey) {
     /* Going on from the current entry, which is < k. */
     size_t nuK = it->base.nKey - STRATA_TRAILER, lim = nuK < nuT ? nuK : nuT;
@@ -493,28 +496,30 @@ static int seekScanPrefix(BlockIter *it, const SeekKey *k) {
   }
   for (;;) {
     const u8 *p = a + iNext;
-    u32 shared, unshared, nVal;
+    u32 shared, unshared, nVal, iEnd;
     size_t nk, nuK, lim, d;
-    if (p == pLimit) {
+    if (iNext == nLimit) { /* the entries end exactly there (iNext never passes it) */
       it->iNext = iNext;
       it->base.bValid = 0;
       return 1;
     }
-    if (pLimit - p < 3 || (p[0] | p[1] | p[2]) >= 0x80) break;
+    /* p < the restart array, which is 8 bytes or more: p[0..2] are in the
+    ** block even if the entry is not. */
+    if ((p[0] | p[1] | p[2]) >= 0x80) break;
     shared = p[0];
     unshared = p[1];
     nVal = p[2];
+    iEnd = iNext + 3 + unshared + nVal; /* no overflow: nLimit < 2 GiB */
+    if (iEnd > nLimit) break;
     p += 3;
-    nk = (size_t)shared + unshared;
-    if (shared > nKPrev || (size_t)unshared + nVal > (size_t)(pLimit - p) || nk < STRATA_TRAILER ||
-        nk > nKeyMax) {
-      break;
-    }
-    nKPrev = nk;
     if (shared > m) {
-      iNext = (u32)(p + unshared + nVal - a); /* like the key before it, < k */
+      /* Like the key before it, < k. Only what moving on needs is checked:
+      ** the entry is not read (a Seek does not read every entry). */
+      iNext = iEnd;
       continue;
     }
+    nk = (size_t)shared + unshared;
+    if (nk < STRATA_TRAILER || nk > nKeyMax) break;
     /* Its first `shared` bytes are its predecessor's, which are k's: the
     ** comparison starts there. (This holds for keys stored whole, shared =
     ** 0, too, and does not depend on `shared` being the longest possible.) */
