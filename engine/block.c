@@ -28,6 +28,20 @@
 **   current entry: merging iterators seek near where they are all the time.
 **   Prev: see REVERSE.
 **
+** PREFIX SCAN
+**
+**   Seek's forward scan mostly does not assemble the keys it passes. It
+**   keeps m, the first byte at which the last key passed (< target) differs
+**   from the target, inside both user keys. An entry that shares more than
+**   m bytes with its predecessor has the same byte m, so it is < target too
+**   and is skipped on its header alone; one that shares s <= m bytes starts
+**   with the target's first s bytes, so it is compared from byte s on,
+**   straight from the block, and either gives a new m or is the answer. Only
+**   the answer's key is assembled (the target's first s bytes, then its own).
+**   Keys with nothing to reason from (one user key a prefix of the other)
+**   and entries off the common form go to the plain scan, which assembles
+**   every key.
+**
 **   A key that starts a restart region (shared = 0) is used in place; other
 **   keys are assembled in the iterator's key buffer, which starts as an
 **   inline array and grows (once) only when a longer key appears. So
@@ -52,8 +66,10 @@
 **   treated as hostile: a varint that runs off the end, an entry that
 **   overruns the entries, a shared prefix longer than the previous key, a
 **   key shorter than an internal key trailer, a restart offset out of range:
-**   each makes the iterator invalid with base.rc = STRATA_CORRUPT. Nothing is
-**   ever read outside [a, a+n).
+**   each makes the iterator invalid with base.rc = STRATA_CORRUPT when it
+**   decodes that entry (the prefix scan passes over entries checking only
+**   their lengths, as a Seek passes over whole regions). Nothing is ever
+**   read outside [a, a+n).
 */
 #include "block.h"
 
@@ -361,13 +377,14 @@ static inline int seekCompare(const u8 *pK, size_t nK, const SeekKey *k) {
   return strataIkeyCompare(pK, nK, k->p, k->n);
 }
 
-/* Seek's forward scan: make current the first entry from iNext on that is
-** >= the target k (invalid at the end). It is parseNext and a comparison in a
+/* Seek's forward scan the plain way: make current the first entry from
+** iNext on that is >= the target k (invalid at the end), assembling every
+** key. It is parseNext and a comparison in a
 ** loop, with the iterator's state kept in locals (stores into the key
 ** buffer would otherwise make the compiler reload it after every entry)
 ** while entries take the common form: one-byte lengths, and a key with
 ** room for word copies. Anything else is left to parseNext. */
-static void seekScan(BlockIter *it, const SeekKey *k) {
+static void seekScanKeys(BlockIter *it, const SeekKey *k) {
   const u8 *a = it->aData, *pLimit = a + it->nLimit;
   u8 *aKey = it->aKey;
   const size_t nKeyMax = it->nKeyAlloc - 8; /* nKeyAlloc >= BLOCK_INLINE_KEY */
@@ -421,6 +438,124 @@ static void seekScan(BlockIter *it, const SeekKey *k) {
   while (parseNext(it)) {
     if (seekCompare(it->base.pKey, it->base.nKey, k) >= 0) return;
   }
+}
+
+/* The first index below n where a and b differ, or n. Word reads from
+** below n may go 7 bytes past it: the callers' bytes there are user key
+** bytes followed by an 8-byte trailer. */
+static inline size_t ukeyDiff(const u8 *a, const u8 *b, size_t n) {
+  size_t i;
+  for (i = 0; i < n; i += 8) {
+    u64 x = strataGet64(a + i) ^ strataGet64(b + i);
+    if (x) {
+      i += (size_t)__builtin_ctzll(x) >> 3; /* little-endian: low byte first */
+      return i < n ? i : n;
+    }
+  }
+  return n;
+}
+
+/* Make the entry at offset iCur current: its header ends at p, its key is
+** the first `shared` bytes of pPrefix, then `unshared` bytes at p. */
+static inline void seekTake(BlockIter *it, u32 iCur, const u8 *p, const u8 *pPrefix, u32 shared,
+                            u32 unshared, u32 nVal) {
+  if (shared == 0) {
+    it->base.pKey = p;
+  } else {
+    memcpy(it->aKey, pPrefix, shared);
+    strataBlockCopyWords(it->aKey + shared, p, unshared); /* safe: see parseNext */
+    it->base.pKey = it->aKey;
+  }
+  it->base.nKey = (size_t)shared + unshared;
+  it->base.pVal = p + unshared;
+  it->base.nVal = nVal;
+  it->iCur = iCur;
+  it->iNext = (u32)(p + unshared + nVal - it->aData);
+  restartFollow(it);
+  it->base.bValid = 1;
+}
+
+/* Seek's forward scan by prefixes (PREFIX SCAN): the first entry from iNext
+** on that is >= k becomes current, or the iterator goes invalid at the end
+** of the entries; returns 1 then. Returns 0 when it stops short, with the
+** iterator in a state seekScanKeys goes on from: on an entry < k,
+** assembled, or back at the restart point it started from. */
+static int seekScanPrefix(BlockIter *it, const SeekKey *k) {
+  const u8 *a = it->aData, *pT = k->p;
+  const u32 nLimit = it->nLimit;
+  const size_t nuT = k->n - STRATA_TRAILER;
+  const size_t nKeyMax = it->nKeyAlloc - 8; /* nKeyAlloc >= BLOCK_INLINE_KEY */
+  const u32 r0 = it->iRestart;
+  u32 iNext = it->iNext;
+  size_t m = 0;
+  if (it->base.nKey) {
+    /* Going on from the current entry, which is < k. */
+    size_t nuK = it->base.nKey - STRATA_TRAILER, lim = nuK < nuT ? nuK : nuT;
+    m = ukeyDiff(it->base.pKey, pT, lim);
+    if (m == lim) return 0; /* one user key is a prefix of the other */
+  }
+  for (;;) {
+    const u8 *p = a + iNext;
+    u32 shared, unshared, nVal, iEnd;
+    size_t nk, nuK, lim, d;
+    if (iNext == nLimit) { /* the entries end exactly there (iNext never passes it) */
+      it->iNext = iNext;
+      it->base.bValid = 0;
+      return 1;
+    }
+    /* p < the restart array, which is 8 bytes or more: p[0..2] are in the
+    ** block even if the entry is not. */
+    if ((p[0] | p[1] | p[2]) >= 0x80) break;
+    shared = p[0];
+    unshared = p[1];
+    nVal = p[2];
+    iEnd = iNext + 3 + unshared + nVal; /* no overflow: nLimit < 2 GiB */
+    if (iEnd > nLimit) break;
+    p += 3;
+    if (shared > m) {
+      /* Like the key before it, < k. Only what moving on needs is checked:
+      ** the entry is not read (a Seek does not read every entry). */
+      iNext = iEnd;
+      continue;
+    }
+    nk = (size_t)shared + unshared;
+    if (nk < STRATA_TRAILER || nk > nKeyMax) break;
+    /* Its first `shared` bytes are its predecessor's, which are k's: the
+    ** comparison starts there. (This holds for keys stored whole, shared =
+    ** 0, too, and does not depend on `shared` being the longest possible.) */
+    m = shared;
+    nuK = nk - STRATA_TRAILER;
+    if (nuK < m) break; /* cannot follow its predecessor: see seekScanKeys */
+    lim = nuK < nuT ? nuK : nuT;
+    d = m + ukeyDiff(p, pT + m, lim - m);
+    if (d < lim) {
+      if (p[d - m] < pT[d]) {
+        m = d;
+        iNext = (u32)(p + unshared + nVal - a);
+        continue;
+      }
+    } else if (nuK < nuT || (nuK == nuT && strataGet64(p + nuK - m) > strataGet64(pT + nuT))) {
+      /* < k (a shorter user key, or the same with a larger trailer, which
+      ** sorts first), with no differing byte to go on from. */
+      seekTake(it, iNext, p, pT, shared, unshared, nVal);
+      return 0;
+    }
+    /* >= k. */
+    seekTake(it, iNext, p, pT, shared, unshared, nVal);
+    return 1;
+  }
+  /* An entry the fast path does not take (long lengths, a long key, or
+  ** damage): the plain scan starts over from the restart point, and
+  ** reports any damage. */
+  seekToRestart(it, r0);
+  return 0;
+}
+
+/* Seek's forward scan: make current the first entry from iNext on that is
+** >= the target k (invalid at the end). */
+static void seekScan(BlockIter *it, const SeekKey *k) {
+  if (seekScanPrefix(it, k)) return;
+  if (it->base.rc == STRATA_OK) seekScanKeys(it, k);
 }
 
 /* The key of restart entry i, in place. Returns 0 on damage (rc set). */

@@ -408,6 +408,66 @@ static void test_block_huge_value(void) {
   refFree(&r);
 }
 
+/* Keys as the SQL layer writes integers (a type byte, 8 bytes big-endian),
+** dense and sparse, some with several versions: the prefix scan of Seek
+** decides most entries from one differing byte. Besides checkBlock, seek
+** ascending through the block from a positioned iterator (a Seek goes on
+** from the current entry when the target is in its restart region), to
+** every key, its neighbours and other versions of it. */
+static void test_block_int_keys(void) {
+  TestRng rng;
+  int round;
+  test_srand(&rng, test_seed("block_int_keys"));
+  for (round = 0; round < 6; round++) {
+    Ref r;
+    StrataBuf blk;
+    StrataIter *it;
+    int i, n = 0, nBad = 0, aInt[] = {1, 3, 16};
+    u64 v = round < 3 ? 1000 : ((u64)1 << 40) - 300;
+    r.a = calloc(600, sizeof(Ent));
+    for (i = 0; i < 300; i++) {
+      u8 u[9];
+      int nVer = test_randn(&rng, 5) == 0 ? 2 : 1, j;
+      v += round % 3 == 0 ? 1 : 1 + test_randn(&rng, round % 3 == 1 ? 5 : 70000);
+      u[0] = 0x3;
+      strataPut64(u + 1, __builtin_bswap64(v));
+      for (j = 0; j < nVer; j++) {
+        Ent *e = &r.a[n++];
+        e->k = mkIkey(u, 9, 100 - (u64)j * 10, 1, &e->nk);
+        e->nv = 1 + test_randn(&rng, 30);
+        e->v = malloc(e->nv);
+        memset(e->v, 'a' + j, e->nv);
+      }
+    }
+    r.n = n;
+    checkBlock(&r, aInt[round % 3], &rng);
+    blk = buildBlock(&r, aInt[round % 3]);
+    CHECK_EQ(strataBlockIterNew(blk.a, blk.n, &it), STRATA_OK);
+    it->pMethods->xSeekFirst(it);
+    for (i = 0; i < r.n; i++) {
+      u8 k[17];
+      u64 kv = __builtin_bswap64(strataGet64(r.a[i].k + 1)), seq;
+      int d;
+      for (d = -1; d <= 1; d++) {
+        int want;
+        k[0] = 0x3;
+        strataPut64(k + 1, __builtin_bswap64(kv + (u64)d));
+        /* A seq above, between and below the versions. */
+        seq = d == 0 ? 95 + test_randn(&rng, 3) * 5 : 200;
+        strataPut64(k + 9, strataPackTrailer(seq, 1));
+        want = refLowerBound(&r, k, 17);
+        if (d < 0 && want < i) continue; /* seeks only go forward here */
+        it->pMethods->xSeek(it, k, 17);
+        if (!atRef(it, &r, want)) nBad++;
+      }
+    }
+    CHECK_EQ(nBad, 0);
+    strataIterClose(it);
+    strataBufFree(&blk);
+    refFree(&r);
+  }
+}
+
 /* Builder reuse after Reset produces identical blocks. */
 static void test_block_builder_reset(void) {
   BlockBuilder b;
@@ -525,6 +585,7 @@ int main(void) {
   RUN(test_block_restart_boundaries);
   RUN(test_block_single_and_empty);
   RUN(test_block_huge_value);
+  RUN(test_block_int_keys);
   RUN(test_block_builder_reset);
   RUN(test_block_damage);
   return TEST_SUMMARY();
