@@ -365,18 +365,6 @@ int strata_txn_release(strata_txn *t, int i) {
   return STRATA_OK;
 }
 
-static int txnCollectOp(void *pCtx, u64 seq, int type, const u8 *k, size_t nk, const u8 *v,
-                        size_t nv) {
-  BatchOpRef *p = (BatchOpRef *)pCtx + seq;
-  p->pKey = k;
-  p->nKey = (u32)nk;
-  p->pVal = v;
-  p->nVal = (u32)nv;
-  p->iOp = (u32)seq;
-  p->type = type;
-  return STRATA_OK;
-}
-
 /* SORTING AT COMMIT
 ** Operations are sorted as (8-byte big-endian key prefix, position) pairs.
 ** A large batch is sorted by its prefixes with a least significant byte
@@ -476,7 +464,9 @@ static void txnSortRadix(TxnSortEnt *a, TxnSortEnt *aTmp, u32 n, const BatchOpRe
 /* Hand the batch to the write path with its operations in key order: from
 ** the index when it is complete, else sorted here. */
 static int txnCommit(strata_txn *t) {
-  BatchOpRef *a;
+  BatchOpRef *a, *aSorted;
+  TxnSortEnt *aEnt;
+  u32 i;
   int rc;
   if (t->nIndexed == t->nOp) return strataDbWriteTxn(t->db, &t->batch, t->pMem, NULL);
   if (t->nIndexed > 0) {
@@ -489,19 +479,16 @@ static int txnCommit(strata_txn *t) {
   ** the sort entries and their scratch. */
   a = strataMalloc((sizeof(BatchOpRef) * 2 + sizeof(TxnSortEnt) * 2) * (size_t)t->nOp);
   if (!a) return strataErr(STRATA_NOMEM, "out of memory");
-  rc = strataBatchForEach(&t->batch, STRATA_BATCH_HEADER, 0, a, txnCollectOp);
-  if (rc == STRATA_OK) {
-    BatchOpRef *aSorted = a + t->nOp;
-    TxnSortEnt *aEnt = (TxnSortEnt *)(void *)(aSorted + t->nOp);
-    u32 i;
-    for (i = 0; i < t->nOp; i++) {
-      aEnt[i].prefix = strataKeyWindow(a[i].pKey, a[i].nKey, 0);
-      aEnt[i].iOp = i;
-    }
-    txnSortRadix(aEnt, aEnt + t->nOp, t->nOp, a);
-    for (i = 0; i < t->nOp; i++) aSorted[i] = a[aEnt[i].iOp];
-    rc = strataDbWriteTxn(t->db, &t->batch, NULL, aSorted);
+  aSorted = a + t->nOp;
+  aEnt = (TxnSortEnt *)(void *)(aSorted + t->nOp);
+  strataBatchCollect(&t->batch, a);
+  for (i = 0; i < t->nOp; i++) {
+    aEnt[i].prefix = strataKeyWindow(a[i].pKey, a[i].nKey, 0);
+    aEnt[i].iOp = i;
   }
+  txnSortRadix(aEnt, aEnt + t->nOp, t->nOp, a);
+  for (i = 0; i < t->nOp; i++) aSorted[i] = a[aEnt[i].iOp];
+  rc = strataDbWriteTxn(t->db, &t->batch, NULL, aSorted);
   strataFreeMem(a);
   return rc;
 }
