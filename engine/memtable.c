@@ -56,8 +56,9 @@
 ** descending. A search computes the target's first 8 key bytes as one
 ** big-endian integer (its window) once; a step loads a node's window and
 ** compares two integers, which decides almost every step, and only equal
-** windows go on to compare the remaining bytes (out of line, so the inline
-** step stays small). A search remembers the node it last found to be >=
+** windows go on to compare the remaining bytes. Both are forced inline:
+** left to itself the compiler made the comparison a call, which cost more
+** than the comparison. A search remembers the node it last found to be >=
 ** the target, so it does not compare it again on the way down.
 **
 ** WRITER SPLICE
@@ -271,8 +272,9 @@ static inline void targetInit(MemTarget *t, const u8 *pUkey, size_t nUkey, u64 t
 }
 
 /* nodeCompare for keys with equal windows: the rest of the user keys, then
-** the trailers. Out of line, so that the inline fast path stays small. */
-static __attribute__((noinline)) int nodeCompareTail(const MemNode *x, const MemTarget *t) {
+** the trailers. */
+static inline __attribute__((always_inline)) int nodeCompareTail(const MemNode *x,
+                                                                 const MemTarget *t) {
   const u8 *a = nodeKey(x);
   size_t na = x->nKey - STRATA_TRAILER;
   u64 ta;
