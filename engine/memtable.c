@@ -52,10 +52,14 @@
 ** given sequence of inserts always builds the same list.
 **
 ** Comparisons never materialize an internal key: the target is passed as
-** (user key, trailer), user keys are compared first (the first 8 bytes as
-** one big-endian integer, then memcmp), then trailers descending. A search
-** remembers the node it last found to be >= the target, so it does not
-** compare it again on the way down.
+** (user key, trailer), user keys are compared first, then trailers
+** descending. A search computes the target's first 8 key bytes as one
+** big-endian integer (its window) once; a step loads a node's window and
+** compares two integers, which decides almost every step, and only equal
+** windows go on to compare the remaining bytes. Both are forced inline:
+** left to itself the compiler made the comparison a call, which cost more
+** than the comparison. A search remembers the node it last found to be >=
+** the target, so it does not compare it again on the way down.
 **
 ** WRITER SPLICE
 **
@@ -64,7 +68,9 @@
 ** MEM_SPLICE_CLIMB levels of that splice, the insert starts there instead
 ** of at the head: ascending keys (an integer primary key, a bulk load, a
 ** sequential fill) then cost one or two comparisons with nodes still in
-** cache instead of a full O(log n) search. Other keys pay at most a few
+** cache instead of a full O(log n) search. An insert rewrites the splice
+** only at the levels it searched or linked the new node into: above them
+** the splice already holds the predecessors. Other keys pay at most a few
 ** comparisons with those cached nodes before the usual search. Six levels
 ** (4^6 = 4096 nodes per interval) let a sorted batch of a thousand keys
 ** into a memtable of a hundred thousand find every place from the splice;
@@ -247,16 +253,52 @@ static inline void nodePrefetch(const MemNode *x) {
   }
 }
 
-/* Compare node x's internal key with the internal key (pUkey/nUkey, trailer):
-** negative if x sorts first, 0 if equal, positive if x sorts after. */
-static inline int nodeCompare(const MemNode *x, const u8 *pUkey, size_t nUkey, u64 trailer) {
+/* A search target: an internal key given as (user key, trailer), with the
+** user key's first 8 bytes as a big-endian integer (strataKeyWindow). Most
+** steps of a search are decided by that window alone: one load and one
+** integer comparison, instead of a byte comparison of the keys. */
+typedef struct MemTarget {
+  const u8 *pUkey;
+  size_t nUkey;
+  u64 window;
+  u64 trailer;
+} MemTarget;
+
+static inline void targetInit(MemTarget *t, const u8 *pUkey, size_t nUkey, u64 trailer) {
+  t->pUkey = pUkey;
+  t->nUkey = nUkey;
+  t->window = strataKeyWindow(pUkey, nUkey, 0);
+  t->trailer = trailer;
+}
+
+/* nodeCompare for keys with equal windows: the rest of the user keys, then
+** the trailers. */
+static inline __attribute__((always_inline)) int nodeCompareTail(const MemNode *x,
+                                                                 const MemTarget *t) {
   const u8 *a = nodeKey(x);
   size_t na = x->nKey - STRATA_TRAILER;
   u64 ta;
-  int c = strataUkeyCompare(a, na, pUkey, nUkey);
+  int c;
+  /* Equal windows: equal first 8 bytes, unless a key is shorter than that. */
+  if (na >= 8 && t->nUkey >= 8) {
+    c = strataUkeyCompare(a + 8, na - 8, t->pUkey + 8, t->nUkey - 8);
+  } else {
+    c = strataUkeyCompare(a, na, t->pUkey, t->nUkey);
+  }
   if (c) return c;
   ta = strataGet64(a + na);
-  return ta > trailer ? -1 : (ta < trailer ? 1 : 0);
+  return ta > t->trailer ? -1 : (ta < t->trailer ? 1 : 0);
+}
+
+/* Compare node x's internal key with the target: negative if x sorts first,
+** 0 if equal, positive if x sorts after. */
+static inline __attribute__((always_inline)) int nodeCompare(const MemNode *x,
+                                                             const MemTarget *t) {
+  const u8 *a = nodeKey(x);
+  size_t na = x->nKey - STRATA_TRAILER;
+  u64 w = LIKELY(na >= 8) ? __builtin_bswap64(strataGet64(a)) : strataKeyWindow(a, na, 0);
+  if (w != t->window) return w < t->window ? -1 : 1;
+  return nodeCompareTail(x, t);
 }
 
 static int randomHeight(Memtable *p) {
@@ -275,17 +317,16 @@ static int randomHeight(Memtable *p) {
   return h;
 }
 
-/* The first node >= (pUkey/nUkey, trailer), or NULL if there is none. If
-** aPrev is not NULL, aPrev[i] is set to the last node < the target at level
-** i, for every level below the current height. */
-static MemNode *findGreaterOrEqual(Memtable *p, const u8 *pUkey, size_t nUkey, u64 trailer,
-                                   MemNode **aPrev) {
+/* The first node >= the target, or NULL if there is none. If aPrev is not
+** NULL, aPrev[i] is set to the last node < the target at level i, for every
+** level below the current height. */
+static MemNode *searchGe(Memtable *p, const MemTarget *t, MemNode **aPrev) {
   MemNode *x = &p->head;
   MemNode *pKnownGe = NULL; /* already found >= target: no need to compare again */
   int i = atomic_load_explicit(&p->nHeight, memory_order_relaxed) - 1;
   for (;;) {
     MemNode *pNext = nodeNext(x, i);
-    if (pNext && pNext != pKnownGe && nodeCompare(pNext, pUkey, nUkey, trailer) < 0) {
+    if (pNext && pNext != pKnownGe && nodeCompare(pNext, t) < 0) {
       x = pNext;
       continue;
     }
@@ -296,15 +337,25 @@ static MemNode *findGreaterOrEqual(Memtable *p, const u8 *pUkey, size_t nUkey, u
   }
 }
 
+/* searchGe for (pUkey/nUkey, trailer). */
+static MemNode *findGreaterOrEqual(Memtable *p, const u8 *pUkey, size_t nUkey, u64 trailer,
+                                   MemNode **aPrev) {
+  MemTarget t;
+  targetInit(&t, pUkey, nUkey, trailer);
+  return searchGe(p, &t, aPrev);
+}
+
 /* The last node of level iStop (or of the highest level, if that is lower)
 ** that is < (pUkey/nUkey, trailer), or the head if there is none. */
 static MemNode *findLessThan(Memtable *p, const u8 *pUkey, size_t nUkey, u64 trailer, int iStop) {
   MemNode *x = &p->head;
   MemNode *pKnownGe = NULL;
   int i = atomic_load_explicit(&p->nHeight, memory_order_relaxed) - 1;
+  MemTarget t;
+  targetInit(&t, pUkey, nUkey, trailer);
   for (;;) {
     MemNode *pNext = nodeNext(x, i);
-    if (pNext && pNext != pKnownGe && nodeCompare(pNext, pUkey, nUkey, trailer) < 0) {
+    if (pNext && pNext != pKnownGe && nodeCompare(pNext, &t) < 0) {
       x = pNext;
       continue;
     }
@@ -329,24 +380,25 @@ static MemNode *findLast(Memtable *p) {
   }
 }
 
-/* Writer only: fill aPrev[0..MEM_MAX_HEIGHT-1] for inserting the key
-** (pUkey/nUkey, trailer) from the splice left by the previous insert (see
-** WRITER SPLICE), without a search from the top. Returns 0, with aPrev
-** untouched, if the key is not a little after the previous one. */
-static int spliceFind(Memtable *p, const u8 *pUkey, size_t nUkey, u64 trailer, MemNode **aPrev) {
+/* Writer only: find where the target goes from the splice left by the
+** previous insert (see WRITER SPLICE), without a search from the top.
+** Returns the number n of levels it searched, with aPrev[i] (i < n) the
+** last node < the target at level i; at every level from n up, the splice
+** node is that node. Returns -1, with aPrev untouched, if the target is not
+** a little after the previous key. */
+static int spliceFind(Memtable *p, const MemTarget *t, MemNode **aPrev) {
   MemNode *x = p->aSplice[0];
   int nHeight = atomic_load_explicit(&p->nHeight, memory_order_relaxed);
   int iLevel, i;
-  if (x != &p->head && nodeCompare(x, pUkey, nUkey, trailer) >= 0) return 0;
+  if (x != &p->head && nodeCompare(x, t) >= 0) return -1;
   /* The lowest level whose splice interval holds the key; every level above
   ** holds it too, since their next nodes are no closer to the previous key. */
   for (iLevel = 0;; iLevel++) {
     MemNode *pNext;
-    if (iLevel == MEM_SPLICE_CLIMB || iLevel == nHeight) return 0;
+    if (iLevel == MEM_SPLICE_CLIMB || iLevel == nHeight) return -1;
     pNext = atomic_load_explicit(nodeLink(p->aSplice[iLevel], iLevel), memory_order_relaxed);
-    if (!pNext || nodeCompare(pNext, pUkey, nUkey, trailer) >= 0) break;
+    if (!pNext || nodeCompare(pNext, t) >= 0) break;
   }
-  for (i = iLevel; i < MEM_MAX_HEIGHT; i++) aPrev[i] = p->aSplice[i];
   x = p->aSplice[iLevel];
   for (i = iLevel - 1; i >= 0; i--) {
     for (;;) {
@@ -354,12 +406,12 @@ static int spliceFind(Memtable *p, const u8 *pUkey, size_t nUkey, u64 trailer, M
       /* If the walk descends at x, the next level starts with x's successor
       ** there: fetch it alongside pNext, so the two misses overlap. */
       if (i > 0) nodePrefetchHead(atomic_load_explicit(nodeLink(x, i - 1), memory_order_relaxed));
-      if (!pNext || nodeCompare(pNext, pUkey, nUkey, trailer) >= 0) break;
+      if (!pNext || nodeCompare(pNext, t) >= 0) break;
       x = pNext;
     }
     aPrev[i] = x;
   }
-  return 1;
+  return iLevel;
 }
 
 /* MEMTABLE */
@@ -452,10 +504,11 @@ int strataMemtableAdd(Memtable *p, u64 seq, int type, const u8 *pKey, size_t nKe
                       size_t nVal) {
   MemNode *aPrev[MEM_MAX_HEIGHT];
   MemNode *x;
+  MemTarget t;
   u64 trailer;
   size_t nTower, nByte;
   u8 *pMem, *pDst;
-  int h, nHeight;
+  int h, nHeight, nFound;
 
   assert(seq <= STRATA_MAX_SEQ);
   assert(type == STRATA_TYPE_DELETE || type == STRATA_TYPE_VALUE);
@@ -479,12 +532,17 @@ int strataMemtableAdd(Memtable *p, u64 seq, int type, const u8 *pKey, size_t nKe
   if (nVal) memcpy(pDst + nKey + STRATA_TRAILER, pVal, nVal);
 
   nHeight = atomic_load_explicit(&p->nHeight, memory_order_relaxed);
-  if (!spliceFind(p, pKey, nKey, trailer, aPrev)) {
-    MemNode *pGe = findGreaterOrEqual(p, pKey, nKey, trailer, aPrev);
+  targetInit(&t, pKey, nKey, trailer);
+  nFound = spliceFind(p, &t, aPrev);
+  if (nFound < 0) {
+    MemNode *pGe = searchGe(p, &t, aPrev);
     (void)pGe;
-    assert(pGe == NULL || nodeCompare(pGe, pKey, nKey, trailer) != 0); /* no duplicates */
-    for (int i = nHeight; i < MEM_MAX_HEIGHT; i++) aPrev[i] = &p->head;
+    assert(pGe == NULL || nodeCompare(pGe, &t) != 0); /* no duplicates */
+    nFound = nHeight;
   }
+  /* Above the levels searched the splice holds the predecessors (the head
+  ** above the current height): only the levels x joins need them. */
+  for (int i = nFound; i < h; i++) aPrev[i] = p->aSplice[i];
   if (h > nHeight) atomic_store_explicit(&p->nHeight, h, memory_order_relaxed);
   /* x's link at level i is written before the release store that makes x
   ** reachable at level i, and a reader follows x's links only at levels
@@ -497,7 +555,9 @@ int strataMemtableAdd(Memtable *p, u64 seq, int type, const u8 *pKey, size_t nKe
                           memory_order_relaxed);
     atomic_store_explicit(nodeLink(aPrev[i], i), x, memory_order_release);
   }
-  for (int i = 0; i < MEM_MAX_HEIGHT; i++) p->aSplice[i] = i < h ? x : aPrev[i];
+  /* The splice changes only where x was linked or a level was searched. */
+  for (int i = 0; i < h; i++) p->aSplice[i] = x;
+  for (int i = h; i < nFound; i++) p->aSplice[i] = aPrev[i];
   atomic_store_explicit(&p->nEntry, atomic_load_explicit(&p->nEntry, memory_order_relaxed) + 1,
                         memory_order_relaxed);
   atomic_store_explicit(&p->nUnused, p->nFree, memory_order_relaxed);

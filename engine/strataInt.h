@@ -416,6 +416,9 @@ typedef struct BatchOpRef {
   u32 iOp;
   int type;
 } BatchOpRef;
+/* Fill a[i] (room for strataBatchCount(b)) with operation i of a batch built
+** in memory (trusted); returns the number of operations. */
+u32 strataBatchCollect(const strata_batch *b, BatchOpRef *a);
 
 /* ------------------------------------------------------------------ */
 /* cache.c: a sharded LRU cache with a byte budget, keyed by (id, offset).

@@ -152,7 +152,7 @@ int keycodecNumCompare(const KcValue *a, const KcValue *b) {
 
 static size_t numPut(uint8_t *p, const KcValue *v) {
   double f;
-  int r, i;
+  int r;
   uint64_t u;
   numSplit(v, &f, &r);
   u = doubleBits(f);
@@ -162,7 +162,8 @@ static size_t numPut(uint8_t *p, const KcValue *v) {
     u |= (uint64_t)1 << 63;
   }
   p[0] = KC_TAG_NUM;
-  for (i = 0; i < 8; i++) p[1 + i] = (uint8_t)(u >> (56 - 8 * i));
+  u = __builtin_bswap64(u); /* big-endian on disk; the host is little-endian */
+  memcpy(p + 1, &u, 8);
   if (!hasRemainder(f)) return 9;
   p[9] = (uint8_t)(r >> 8);
   p[10] = (uint8_t)r;

@@ -352,6 +352,47 @@ static void test_commit_key_order(void) {
   commitKeyOrder("txn_order4", "%d", 0);
 }
 
+/* A commit that sorts its batch reads the operations back from the batch
+** encoding: keys and values on both sides of the one-byte length limit
+** (128), empty values and deletions must all arrive intact. */
+static void test_commit_lengths(void) {
+  enum { NOP = 600 };
+  const char *zDir = test_dir("txn_lengths");
+  strata *db = openDb(zDir, 100);
+  strata_txn *t = NULL;
+  static unsigned char aKey[NOP][300], aVal[1000];
+  size_t i, aN[NOP];
+  if (!db) return;
+  for (i = 0; i < sizeof(aVal); i++) aVal[i] = (unsigned char)(i * 7 + 1);
+  CHECK_EQ(strata_txn_begin(db, STRATA_TXN_WRITE, &t), STRATA_OK);
+  for (i = 0; i < NOP; i++) {
+    aN[i] = 1 + (i * 37) % 299; /* 1..299 bytes */
+    memset(aKey[i], 'k', aN[i]);
+    aKey[i][0] = (unsigned char)(i >> 8);
+    aKey[i][aN[i] - 1] = (unsigned char)i;
+    if (i % 5 == 4) {
+      CHECK_EQ(strata_txn_delete(t, aKey[i], aN[i]), STRATA_OK);
+    } else {
+      CHECK_EQ(strata_txn_put(t, aKey[i], aN[i], aVal, (i * 131) % 1000), STRATA_OK);
+    }
+  }
+  CHECK_EQ(strata_txn_commit(t), STRATA_OK);
+  for (i = 0; i < NOP; i++) {
+    strata_value v = {0};
+    int rc = strata_get(db, NULL, aKey[i], aN[i], &v);
+    if (i % 5 == 4) {
+      CHECK_EQ(rc, STRATA_NOTFOUND);
+    } else {
+      CHECK_EQ(rc, STRATA_OK);
+      CHECK_EQ(v.n, (i * 131) % 1000);
+      CHECK(v.n == 0 || memcmp(v.p, aVal, v.n) == 0);
+    }
+    strata_value_free(&v);
+  }
+  strata_close(db);
+  test_rmdir(zDir);
+}
+
 /* Lookups of a transaction keep a read view (memtables + version, with the
 ** tables it probed pinned) between calls and take a new one when the
 ** database has changed. Flushes, compactions and deletions after the
@@ -480,6 +521,7 @@ int main(void) {
   RUN(test_txn_iterator);
   RUN(test_counter_no_lost_updates);
   RUN(test_commit_key_order);
+  RUN(test_commit_lengths);
   RUN(test_cached_view);
   RUN(test_cached_view_concurrent);
   return TEST_SUMMARY();
