@@ -1409,6 +1409,7 @@ static void sstIterPublish(SstIter *it) {
   it->base.nKey = it->data.base.nKey;
   it->base.pVal = it->data.base.pVal;
   it->base.nVal = it->data.base.nVal;
+  it->base.bKeepOnPrev = strataBlockIterCanStepBack(&it->data);
 }
 
 /* The index iterator moved (or failed to). Returns 1 if it is positioned. */
@@ -1511,15 +1512,21 @@ static void sstIterNext(StrataIter *p) {
   sstIterSkipForward(it);
 }
 
+/* A step back stays in the block (and so keeps the current entry: KEPT
+** ENTRIES in strataInt.h) only if it is a step in the reverse record. */
 static void sstIterPrev(StrataIter *p) {
   SstIter *it = (SstIter *)p;
   if (!it->base.bValid) return;
   if (LIKELY(strataBlockIterStepBack(&it->data))) {
     sstIterCopyEntry(it);
+    it->base.bKeepOnPrev = strataBlockIterCanStepBack(&it->data);
     return;
   }
   strataBlockIterPrev(&it->data);
-  if (LIKELY(sstIterTakeBlockEntry(it))) return;
+  if (LIKELY(sstIterTakeBlockEntry(it))) {
+    it->base.bKeepOnPrev = strataBlockIterCanStepBack(&it->data);
+    return;
+  }
   sstIterSkipBackward(it);
 }
 
