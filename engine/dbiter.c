@@ -254,31 +254,52 @@ void strata_iter_seek_for_prev(strata_iter *it, const void *pKey, size_t nKey) {
   seekBefore(it, pKey, nKey, 0);
 }
 
+/* strata_iter_next's cases other than the common one (see there). */
+static __attribute__((noinline)) void iterNextSlow(strata_iter *it) {
+  StrataIter *in = it->pIter;
+  if (it->bForward) {
+    /* Stepped off the current key onto a hidden, deleted, repeated or
+    ** out-of-range entry (or the end, or an error). */
+    findNextUserEntry(it, 1);
+    return;
+  }
+  /* The internal iterator is before the current key's entries: step onto
+  ** them, with the key in savedKey to skip them by. */
+  if (it->pRevKey != it->savedKey.a && keySet(&it->savedKey, it->pRevKey, it->nRevKey)) {
+    it->rc = STRATA_NOMEM;
+    it->bValid = 0;
+    return;
+  }
+  if (in->bValid) {
+    in->pMethods->xNext(in);
+  } else if (!in->rc) {
+    in->pMethods->xSeekFirst(in);
+  }
+  findNextUserEntry(it, 1);
+}
+
+/* The common step is inline and saves few registers: forward, onto a
+** visible live entry of another key, without an upper bound. */
 void strata_iter_next(strata_iter *it) {
   StrataIter *in = it->pIter;
   if (!it->bValid) return;
-  if (it->bForward) {
-    if (keySet(&it->savedKey, in->pKey, in->nKey - 8)) {
+  if (LIKELY(it->bForward)) {
+    if (UNLIKELY(keySet(&it->savedKey, in->pKey, in->nKey - 8))) {
       it->rc = STRATA_NOMEM;
       it->bValid = 0;
       return;
     }
     in->pMethods->xNext(in);
-  } else {
-    /* The internal iterator is before the current key's entries: step onto
-    ** them, with the key in savedKey to skip them by. */
-    if (it->pRevKey != it->savedKey.a && keySet(&it->savedKey, it->pRevKey, it->nRevKey)) {
-      it->rc = STRATA_NOMEM;
-      it->bValid = 0;
-      return;
-    }
-    if (in->bValid) {
-      in->pMethods->xNext(in);
-    } else if (!in->rc) {
-      in->pMethods->xSeekFirst(in);
+    if (LIKELY(in->bValid && !it->bUpper)) {
+      size_t nU = in->nKey - 8;
+      u64 trailer = strataGet64(in->pKey + nU);
+      if (LIKELY(isVisible(it, trailer >> 8) && (trailer & 0xff) != STRATA_TYPE_DELETE &&
+                 !isSavedKey(it, in->pKey, nU))) {
+        return; /* bValid and bForward stay 1 */
+      }
     }
   }
-  findNextUserEntry(it, 1);
+  iterNextSlow(it);
 }
 
 void strata_iter_prev(strata_iter *it) {
