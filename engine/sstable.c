@@ -60,7 +60,9 @@
 **
 **   The iterator walks the index block and, inside the current data block, a
 **   block iterator; moving off either end of a data block moves the index
-**   and loads the neighbour. The current block stays pinned (a cache handle
+**   and loads the neighbour. A Seek through the index windows loads its
+**   block directly and positions the index iterator only when the scan
+**   leaves that block (LAZY INDEX POSITION). The current block stays pinned (a cache handle
 **   or the iterator's own buffer) until the iterator moves to another block
 **   or is closed. A scan that does not fill the cache (compaction) and keeps
 **   moving in one direction reads ahead: after two consecutive blocks it
