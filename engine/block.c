@@ -205,6 +205,7 @@ void strataBlockIterInit(BlockIter *it, const u8 *a, size_t n) {
   it->base.nKey = 0;
   it->base.pVal = NULL;
   it->base.nVal = 0;
+  it->base.bKeepOnPrev = 0;
   if (it->aKey == NULL) {
     it->aKey = it->aKeyInline;
     it->nKeyAlloc = BLOCK_INLINE_KEY;

@@ -139,13 +139,21 @@ static inline int strataBlockIterStep(BlockIter *it) {
   return 1;
 }
 
+/* 1 if the entry before the current one is in the reverse record, so that
+** strataBlockIterStepBack will take it: a step that writes nothing, and
+** leaves every key and value the iterator has published since its record
+** was filled where it is (KEPT ENTRIES in strataInt.h). */
+static inline int strataBlockIterCanStepBack(const BlockIter *it) {
+  return it->nPrev >= 2 && it->aPrev[it->nPrev - 1].iCur == it->iCur;
+}
+
 /* The common case of strataBlockIterPrev, inline: the iterator is valid
 ** and the entry before the current one is in the reverse record. Returns 1
 ** if it stepped back; 0 (nothing changed) if the caller must use
 ** strataBlockIterPrev. */
 static inline int strataBlockIterStepBack(BlockIter *it) {
   const struct BlockPrevEntry *e;
-  if (it->nPrev < 2 || it->aPrev[it->nPrev - 1].iCur != it->iCur) return 0;
+  if (!strataBlockIterCanStepBack(it)) return 0;
   e = &it->aPrev[--it->nPrev - 1];
   it->base.pKey = it->prevKeys.a + e->iKey;
   it->base.nKey = e->nKey;

@@ -12,7 +12,11 @@
 ** Moving forward, the internal iterator sits on the entry that supplies the
 ** current key and value, so both are read in place. Moving backward, it sits
 ** before all entries of the current key (it had to look at all of them to
-** find the newest), so the key and value are copied aside.
+** find the newest), so the key and value are read where they were found
+** while the internal iterator says that its steps keep them there (KEPT
+** ENTRIES in strataInt.h: within a block's reverse record, or from a
+** memtable), and copied aside (savedKey, savedVal) before a step that
+** would not.
 */
 #include "strataInt.h"
 
@@ -24,8 +28,12 @@ struct strata_iter {
   int rc;
   StrataBuf lower, upper; /* copies of the bounds */
   int bLower, bUpper;
-  StrataBuf savedKey; /* reverse: current key; forward: scratch for skipping */
-  StrataBuf savedVal; /* reverse: current value */
+  StrataBuf savedKey; /* reverse: copy of the current key; forward: key to skip */
+  StrataBuf savedVal; /* reverse: copy of the current value */
+  const u8 *pRevKey;  /* reverse: the current key and value, in place or in */
+  size_t nRevKey;     /* savedKey/savedVal */
+  const u8 *pRevVal;
+  size_t nRevVal;
   StrataBuf seekKey;  /* scratch for internal seek keys */
   void (*xRelease)(void *);
   void *pReleaseArg;
@@ -41,6 +49,19 @@ static inline int bufSet(StrataBuf *b, const u8 *p, size_t n) {
     return STRATA_OK;
   }
   return strataBufSet(b, p, n);
+}
+
+/* bufSet for a user key that its internal key's 8-byte trailer follows:
+** a short one is copied in words, which may read into the trailer (and
+** write up to 16 bytes, within any allocation a StrataBuf makes). */
+static inline int keySet(StrataBuf *b, const u8 *p, size_t n) {
+  if (LIKELY(n <= 16 && b->nAlloc >= 16)) {
+    strataPut64(b->a, strataGet64(p));
+    if (n > 8) strataPut64(b->a + 8, strataGet64(p + 8));
+    b->n = n;
+    return STRATA_OK;
+  }
+  return bufSet(b, p, n);
 }
 
 static inline int isVisible(const strata_iter *it, u64 seq) {
@@ -71,14 +92,13 @@ static void internalSeek(strata_iter *it, const u8 *k, size_t n, u64 trailer) {
   it->pIter->pMethods->xSeek(it->pIter, it->seekKey.a, it->seekKey.n);
 }
 
-/* Is user key k savedKey? Moving forward (backward), the entries after
-** savedKey's are of savedKey or later (earlier) keys, so equality is all
+/* Is user key k/n the key s/ns? Moving forward (backward), the entries
+** after a key's are of that key or later (earlier) keys, so equality is all
 ** there is to test, and most keys differ in length or in their first eight
 ** bytes. */
-static inline int isSavedKey(const strata_iter *it, const u8 *k, size_t n) {
-  const u8 *s = it->savedKey.a;
+static inline int isSameKey(const u8 *k, size_t n, const u8 *s, size_t ns) {
   size_t i = 0;
-  if (n != it->savedKey.n) return 0;
+  if (n != ns) return 0;
   if (n > 64) return strataMemcmp(k, s, n) == 0;
   for (; i + 8 <= n; i += 8) {
     if (strataGet64(k + i) != strataGet64(s + i)) return 0;
@@ -87,6 +107,10 @@ static inline int isSavedKey(const strata_iter *it, const u8 *k, size_t n) {
     if (k[i] != s[i]) return 0;
   }
   return 1;
+}
+
+static inline int isSavedKey(const strata_iter *it, const u8 *k, size_t n) {
+  return isSameKey(k, n, it->savedKey.a, it->savedKey.n);
 }
 
 #define TRAILER_FIRST (~(u64)0) /* sorts before every entry of a key */
@@ -105,7 +129,7 @@ static inline __attribute__((always_inline)) void findNextUserEntry(strata_iter 
       } else if (it->bUpper && strataUkeyCompare(in->pKey, nU, it->upper.a, it->upper.n) >= 0) {
         break; /* past the range: stop here, not after a run of tombstones */
       } else if ((trailer & 0xff) == STRATA_TYPE_DELETE) {
-        if (bufSet(&it->savedKey, in->pKey, nU)) {
+        if (keySet(&it->savedKey, in->pKey, nU)) {
           it->rc = STRATA_NOMEM;
           break;
         }
@@ -123,43 +147,59 @@ static inline __attribute__((always_inline)) void findNextUserEntry(strata_iter 
 }
 
 /* Backward: from the internal position, find the previous visible live key;
-** leaves it in savedKey/savedVal and the internal iterator before it. The
-** entries met after savedKey's are of savedKey or earlier keys, so an
-** inequality means an earlier key. A key is tested against the lower bound
-** at its first visible entry, before it can become the result (type is
-** DELETE there), so the result needs no test of its own. */
-static void findPrevUserEntry(strata_iter *it) {
+** leaves it in pRevKey/pRevVal and the internal iterator before it. The
+** entries met after a key's newest visible one are of that key or earlier
+** keys, so an inequality means an earlier key. A key is tested against the
+** lower bound at its first visible entry, before it can become the result
+** (type is DELETE there), so the result needs no test of its own. The
+** result is the entry where it was found while the internal iterator keeps
+** it there (bKeepOnPrev), else a copy in savedKey/savedVal. */
+static inline __attribute__((always_inline)) void findPrevUserEntryInline(strata_iter *it) {
   StrataIter *in = it->pIter;
   int type = STRATA_TYPE_DELETE;
-  it->savedKey.n = 0;
+  const u8 *pKey = NULL, *pVal = NULL;
+  size_t nKey = 0, nVal = 0;
   while (in->bValid) {
     size_t nU = in->nKey - 8;
     u64 trailer = strataGet64(in->pKey + nU);
     if (isVisible(it, trailer >> 8)) {
-      if (type != STRATA_TYPE_DELETE && !isSavedKey(it, in->pKey, nU)) {
-        break; /* passed every entry of savedKey */
+      if (type != STRATA_TYPE_DELETE && !isSameKey(in->pKey, nU, pKey, nKey)) {
+        break; /* passed every entry of the result's key */
       }
       if (type == STRATA_TYPE_DELETE && it->bLower &&
           strataUkeyCompare(in->pKey, nU, it->lower.a, it->lower.n) < 0) {
         break; /* below the range with nothing found */
       }
       type = (int)(trailer & 0xff);
-      if (type == STRATA_TYPE_DELETE) {
-        it->savedKey.n = 0;
-        it->savedVal.n = 0;
-      } else if (bufSet(&it->savedKey, in->pKey, nU) ||
-                 bufSet(&it->savedVal, in->pVal, in->nVal)) {
+      if (type != STRATA_TYPE_DELETE) {
+        pKey = in->pKey;
+        nKey = nU;
+        pVal = in->pVal;
+        nVal = in->nVal;
+      }
+    }
+    if (type != STRATA_TYPE_DELETE && !in->bKeepOnPrev && pKey != it->savedKey.a) {
+      /* The step may move the result's bytes: copy them first. */
+      if (keySet(&it->savedKey, pKey, nKey) || bufSet(&it->savedVal, pVal, nVal)) {
         it->rc = STRATA_NOMEM;
         it->bValid = 0;
         return;
       }
+      pKey = it->savedKey.a;
+      pVal = it->savedVal.a;
     }
     in->pMethods->xPrev(in);
   }
   if (iterFail(it)) return;
   it->bForward = 0;
   it->bValid = (type != STRATA_TYPE_DELETE);
+  it->pRevKey = pKey;
+  it->nRevKey = nKey;
+  it->pRevVal = pVal;
+  it->nRevVal = nVal;
 }
+
+static void findPrevUserEntry(strata_iter *it) { findPrevUserEntryInline(it); }
 
 void strata_iter_seek_first(strata_iter *it) {
   if (it->rc) return;
@@ -214,25 +254,52 @@ void strata_iter_seek_for_prev(strata_iter *it, const void *pKey, size_t nKey) {
   seekBefore(it, pKey, nKey, 0);
 }
 
+/* strata_iter_next's cases other than the common one (see there). */
+static __attribute__((noinline)) void iterNextSlow(strata_iter *it) {
+  StrataIter *in = it->pIter;
+  if (it->bForward) {
+    /* Stepped off the current key onto a hidden, deleted, repeated or
+    ** out-of-range entry (or the end, or an error). */
+    findNextUserEntry(it, 1);
+    return;
+  }
+  /* The internal iterator is before the current key's entries: step onto
+  ** them, with the key in savedKey to skip them by. */
+  if (it->pRevKey != it->savedKey.a && keySet(&it->savedKey, it->pRevKey, it->nRevKey)) {
+    it->rc = STRATA_NOMEM;
+    it->bValid = 0;
+    return;
+  }
+  if (in->bValid) {
+    in->pMethods->xNext(in);
+  } else if (!in->rc) {
+    in->pMethods->xSeekFirst(in);
+  }
+  findNextUserEntry(it, 1);
+}
+
+/* The common step is inline and saves few registers: forward, onto a
+** visible live entry of another key, without an upper bound. */
 void strata_iter_next(strata_iter *it) {
   StrataIter *in = it->pIter;
   if (!it->bValid) return;
-  if (it->bForward) {
-    if (bufSet(&it->savedKey, in->pKey, in->nKey - 8)) {
+  if (LIKELY(it->bForward)) {
+    if (UNLIKELY(keySet(&it->savedKey, in->pKey, in->nKey - 8))) {
       it->rc = STRATA_NOMEM;
       it->bValid = 0;
       return;
     }
     in->pMethods->xNext(in);
-  } else {
-    /* The internal iterator is before savedKey's entries: step onto them. */
-    if (in->bValid) {
-      in->pMethods->xNext(in);
-    } else if (!in->rc) {
-      in->pMethods->xSeekFirst(in);
+    if (LIKELY(in->bValid && !it->bUpper)) {
+      size_t nU = in->nKey - 8;
+      u64 trailer = strataGet64(in->pKey + nU);
+      if (LIKELY(isVisible(it, trailer >> 8) && (trailer & 0xff) != STRATA_TYPE_DELETE &&
+                 !isSavedKey(it, in->pKey, nU))) {
+        return; /* bValid and bForward stay 1 */
+      }
     }
   }
-  findNextUserEntry(it, 1);
+  iterNextSlow(it);
 }
 
 void strata_iter_prev(strata_iter *it) {
@@ -240,7 +307,7 @@ void strata_iter_prev(strata_iter *it) {
   if (!it->bValid) return;
   if (it->bForward) {
     /* Move before every entry of the current key. */
-    if (bufSet(&it->savedKey, in->pKey, in->nKey - 8)) {
+    if (keySet(&it->savedKey, in->pKey, in->nKey - 8)) {
       it->rc = STRATA_NOMEM;
       it->bValid = 0;
       return;
@@ -251,7 +318,7 @@ void strata_iter_prev(strata_iter *it) {
              strataUkeyCompare(in->pKey, in->nKey - 8, it->savedKey.a, it->savedKey.n) >= 0);
     if (iterFail(it)) return;
   }
-  findPrevUserEntry(it);
+  findPrevUserEntryInline(it);
 }
 
 int strata_iter_valid(const strata_iter *it) { return it && it->bValid; }
@@ -265,8 +332,8 @@ const void *strata_iter_key(const strata_iter *it, size_t *pnKey) {
     *pnKey = it->pIter->nKey - 8;
     return it->pIter->pKey;
   }
-  *pnKey = it->savedKey.n;
-  return it->savedKey.a;
+  *pnKey = it->nRevKey;
+  return it->pRevKey;
 }
 
 const void *strata_iter_value(const strata_iter *it, size_t *pnVal) {
@@ -278,8 +345,8 @@ const void *strata_iter_value(const strata_iter *it, size_t *pnVal) {
     *pnVal = it->pIter->nVal;
     return it->pIter->pVal;
   }
-  *pnVal = it->savedVal.n;
-  return it->savedVal.a;
+  *pnVal = it->nRevVal;
+  return it->pRevVal;
 }
 
 int strata_iter_entry(const strata_iter *it, const void **ppKey, size_t *pnKey,
@@ -296,10 +363,10 @@ int strata_iter_entry(const strata_iter *it, const void **ppKey, size_t *pnKey,
     *ppVal = in->pVal;
     *pnVal = in->nVal;
   } else {
-    *ppKey = it->savedKey.a;
-    *pnKey = it->savedKey.n;
-    *ppVal = it->savedVal.a;
-    *pnVal = it->savedVal.n;
+    *ppKey = it->pRevKey;
+    *pnKey = it->nRevKey;
+    *ppVal = it->pRevVal;
+    *pnVal = it->nRevVal;
   }
   return 1;
 }

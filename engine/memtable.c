@@ -767,6 +767,7 @@ int strataMemtableIterNew(Memtable *p, StrataIter **ppIter) {
   if (!pIter) return strataErr(STRATA_NOMEM, "out of memory (memtable iterator)");
   memset(pIter, 0, offsetof(MemIter, aBack));
   pIter->base.pMethods = &memIterMethods;
+  pIter->base.bKeepOnPrev = 1; /* entries live in the arena */
   pIter->pMem = p;
   strataMemtableRef(p);
   *ppIter = &pIter->base;

@@ -24,6 +24,12 @@
 ** prefixes) is never: one integer comparison instead of a key compare
 ** through two child pointers.
 **
+** KEPT ENTRIES
+** Moving backward, a step moves only the top child, so whether it keeps
+** the current entry in place (bKeepOnPrev, strataInt.h) is the top's to
+** say. A direction change re-seeks the other children: moving forward the
+** flag is 0.
+**
 ** LEVEL ITERATOR
 ** Concatenates the tables of one level (sorted, non-overlapping), opening
 ** only the table under the cursor. A seek binary-searches the files by
@@ -149,6 +155,7 @@ static inline void mergePublish(MergeIter *m) {
   m->base.nKey = c->nKey;
   m->base.pVal = c->pVal;
   m->base.nVal = c->nVal;
+  m->base.bKeepOnPrev = m->bForward ? 0 : c->bKeepOnPrev;
 }
 
 static void mergeSeekFirst(StrataIter *p) {
@@ -213,6 +220,7 @@ static inline __attribute__((always_inline)) void mergeStep(MergeIter *m, int bF
     m->base.nKey = c->nKey;
     m->base.pVal = c->pVal;
     m->base.nVal = c->nVal;
+    if (!bFwd) m->base.bKeepOnPrev = c->bKeepOnPrev;
     return;
   } else {
     h[0] = h[--m->nHeap];
@@ -244,6 +252,7 @@ static int mergeTurn(MergeIter *m, int bForward) {
     }
   }
   m->bForward = bForward;
+  m->base.bKeepOnPrev = 0; /* other children moved; forward: stays 0 */
   mergeBuild(m); /* cur is in the heap at its own key, the top */
   if (m->base.rc) {
     mergePublish(m);
@@ -321,6 +330,7 @@ static void levelPublish(LevelIter *l) {
   l->base.nKey = t->nKey;
   l->base.pVal = t->pVal;
   l->base.nVal = t->nVal;
+  l->base.bKeepOnPrev = t->bKeepOnPrev;
 }
 
 /* Make file i current (opening its table); 0 if it failed. */
@@ -422,7 +432,11 @@ static void levelNext(StrataIter *p) {
 static void levelPrev(StrataIter *p) {
   LevelIter *l = (LevelIter *)p;
   l->pTable->pMethods->xPrev(l->pTable);
-  if (levelStepped(l)) return;
+  if (levelStepped(l)) {
+    /* A step that keeps the entry stays in the table, which stays open. */
+    l->base.bKeepOnPrev = l->pTable->bKeepOnPrev;
+    return;
+  }
   levelSkipBackward(l);
   levelPublish(l);
 }

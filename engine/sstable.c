@@ -60,7 +60,9 @@
 **
 **   The iterator walks the index block and, inside the current data block, a
 **   block iterator; moving off either end of a data block moves the index
-**   and loads the neighbour. The current block stays pinned (a cache handle
+**   and loads the neighbour. A Seek through the index windows loads its
+**   block directly and positions the index iterator only when the scan
+**   leaves that block (LAZY INDEX POSITION). The current block stays pinned (a cache handle
 **   or the iterator's own buffer) until the iterator moves to another block
 **   or is closed. A scan that does not fill the cache (compaction) and keeps
 **   moving in one direction reads ahead: after two consecutive blocks it
@@ -551,7 +553,7 @@ struct SstReader {
 ** table, which would leave the others no common prefix (and the window
 ** covering too little of them). Get also finds the decoded, checked block
 ** handles there, so it does not touch the index block at all unless
-** windows tie. Built at open (24 bytes per data block, charged with the
+** windows tie, and the iterator takes them from there too. Built at open (24 bytes per data block, charged with the
 ** index)
 ** when every index entry is a restart point, as the builder writes them;
 ** otherwise, or without memory for it, seeks search the block itself. */
@@ -1278,6 +1280,9 @@ typedef struct SstIter {
   u64 raOff;
   int nForward;  /* consecutive forward block moves (drives readahead) */
   int nBackward; /* consecutive backward block moves */
+  u32 iIxPending; /* 1 + the index entry of the loaded block, when a Seek
+                  ** has not positioned the index iterator on it (LAZY
+                  ** INDEX POSITION); 0 when the index iterator is there */
   BlockCache *pHoldCache; /* strataSstIterHold: released at close */
   CacheHandle *pHold;
 } SstIter;
@@ -1356,14 +1361,38 @@ raw_verified:
   return STRATA_OK;
 }
 
+/* The handle of the data block the index iterator is on. With INDEX
+** WINDOWS every index entry is a restart point, entry i restart i, whose
+** handle was decoded and checked at open: it is taken from there when the
+** current entry is its region's restart entry, as it always is then. */
+static inline int sstIterHandle(const SstIter *it, u64 *pOff, u64 *pSize) {
+  const SstReader *r = it->r;
+  const BlockIter *ix = &it->index;
+  u32 i = ix->iRestart;
+  if (LIKELY(r->aIxHandle != NULL) && i <= r->nIx && strataGet32(ix->aRestart + 4 * (size_t)i) == ix->iCur) {
+    *pOff = r->aIxHandle[2 * (size_t)i];
+    *pSize = r->aIxHandle[2 * (size_t)i + 1];
+    return STRATA_OK;
+  }
+  return sstHandleDecode(r, ix->base.pVal, ix->base.nVal, pOff, pSize);
+}
+
 /* Load the data block the index iterator points at into it->data
 ** (unpositioned). Returns 0 on success, else the iterator has failed. */
+static int sstIterLoadAt(SstIter *it, u64 off, u64 size, int rc);
+
 static int sstIterLoad(SstIter *it) {
+  u64 off = 0, size = 0;
+  int rc = sstIterHandle(it, &off, &size);
+  return sstIterLoadAt(it, off, size, rc);
+}
+
+/* Load data block (off, size) (rc: an error finding its handle, to fail
+** with instead). */
+static int sstIterLoadAt(SstIter *it, u64 off, u64 size, int rc) {
   SstReader *r = it->r;
-  u64 off, size;
   const u8 *a = NULL;
   size_t n = 0;
-  int rc = sstHandleDecode(r, it->index.base.pVal, it->index.base.nVal, &off, &size);
   if (rc) goto load_failed;
   /* Already loaded: keep it, and the data iterator's position, which a
   ** Seek uses as a search hint. */
@@ -1409,6 +1438,7 @@ static void sstIterPublish(SstIter *it) {
   it->base.nKey = it->data.base.nKey;
   it->base.pVal = it->data.base.pVal;
   it->base.nVal = it->data.base.nVal;
+  it->base.bKeepOnPrev = strataBlockIterCanStepBack(&it->data);
 }
 
 /* The index iterator moved (or failed to). Returns 1 if it is positioned. */
@@ -1426,9 +1456,21 @@ static int sstIterIndexOk(SstIter *it) {
   return 0;
 }
 
+/* LAZY INDEX POSITION
+** With index windows, a Seek finds the block's index entry and handle
+** without the index iterator, and positions that only when the scan moves
+** off the block: most seeks of a merge read a few entries of one block. */
+static inline void sstIterIndexCatchUp(SstIter *it) {
+  if (UNLIKELY(it->iIxPending)) {
+    strataBlockIterSeekRestart(&it->index, it->iIxPending - 1);
+    it->iIxPending = 0;
+  }
+}
+
 /* While the data iterator is exhausted, move to the next block's first entry. */
 static void sstIterSkipForward(SstIter *it) {
   while (!it->data.base.bValid && !it->data.base.rc) {
+    sstIterIndexCatchUp(it);
     strataBlockIterNext(&it->index);
     if (!sstIterIndexOk(it)) return;
     it->nForward++;
@@ -1441,6 +1483,7 @@ static void sstIterSkipForward(SstIter *it) {
 
 static void sstIterSkipBackward(SstIter *it) {
   while (!it->data.base.bValid && !it->data.base.rc) {
+    sstIterIndexCatchUp(it);
     strataBlockIterPrev(&it->index);
     if (!sstIterIndexOk(it)) return;
     it->nForward = 0;
@@ -1455,6 +1498,7 @@ static void sstIterSeekFirst(StrataIter *p) {
   SstIter *it = (SstIter *)p;
   if (it->base.rc) return;
   it->nForward = it->nBackward = 0;
+  it->iIxPending = 0;
   strataBlockIterSeekFirst(&it->index);
   if (!sstIterIndexOk(it) || sstIterLoad(it)) return;
   strataBlockIterSeekFirst(&it->data);
@@ -1465,6 +1509,7 @@ static void sstIterSeekLast(StrataIter *p) {
   SstIter *it = (SstIter *)p;
   if (it->base.rc) return;
   it->nForward = it->nBackward = 0;
+  it->iIxPending = 0;
   strataBlockIterSeekLast(&it->index);
   if (!sstIterIndexOk(it) || sstIterLoad(it)) return;
   strataBlockIterSeekLast(&it->data);
@@ -1473,9 +1518,23 @@ static void sstIterSeekLast(StrataIter *p) {
 
 static void sstIterSeek(StrataIter *p, const u8 *pKey, size_t nKey) {
   SstIter *it = (SstIter *)p;
+  const SstReader *r = it->r;
   if (it->base.rc) return;
   it->nForward = it->nBackward = 0;
-  sstIndexSeek(it->r, &it->index, pKey, nKey);
+  it->iIxPending = 0;
+  if (r->aIxWindow) {
+    u32 i = sstIxLowerBound(r, &it->index, pKey, nKey);
+    if (!it->index.base.rc && i < r->nIx) {
+      /* LAZY INDEX POSITION: the block of a windowed entry. */
+      if (sstIterLoadAt(it, r->aIxHandle[2 * (size_t)i], r->aIxHandle[2 * (size_t)i + 1], 0))
+        return;
+      it->iIxPending = i + 1;
+      strataBlockIterSeek(&it->data, pKey, nKey);
+      sstIterSkipForward(it);
+      return;
+    }
+  }
+  sstIndexSeek(r, &it->index, pKey, nKey);
   if (!sstIterIndexOk(it)) return;
   if (sstIterLoad(it)) return;
   strataBlockIterSeek(&it->data, pKey, nKey);
@@ -1511,15 +1570,21 @@ static void sstIterNext(StrataIter *p) {
   sstIterSkipForward(it);
 }
 
+/* A step back stays in the block (and so keeps the current entry: KEPT
+** ENTRIES in strataInt.h) only if it is a step in the reverse record. */
 static void sstIterPrev(StrataIter *p) {
   SstIter *it = (SstIter *)p;
   if (!it->base.bValid) return;
   if (LIKELY(strataBlockIterStepBack(&it->data))) {
     sstIterCopyEntry(it);
+    it->base.bKeepOnPrev = strataBlockIterCanStepBack(&it->data);
     return;
   }
   strataBlockIterPrev(&it->data);
-  if (LIKELY(sstIterTakeBlockEntry(it))) return;
+  if (LIKELY(sstIterTakeBlockEntry(it))) {
+    it->base.bKeepOnPrev = strataBlockIterCanStepBack(&it->data);
+    return;
+  }
   sstIterSkipBackward(it);
 }
 
@@ -1579,6 +1644,7 @@ int strataSstIterNew(SstReader *r, int bFillCache, StrataIter **ppIter) {
     it->raw.n = it->dec.n = it->ra.n = 0;
     it->raOff = 0;
     it->nForward = it->nBackward = 0;
+    it->iIxPending = 0;
     it->pHoldCache = NULL;
     it->pHold = NULL;
   } else {

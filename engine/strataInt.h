@@ -315,6 +315,13 @@ struct StrataIter {
   size_t nKey;
   const u8 *pVal;
   size_t nVal;
+  /* KEPT ENTRIES. Set by xPrev and xSeekLast (stale after other moves;
+  ** always 0 in a merging iterator moving forward): 1 if the next xPrev
+  ** leaves the bytes of the current entry where they are, and also of every
+  ** entry published since the last xPrev made with it 0. The db iterator
+  ** moving backward so keeps the entry it will return in place instead of
+  ** copying it. 0 is always correct. */
+  int bKeepOnPrev;
 };
 
 static inline void strataIterClose(StrataIter *p) { if (p) p->pMethods->xClose(p); }

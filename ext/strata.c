@@ -3133,8 +3133,33 @@ filter_done:
   return rc;
 }
 
+/* csrStep out of line, for strataNext's uncommon cases. */
+static __attribute__((noinline)) int csrStepOutOfLine(Cursor *c, Vtab *p) {
+  return csrStep(c, p);
+}
+
+/* The iterator of a range scan stepped off the range or its entries. */
+static __attribute__((noinline)) int csrStepEnd(Cursor *c, Vtab *p) {
+  int rc = strata_iter_status(c->pIter);
+  if (rc) return engineErr(&p->base, rc);
+  c->iRange++;
+  return csrStartRange(c, p);
+}
+
+/* The common step of a range scan inline, saving few registers; the rest
+** as csrStep. */
 static int strataNext(sqlite3_vtab_cursor *pCur) {
-  return csrStep((Cursor *)pCur, (Vtab *)pCur->pVtab);
+  Cursor *c = (Cursor *)pCur;
+  if (__builtin_expect(!c->bEof && !c->bPoint && c->pIter && !c->bStepDone, 1)) {
+    if (c->bDesc) {
+      strata_iter_prev(c->pIter);
+    } else {
+      strata_iter_next(c->pIter);
+    }
+    if (__builtin_expect(csrTakeIter(c), 1)) return SQLITE_OK; /* valid: no error */
+    return csrStepEnd(c, (Vtab *)pCur->pVtab);
+  }
+  return csrStepOutOfLine(c, (Vtab *)pCur->pVtab);
 }
 
 static int strataEof(sqlite3_vtab_cursor *pCur) { return ((Cursor *)pCur)->bEof; }

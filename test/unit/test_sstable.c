@@ -331,6 +331,113 @@ static void checkIteration(SstReader *r, const Model *m, int bFill, int nSeek, T
 
 static BlockCache *gCache; /* shared by the tests that use a cache */
 
+/* KEPT ENTRIES (strataInt.h): walking backward, every entry published
+** since the last step taken with bKeepOnPrev 0 must still hold its bytes,
+** in place, after each step. Walks down from SeekLast and from random
+** seeks (after which the flag means nothing until the first step back). */
+typedef struct Held {
+  const u8 *pKey, *pVal;
+  u8 *aKey, *aVal; /* copies */
+  size_t nKey, nVal;
+} Held;
+
+static int heldClear(Held *a, int n) {
+  int i;
+  for (i = 0; i < n; i++) {
+    free(a[i].aKey);
+    free(a[i].aVal);
+  }
+  return 0;
+}
+
+static void checkKeptEntries(SstReader *r, const Model *m, int bFill, int bRecord, TestRng *rng) {
+  StrataIter *it = NULL;
+  Held *aHeld = calloc((size_t)m->n + 1, sizeof(Held));
+  int nHeld = 0, nBad = 0, nKept = 0, walk, i;
+  CHECK_EQ(strataSstIterNew(r, bFill, &it), STRATA_OK);
+  if (!it || !aHeld) goto kept_done;
+  for (walk = 0; walk < 20; walk++) {
+    int bTrust = 1;
+    if (walk == 0 || m->n == 0) {
+      it->pMethods->xSeekLast(it);
+    } else {
+      const Ent *e = &m->a[test_randn(rng, (u64)m->n)];
+      it->pMethods->xSeek(it, e->k, e->nk);
+      bTrust = 0; /* a seek does not set the flag */
+    }
+    nHeld = heldClear(aHeld, nHeld);
+    while (it->bValid) {
+      Held *h = &aHeld[nHeld++];
+      /* Hold the current entry: published since the last step with the
+      ** flag 0 (or the seek). */
+      h->pKey = it->pKey;
+      h->nKey = it->nKey;
+      h->pVal = it->pVal;
+      h->nVal = it->nVal;
+      h->aKey = malloc(it->nKey + 1);
+      h->aVal = malloc(it->nVal + 1);
+      memcpy(h->aKey, it->pKey, it->nKey);
+      if (it->nVal) memcpy(h->aVal, it->pVal, it->nVal);
+      if (!bTrust || !it->bKeepOnPrev) {
+        nHeld = heldClear(aHeld, nHeld); /* this step may move them all */
+      } else {
+        nKept++;
+      }
+      it->pMethods->xPrev(it);
+      bTrust = 1;
+      for (i = 0; i < nHeld; i++) {
+        h = &aHeld[i];
+        if (memcmp(h->pKey, h->aKey, h->nKey) != 0 ||
+            (h->nVal && memcmp(h->pVal, h->aVal, h->nVal) != 0)) {
+          nBad++;
+        }
+      }
+    }
+    CHECK_EQ(it->rc, STRATA_OK);
+  }
+  CHECK_EQ(nBad, 0);
+  if (bRecord) CHECK(nKept > 0); /* regions of several entries: the flag is set */
+kept_done:
+  if (aHeld) heldClear(aHeld, nHeld);
+  free(aHeld);
+  strataIterClose(it);
+}
+
+static void test_sst_kept_entries(void) {
+  static const size_t aBlock[] = {64, 512, 4096};
+  static const int aRestart[] = {1, 4, 16};
+  TestRng rng;
+  int b, q;
+  test_srand(&rng, 29);
+  for (b = 0; b < 3; b++) {
+    for (q = 0; q < 3; q++) {
+      Model m;
+      SstOptions o = defaultOpts();
+      SstProps props;
+      const char *zPath = tablePath("kept.sst");
+      int bCache;
+      modelMake(&m, 800, 3, 120, &rng);
+      o.nBlockSize = aBlock[b];
+      o.restartInterval = aRestart[q];
+      o.compression = q == 1 ? STRATA_COMPRESSION_NONE : STRATA_COMPRESSION_ZSTD;
+      CHECK_EQ(buildTable(zPath, &m, &o, NULL, &props), STRATA_OK);
+      strataSstPropsFree(&props);
+      for (bCache = 0; bCache < 2; bCache++) {
+        BlockCache *c = bCache ? gCache : NULL;
+        SstReader *r = NULL;
+        CHECK_EQ(strataSstOpen(strataEnvDefault(), zPath, c ? strataCacheNewId(c) : 1, c, NULL, &r),
+                 STRATA_OK);
+        if (!r) continue;
+        checkKeptEntries(r, &m, 1, aRestart[q] > 1, &rng);
+        checkKeptEntries(r, &m, 0, aRestart[q] > 1, &rng);
+        strataSstClose(r);
+      }
+      modelFree(&m);
+    }
+  }
+}
+
+
 static void checkTable(const char *zPath, const Model *m, int nUser, int bCache, int bBloom,
                        TestRng *rng) {
   SstReader *r = NULL;
@@ -1551,6 +1658,7 @@ int main(void) {
   RUN(test_sst_empty_table);
   RUN(test_sst_many_versions);
   RUN(test_sst_big_keys_and_values);
+  RUN(test_sst_kept_entries);
   RUN(test_sst_builder_misuse);
   RUN(test_sst_corruption);
   RUN(test_sst_read_faults);
