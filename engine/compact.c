@@ -485,12 +485,7 @@ static int mergeRange(strata *db, Compaction *c, Version *v, u64 oldestSnap, con
     if (!bHaveCur || strataUkeyCompare(k, nU, curUkey.a, curUkey.n) != 0) {
       /* A new user key: the only place an output may be cut. */
       if (pHi && strataUkeyCompare(k, nU, pHi->a, pHi->n) >= 0) break;
-      if (nU <= curUkey.nAlloc && curUkey.a) {
-        memcpy(curUkey.a, k, nU); /* inline: once for every key merged */
-        curUkey.n = nU;
-      } else if ((rc = strataBufSet(&curUkey, k, nU)) != STRATA_OK) {
-        break;
-      }
+      if ((rc = strataBufSetFast(&curUkey, k, nU)) != STRATA_OK) break;
       bHaveCur = 1;
       lastSeqForKey = STRATA_MAX_SEQ + 1;
       if (shouldCut(&o, it->pKey, it->nKey)) rc = outFinish(&o);

@@ -41,17 +41,7 @@ struct strata_iter {
   int bFillCache;   /* NULL after a failed refresh), and refresh renews it */
 };
 
-/* strataBufSet with the common case (it fits) inline: one per step. */
-static inline int bufSet(StrataBuf *b, const u8 *p, size_t n) {
-  if (LIKELY(n <= b->nAlloc && n > 0)) {
-    memcpy(b->a, p, n);
-    b->n = n;
-    return STRATA_OK;
-  }
-  return strataBufSet(b, p, n);
-}
-
-/* bufSet for a user key that its internal key's 8-byte trailer follows:
+/* strataBufSetFast for a user key that its internal key's 8-byte trailer follows:
 ** a short one is copied in words, which may read into the trailer (and
 ** write up to 16 bytes, within any allocation a StrataBuf makes). */
 static inline int keySet(StrataBuf *b, const u8 *p, size_t n) {
@@ -61,7 +51,7 @@ static inline int keySet(StrataBuf *b, const u8 *p, size_t n) {
     b->n = n;
     return STRATA_OK;
   }
-  return bufSet(b, p, n);
+  return strataBufSetFast(b, p, n);
 }
 
 static inline int isVisible(const strata_iter *it, u64 seq) {
@@ -180,7 +170,7 @@ static inline __attribute__((always_inline)) void findPrevUserEntryInline(strata
     }
     if (type != STRATA_TYPE_DELETE && !in->bKeepOnPrev && pKey != it->savedKey.a) {
       /* The step may move the result's bytes: copy them first. */
-      if (keySet(&it->savedKey, pKey, nKey) || bufSet(&it->savedVal, pVal, nVal)) {
+      if (keySet(&it->savedKey, pKey, nKey) || strataBufSetFast(&it->savedVal, pVal, nVal)) {
         it->rc = STRATA_NOMEM;
         it->bValid = 0;
         return;

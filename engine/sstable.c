@@ -42,11 +42,12 @@
 **   memory for the reader's lifetime (charged to the block cache, if any, as
 **   one pinned entry: see CHARGING THE CACHE). Data blocks are read on
 **   demand: through the block cache when there is one (key (id, block
-**   offset), value the decoded block, charge its allocation plus the
-**   entry's own cost), else into a buffer of the iterator (or, for Get, a temporary one). Every read from
-**   disk is checksummed; a mismatch is STRATA_CORRUPT naming the file and
-**   offset, and the bytes are never used. Every handle and length read from
-**   the file is checked against the file before it is used.
+**   offset), value the decoded block, charge its allocation plus the entry's
+**   own cost), else into a buffer of the iterator (or, for Get, a temporary
+**   one). Every read from disk is checksummed; a mismatch is STRATA_CORRUPT
+**   naming the file and offset, and the bytes are never used. Every handle
+**   and length read from the file is checked against the file before it is
+**   used.
 **
 **   A Get with a cache hit allocates nothing: the lookup key and both block
 **   iterators live on the stack (keys longer than the inline buffers are the
@@ -59,14 +60,14 @@
 ** ITERATION
 **
 **   The iterator walks the index block and, inside the current data block, a
-**   block iterator; moving off either end of a data block moves the index
-**   and loads the neighbour. A Seek through the index windows loads its
-**   block directly and positions the index iterator only when the scan
-**   leaves that block (LAZY INDEX POSITION). The current block stays pinned (a cache handle
-**   or the iterator's own buffer) until the iterator moves to another block
-**   or is closed. A scan that does not fill the cache (compaction) and keeps
-**   moving in one direction reads ahead: after two consecutive blocks it
-**   reads a window of several blocks at once (starting at the block it
+**   block iterator; moving off either end of a data block moves the index and
+**   loads the neighbour. A Seek through the index windows loads its block
+**   directly and positions the index iterator only when the scan leaves that
+**   block (LAZY INDEX POSITION). The current block stays pinned (a cache
+**   handle or the iterator's own buffer) until the iterator moves to another
+**   block or is closed. A scan that does not fill the cache (compaction) and
+**   keeps moving in one direction reads ahead: after two consecutive blocks
+**   it reads a window of several blocks at once (starting at the block it
 **   needs, or ending there when moving backward), doubling up to
 **   SST_READAHEAD_MAX.
 **
@@ -377,12 +378,7 @@ int strataSstBuilderAdd(SstBuilder *b, const u8 *pIkey, size_t nIkey, const u8 *
   }
   if ((rc = strataBlockBuilderAdd(&b->data, pIkey, nIkey, pVal, nVal)) != STRATA_OK)
     goto add_failed;
-  if (nIkey <= b->lastKey.nAlloc) {
-    memcpy(b->lastKey.a, pIkey, nIkey);
-    b->lastKey.n = nIkey;
-  } else if ((rc = strataBufSet(&b->lastKey, pIkey, nIkey)) != STRATA_OK) {
-    goto add_failed;
-  }
+  if ((rc = strataBufSetFast(&b->lastKey, pIkey, nIkey)) != STRATA_OK) goto add_failed;
   if (b->props.nEntries == 0 && (rc = strataBufSet(&b->props.smallest, pIkey, nIkey)))
     goto add_failed;
   seq = strataIkeySeq(pIkey, nIkey);
@@ -543,20 +539,19 @@ struct SstReader {
 
 /* INDEX WINDOWS
 ** The index block is binary-searched once per Get and per Seek. Read in
-** place, every probe costs two cache misses (the restart array, then the
-** key) and a varint decode. So a reader also keeps, per index entry, the
-** 8 bytes of its user key that follow the prefix common to all of them,
-** as a big-endian integer padded with zeros: a dense array in which the
-** search mostly stays within a few cache lines. Padded windows order keys
-** correctly when they differ; equal windows fall back to comparing the
-** keys. The last separator is left out: it is a short key above the
-** table, which would leave the others no common prefix (and the window
-** covering too little of them). Get also finds the decoded, checked block
-** handles there, so it does not touch the index block at all unless
-** windows tie, and the iterator takes them from there too. Built at open (24 bytes per data block, charged with the
-** index)
-** when every index entry is a restart point, as the builder writes them;
-** otherwise, or without memory for it, seeks search the block itself. */
+** place, every probe costs two cache misses (the restart array, then the key)
+** and a varint decode. So a reader also keeps, per index entry, the 8 bytes
+** of its user key that follow the prefix common to all of them, as a
+** big-endian integer padded with zeros: a dense array in which the search
+** mostly stays within a few cache lines. Padded windows order keys correctly
+** when they differ; equal windows fall back to comparing the keys. The last
+** separator is left out: it is a short key above the table, which would leave
+** the others no common prefix (and the window covering too little of them).
+** Get also finds the decoded, checked block handles there, so it does not
+** touch the index block at all unless windows tie, and the iterator takes
+** them from there too. Built at open (24 bytes per data block, charged with
+** the index) when every index entry is a restart point, as the builder writes
+** them; otherwise, or without memory for it, seeks search the block itself. */
 
 /* CHARGING THE CACHE
 ** With a block cache, the index and filter blocks are inserted into it as
@@ -1369,7 +1364,8 @@ static inline int sstIterHandle(const SstIter *it, u64 *pOff, u64 *pSize) {
   const SstReader *r = it->r;
   const BlockIter *ix = &it->index;
   u32 i = ix->iRestart;
-  if (LIKELY(r->aIxHandle != NULL) && i <= r->nIx && strataGet32(ix->aRestart + 4 * (size_t)i) == ix->iCur) {
+  if (LIKELY(r->aIxHandle != NULL) && i <= r->nIx &&
+      strataGet32(ix->aRestart + 4 * (size_t)i) == ix->iCur) {
     *pOff = r->aIxHandle[2 * (size_t)i];
     *pSize = r->aIxHandle[2 * (size_t)i + 1];
     return STRATA_OK;

@@ -114,6 +114,16 @@ int strataBufAppend32(StrataBuf *b, u32 v);
 int strataBufAppend64(StrataBuf *b, u64 v);
 int strataBufSet(StrataBuf *b, const void *p, size_t n);
 void strataBufFree(StrataBuf *b);
+/* strataBufSet with the common case (it fits) inline, for the paths that
+** set a buffer once per entry (scans, merges, table building). */
+static inline int strataBufSetFast(StrataBuf *b, const void *p, size_t n) {
+  if (LIKELY(n <= b->nAlloc && n > 0)) {
+    memcpy(b->a, p, n);
+    b->n = n;
+    return STRATA_OK;
+  }
+  return strataBufSet(b, p, n);
+}
 
 /* crc32c.c: CRC-32C (Castagnoli), hardware accelerated where available. */
 u32 strataCrc32c(u32 crc, const void *p, size_t n);

@@ -2672,9 +2672,16 @@ static int csrStartRange(Cursor *c, Vtab *p) {
   return SQLITE_OK;
 }
 
+/* The iterator of a range scan stepped off the range or its entries. */
+static __attribute__((noinline)) int csrStepEnd(Cursor *c, Vtab *p) {
+  int rc = strata_iter_status(c->pIter);
+  if (rc) return engineErr(&p->base, rc);
+  c->iRange++;
+  return csrStartRange(c, p);
+}
+
 /* Advance to the next row. */
 static inline __attribute__((always_inline)) int csrStep(Cursor *c, Vtab *p) {
-  int rc;
   if (c->bEof) return SQLITE_OK;
   if (!c->bPoint) {
     if (!c->pIter) return vtabErr(&p->base, SQLITE_INTERNAL, "strata: cursor lost its iterator");
@@ -2686,8 +2693,7 @@ static inline __attribute__((always_inline)) int csrStep(Cursor *c, Vtab *p) {
       strata_iter_next(c->pIter);
     }
     if (csrTakeIter(c)) return SQLITE_OK; /* a valid iterator has no error */
-    rc = strata_iter_status(c->pIter);
-    if (rc) return engineErr(&p->base, rc);
+    return csrStepEnd(c, p);
   }
   c->iRange++;
   return csrStartRange(c, p);
@@ -3136,14 +3142,6 @@ filter_done:
 /* csrStep out of line, for strataNext's uncommon cases. */
 static __attribute__((noinline)) int csrStepOutOfLine(Cursor *c, Vtab *p) {
   return csrStep(c, p);
-}
-
-/* The iterator of a range scan stepped off the range or its entries. */
-static __attribute__((noinline)) int csrStepEnd(Cursor *c, Vtab *p) {
-  int rc = strata_iter_status(c->pIter);
-  if (rc) return engineErr(&p->base, rc);
-  c->iRange++;
-  return csrStartRange(c, p);
 }
 
 /* The common step of a range scan inline, saving few registers; the rest
