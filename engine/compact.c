@@ -50,6 +50,21 @@
 ** compaction stays small), and only between user keys, so that the files of
 ** a level never share a user key.
 **
+** SEEK COMPACTION
+** A seek positions a cursor in every sorted run whose range holds its key:
+** at 1M rows after a random fill, the memtable, an L0 table, L1 and L2,
+** each a block to find and often to read. When reads keep paying for a
+** file that sits above others on the same keys, compacting it down pays
+** for itself. Every seek is charged to the first (newest) of the files
+** whose ranges hold the sought key, when there are at least two; a file
+** that has been charged one seek per SEEK_BYTES_PER_CHARGE of its size
+** (and at least SEEK_MIN_CHARGES) asks to be compacted into the level
+** below, which happens when no compaction is due by size. Each such file
+** moves down in turn, until seeks meet only the memtable and one table of
+** the bottom level. Writes start the process over: the charge falls on new
+** files as they appear. A charge is one relaxed atomic add on the file;
+** only the seek that crosses a multiple of the allowance takes db->mu.
+**
 ** GARBAGE COLLECTION
 ** A version is dropped only when a newer version of the same key is visible
 ** to every live snapshot. A deletion is dropped only when, in addition, no
@@ -68,6 +83,8 @@
 #include <stdlib.h>
 
 #define GRANDPARENT_OVERLAP_FACTOR 10
+#define SEEK_BYTES_PER_CHARGE (16u << 10) /* see SEEK COMPACTION */
+#define SEEK_MIN_CHARGES 100
 
 /* The fixed target of L1: level_base_size, or 4 memtables and at least 8 MiB. */
 static u64 levelBase(const strata *db) {
@@ -151,12 +168,58 @@ u64 strataCompactDebtLimit(const strata *db, int bHard) {
 
 static int pickFile(const Version *v, int level);
 static int level0Free(const Version *v);
+static int fileBusy(const Version *v, int level, int i);
+
+/* Seeks a file is allowed before it asks to be compacted down. */
+static unsigned seekAllowance(const FileMeta *f) {
+  u64 n = f->size / SEEK_BYTES_PER_CHARGE;
+  return n < SEEK_MIN_CHARGES ? SEEK_MIN_CHARGES : n > (1u << 30) ? (1u << 30) : (unsigned)n;
+}
+
+void strataCompactNoteSeek(strata *db, FileMeta *f, int level) {
+  unsigned n = atomic_fetch_add_explicit(&f->nSeeks, 1, memory_order_relaxed) + 1;
+  unsigned nAllow = seekAllowance(f);
+  /* Every further allowance asks again, in case the first ask found another
+  ** file waiting. */
+  if (n % nAllow != 0) return;
+  pthread_mutex_lock(&db->mu);
+  if (!db->pSeekFile && !db->opts.disable_compaction) {
+    strataFileMetaRef(f);
+    db->pSeekFile = f;
+    db->iSeekLevel = level;
+    pthread_cond_broadcast(&db->bgCv);
+  }
+  pthread_mutex_unlock(&db->mu);
+}
+
+void strataCompactSeekClear(strata *db) {
+  strataFileMetaUnref(db->pSeekFile);
+  db->pSeekFile = NULL;
+  db->bSeekPicked = 0;
+}
+
+/* The level of db->pSeekFile if its compaction may start now, else -1;
+** drops the file once it has left its level. db->mu held. */
+static int seekPick(strata *db, const Version *v) {
+  FileMeta *f = db->pSeekFile;
+  int level = db->iSeekLevel, i;
+  if (!f) return -1;
+  for (i = 0; i < v->nFile[level] && v->aFile[level][i] != f; i++) {
+  }
+  if (i == v->nFile[level] || level + 1 >= STRATA_MAX_LEVELS) {
+    strataCompactSeekClear(db);
+    return -1;
+  }
+  if (level == 0 ? !level0Free(v) : fileBusy(v, level, i)) return -1;
+  return level;
+}
 
 int strataCompactPick(strata *db) {
   Version *v = db->vs->pCurrent;
   double best = 0;
   u64 aTarget[STRATA_MAX_LEVELS];
   int level, iBest = -1;
+  db->bSeekPicked = 0;
   if (db->opts.disable_compaction || db->bManualCompaction) return 0;
   levelTargets(db, v, aTarget);
   for (level = 0; level < STRATA_MAX_LEVELS - 1; level++) {
@@ -167,6 +230,7 @@ int strataCompactPick(strata *db) {
       iBest = level;
     }
   }
+  if (iBest < 0 && (iBest = seekPick(db, v)) >= 0) db->bSeekPicked = 1;
   db->iCompactLevel = iBest;
   return iBest >= 0;
 }
@@ -260,6 +324,22 @@ static int pickFile(const Version *v, int level) {
   return iBest;
 }
 
+/* 1 if file i of `level` (>= 1), or a file of level+1 it overlaps, is being
+** compacted. db->mu held. */
+static int fileBusy(const Version *v, int level, int i) {
+  const FileMeta *f = v->aFile[level][i];
+  int k;
+  if (f->bCompacting) return 1;
+  for (k = 0; level + 1 < STRATA_MAX_LEVELS && k < v->nFile[level + 1]; k++) {
+    const FileMeta *g = v->aFile[level + 1][k];
+    if (g->bCompacting && ukeyCmp(&g->largest, &f->smallest) >= 0 &&
+        ukeyCmp(&g->smallest, &f->largest) <= 0) {
+      return 1;
+    }
+  }
+  return 0;
+}
+
 /* 1 if an L0 compaction may start: no L0 file, and no L1 file in the key
 ** range of L0, is being compacted. db->mu held. */
 static int level0Free(const Version *v) {
@@ -279,15 +359,18 @@ static int level0Free(const Version *v) {
 }
 
 /* Fill c with the files of `level` overlapping [lo, hi] (all L0 files for
-** level 0), and the overlapping files of level+1. db->mu held. */
+** level 0; for bOneFile, pOne or the file pickFile chooses), and the
+** overlapping files of level+1. db->mu held. */
 static int setupInputs(strata *db, Compaction *c, int level, const u8 *lo, size_t nLo, const u8 *hi,
-                       size_t nHi, int bOneFile) {
+                       size_t nHi, int bOneFile, FileMeta *pOne) {
   Version *v = db->vs->pCurrent;
   int i, rc = STRATA_OK;
   memset(c, 0, sizeof(*c));
   c->level = level;
   if (level == 0) {
     for (i = 0; i < v->nFile[0] && rc == STRATA_OK; i++) rc = addInput(c, 0, v->aFile[0][i]);
+  } else if (pOne) {
+    rc = addInput(c, 0, pOne);
   } else if (bOneFile) {
     int iFile = pickFile(v, level);
     if (iFile >= 0) rc = addInput(c, 0, v->aFile[level][iFile]);
@@ -682,9 +765,14 @@ static int runCompaction(strata *db, Compaction *c) {
 
 void strataCompactRun(strata *db) {
   Compaction c;
-  int level = db->iCompactLevel, rc;
+  int level = db->iCompactLevel, rc, bSeek = db->bSeekPicked;
   if (level < 0 || level >= STRATA_MAX_LEVELS - 1) return;
-  rc = setupInputs(db, &c, level, NULL, 0, NULL, 0, 1);
+  rc = setupInputs(db, &c, level, NULL, 0, NULL, 0, 1, bSeek && level > 0 ? db->pSeekFile : NULL);
+  if (bSeek) {
+    /* Taken: later seeks may name the next file. */
+    strataCompactSeekClear(db);
+    db->stats.seek_compactions++;
+  }
   if (rc == STRATA_OK) {
     rc = runCompaction(db, &c);
     compactionFree(&c);
@@ -711,7 +799,7 @@ int strata_compact_range(strata *db, const void *lo, size_t nLo, const void *hi,
   if (maxLevel == 0) maxLevel = 1;
   for (level = 0; level < maxLevel && rc == STRATA_OK; level++) {
     Compaction c;
-    rc = setupInputs(db, &c, level, lo, lo ? nLo : 0, hi, hi ? nHi : 0, 0);
+    rc = setupInputs(db, &c, level, lo, lo ? nLo : 0, hi, hi ? nHi : 0, 0, NULL);
     if (rc) break;
     if (c.nIn[0] > 0) rc = runCompaction(db, &c);
     compactionFree(&c);

@@ -1278,6 +1278,16 @@ int strataDbInternalIter(strata *db, int bFillCache, StrataIter **ppIter, void *
   return STRATA_OK;
 }
 
+void strataDbNoteSeek(strata *db, void *pState, const u8 *k, size_t n) {
+  const Version *v = ((IterState *)pState)->s.pVersion;
+  TableCand c;
+  int aLevel[2], aIdx[2];
+  if (tableCandInit(&c, v, NULL, k, n) && tableCandNext(v, &c, k, n, &aLevel[0], &aIdx[0]) &&
+      tableCandNext(v, &c, k, n, &aLevel[1], &aIdx[1])) {
+    strataCompactNoteSeek(db, v->aFile[aLevel[0]][aIdx[0]], aLevel[0]);
+  }
+}
+
 /* For strata_iter_refresh. The read point is taken before the sources are
 ** compared, as strata_iter_new does, so every write at or below it is in
 ** them. Equal pointers mean the same objects: the state holds references to
@@ -1425,6 +1435,7 @@ int strata_get_stats(strata *db, strata_stats *p) {
   }
   p->flushes = db->stats.flushes;
   p->compactions = db->stats.compactions;
+  p->seek_compactions = db->stats.seek_compactions;
   p->compaction_bytes_read = db->stats.compaction_bytes_read;
   p->compaction_bytes_written = db->stats.compaction_bytes_written;
   p->flush_bytes_written = db->stats.flush_bytes_written;
@@ -1573,6 +1584,7 @@ static void dbFree(strata *db) {
   strataLogWriterClose(db->pWal);
   strataMemtableUnref(db->pMem);
   strataMemtableUnref(db->pImm);
+  strataCompactSeekClear(db);
   strataVersionSetClose(db->vs);
   strataCacheFree(db->pTableCache);
   strataCacheFree(db->pBlockCache);

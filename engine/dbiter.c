@@ -79,6 +79,7 @@ static void internalSeek(strata_iter *it, const u8 *k, size_t n, u64 trailer) {
   if (n) memcpy(it->seekKey.a, k, n);
   strataPut64(it->seekKey.a + n, trailer);
   it->seekKey.n = n + 8;
+  if (it->db && it->pReleaseArg) strataDbNoteSeek(it->db, it->pReleaseArg, k, n);
   it->pIter->pMethods->xSeek(it->pIter, it->seekKey.a, it->seekKey.n);
 }
 

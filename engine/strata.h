@@ -296,6 +296,7 @@ typedef struct strata_stats {
   uint64_t cache_bytes;           /* bytes held in the block cache now */
   uint64_t open_files;            /* tables in the table cache now */
   uint64_t live_bytes;            /* sum of sstable sizes in the current version */
+  uint64_t seek_compactions;      /* compactions started by seeks (see compact.c) */
 } strata_stats;
 
 int strata_get_stats(strata *db, strata_stats *pStats);

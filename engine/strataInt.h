@@ -602,6 +602,7 @@ struct FileMeta {
   StrataBuf smallest; /* internal keys */
   StrataBuf largest;
   int bCompacting;    /* guarded by the db mutex */
+  _Atomic unsigned nSeeks; /* seeks charged to the file (SEEK COMPACTION) */
   /* Set when an edit removes the file from the current version: the file is
   ** deleted (xObsolete) when the last version holding it goes away. */
   _Atomic int bObsolete;
@@ -776,6 +777,7 @@ struct strata_snapshot {
 typedef struct DbStats {
   u64 flushes, flush_bytes_written, flush_micros;
   u64 compactions, compaction_bytes_read, compaction_bytes_written, compaction_micros;
+  u64 seek_compactions;
   u64 stall_micros, stall_count;
   u64 user_bytes_written, wal_bytes_written;
   u64 level_read_bytes[STRATA_MAX_LEVELS];
@@ -829,6 +831,9 @@ struct strata {
   _Atomic u64 nBloomCheck, nBloomUseful;
   /* Compaction state (compact.c). */
   int iCompactLevel;      /* level chosen by strataCompactPick */
+  int bSeekPicked;        /* ...for db->pSeekFile */
+  FileMeta *pSeekFile;    /* referenced: the file seeks want moved down, */
+  int iSeekLevel;         /* and its level (SEEK COMPACTION in compact.c) */
   u64 nCompactionDebt;    /* see strataCompactUpdateDebt */
 };
 
@@ -858,5 +863,13 @@ u64 strataCompactDebtLimit(const strata *db, int bHard);
 int strataCompactPick(strata *db);
 /* Run one compaction (db->mu held; released during the merge). */
 void strataCompactRun(strata *db);
+/* Charge one seek to file f of `level`, the first of two or more files whose
+** key ranges hold the sought key (SEEK COMPACTION; db->mu NOT held). */
+void strataCompactNoteSeek(strata *db, FileMeta *f, int level);
+/* Drop db->pSeekFile (db->mu held). */
+void strataCompactSeekClear(strata *db);
+/* db.c: charge a seek of user key k through the iterator state pState
+** (strataDbInternalIter's) to the file seek compaction should move down. */
+void strataDbNoteSeek(strata *db, void *pState, const u8 *k, size_t n);
 
 #endif /* STRATA_INT_H */

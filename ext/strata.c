@@ -3932,6 +3932,7 @@ static int statsFilter(sqlite3_vtab_cursor *pCur, int idxNum, const char *idxStr
   }
   statInt(c, "flushes", st.flushes);
   statInt(c, "compactions", st.compactions);
+  statInt(c, "seek_compactions", st.seek_compactions);
   statInt(c, "stall_micros", st.stall_micros);
   statInt(c, "stall_count", st.stall_count);
   statInt(c, "bloom_checks", st.bloom_checks);

@@ -488,6 +488,104 @@ static void test_parallel_compactions(void) {
   test_rmdir(zDir);
 }
 
+/* Levels holding files: a bit per level. */
+static int levelsInUse(strata *db) {
+  strata_stats st;
+  int i, m = 0;
+  strata_get_stats(db, &st);
+  for (i = 0; i < STRATA_MAX_LEVELS; i++) m |= st.level_files[i] ? 1 << i : 0;
+  return m;
+}
+
+/* nSeek seeks at random keys, each checked against the model. */
+static int seekRounds(strata *db, TestRng *pR, int nSeek) {
+  strata_iter *it = NULL;
+  int i, nBad = 0;
+  if (strata_iter_new(db, NULL, &it) != STRATA_OK) return 1;
+  for (i = 0; i < nSeek; i++) {
+    int k = (int)test_randn(pR, NKEYS), want = k;
+    char zk[32];
+    mkKey(zk, k);
+    while (want < NKEYS && !aModel[want]) want++;
+    strata_iter_seek(it, zk, strlen(zk));
+    if (want == NKEYS) {
+      nBad += strata_iter_valid(it) != 0;
+    } else {
+      size_t n;
+      const char *pk;
+      mkKey(zk, want);
+      pk = strata_iter_valid(it) ? strata_iter_key(it, &n) : NULL;
+      nBad += !pk || n != strlen(zk) || memcmp(pk, zk, n) != 0;
+    }
+  }
+  nBad += strata_iter_status(it) != STRATA_OK;
+  strata_iter_free(it);
+  return nBad;
+}
+
+/* SEEK COMPACTION: seeks that meet an L0 table above the bottom level move
+** it down, and then every file above the bottom in turn, until one level is
+** left; with disable_compaction nothing moves. */
+static void test_seek_compaction(void) {
+  const char *zDir = test_dir("cmp_seek");
+  strata *db = openSmall(zDir, 32 << 10);
+  TestRng r;
+  strata_stats st;
+  int i, round, mask;
+  if (!db) return;
+  test_srand(&r, test_seed("seek compaction"));
+  memset(aModel, 0, sizeof aModel);
+  for (i = 0; i < 3 * NKEYS; i++) modelWrite(db, &r, 5, i + 1);
+  CHECK_EQ(strata_compact_range(db, NULL, 0, NULL, 0), STRATA_OK);
+  /* Newer versions of some keys in L0, above the bottom level. */
+  for (i = 0; i < NKEYS / 20; i++) modelWrite(db, &r, 5, 100000 + i);
+  CHECK_EQ(strata_flush(db), STRATA_OK);
+  CHECK_EQ(strata_wait_idle(db), STRATA_OK);
+  mask = levelsInUse(db);
+  CHECK(mask & 1);
+  CHECK((mask & ~1) != 0);
+  strata_get_stats(db, &st);
+  CHECK_EQ(st.seek_compactions, 0);
+  for (round = 0; round < 40 && (levelsInUse(db) & (levelsInUse(db) - 1)); round++) {
+    CHECK_EQ(seekRounds(db, &r, 1000), 0);
+    CHECK_EQ(strata_wait_idle(db), STRATA_OK);
+  }
+  mask = levelsInUse(db);
+  CHECK_EQ(mask & (mask - 1), 0); /* one level left */
+  CHECK((mask & 1) == 0);
+  strata_get_stats(db, &st);
+  CHECK(st.seek_compactions >= 1);
+  CHECK_EQ(strataDbCheck(db), STRATA_OK);
+  CHECK_EQ(verifyAll(db, "after seek compactions"), 0);
+  strata_close(db);
+  test_rmdir(zDir);
+
+  /* Without automatic compaction, seeks change nothing. */
+  {
+    strata_options o;
+    zDir = test_dir("cmp_seek_off");
+    strata_options_init(&o);
+    o.memtable_size = 32 << 10;
+    o.disable_compaction = 1;
+    o.sync = STRATA_SYNC_OFF;
+    db = NULL;
+    CHECK_EQ(strata_open(zDir, &o, &db), STRATA_OK);
+    if (!db) return;
+    memset(aModel, 0, sizeof aModel);
+    for (i = 0; i < NKEYS; i++) modelWrite(db, &r, 5, i + 1);
+    CHECK_EQ(strata_flush(db), STRATA_OK);
+    mask = levelsInUse(db);
+    CHECK(mask & 1);
+    CHECK_EQ(seekRounds(db, &r, 5000), 0);
+    CHECK_EQ(strata_wait_idle(db), STRATA_OK);
+    CHECK_EQ(levelsInUse(db), mask);
+    strata_get_stats(db, &st);
+    CHECK_EQ(st.seek_compactions, 0);
+    strata_close(db);
+    test_rmdir(zDir);
+  }
+}
+
 int main(void) {
   RUN(test_model_with_compaction);
   RUN(test_deleted_stays_deleted);
@@ -497,5 +595,6 @@ int main(void) {
   RUN(test_level_sizing);
   RUN(test_concurrent_readers);
   RUN(test_parallel_compactions);
+  RUN(test_seek_compaction);
   return TEST_SUMMARY();
 }
