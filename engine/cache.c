@@ -25,11 +25,14 @@
 ** when half full; if that allocation fails it carries on up to 7/8 full,
 ** and beyond that Insert fails with STRATA_NOMEM. EraseId scans the slots
 ** sequentially, comparing the id bits kept in the slot, so it touches only
-** the entries it removes.
+** the entries it removes. strataCachePrefetch asks for a key's home slot
+** line without the lock (reading the array's address and size atomically),
+** so that a caller about to look up several keys waits for those lines
+** together.
 **
 ** ENTRIES, PINS AND THE LRU LIST
 **
-** A handle given to a caller is one pin (nRef); Lookup and Insert pin,
+** A handle given to a caller is one pin; Lookup and Insert pin,
 ** Release unpins. An entry is in the table (found by lookups) until it is
 ** evicted, erased or replaced; a pinned entry leaving the table is
 ** "detached" and freed by its last Release. A pinned entry is never freed.
@@ -73,6 +76,24 @@
 ** therefore prefetches what the next one in the shard will touch (see
 ** evictPrefetch), so that by then those lines have arrived.
 **
+** LOCK-FREE RELEASE
+**
+** An entry's pins and its two flags, "in the table" and "on the LRU
+** list", share one atomic word (state). Pins are only added, and flags only
+** changed, under the shard mutex; pins are dropped with atomic operations,
+** so a Release needs the mutex only when dropping the last pin must do
+** something: free an entry that left the table, or put back on the list
+** one that eviction took off. Otherwise (another pin remains, or the entry
+** is in the table and on the list) one compare-and-swap unpins it: a
+** reader's lookup takes the mutex once, not twice. Nothing else is
+** needed then: whenever the mutex is free, a shard over its budget has an
+** empty list (eviction stops only under budget or out of entries), so an
+** entry on the list can be unpinned without evicting. The mutex holder
+** that changes flags does so in one atomic step (entryDetach) or by
+** compare-and-swap (shardEvict), so that a release racing with it either
+** dropped its pin first, and the entry is seen unpinned, or sees the new
+** flags and takes the mutex. A release then no longer touches the entry.
+**
 ** RECYCLING
 **
 ** Once the cache is full, an insert evicts as much as the new entry needs
@@ -109,14 +130,18 @@
 #define CACHE_FIRST_ID (1ull << 62) /* above any file number */
 #define CACHE_DEFER_MIN 64        /* shard entries from which hits are deferred (SECOND CHANCE) */
 
+/* CacheHandle.state (LOCK-FREE RELEASE): the pins, and two flags. */
+#define CACHE_IN_TABLE 1u /* found by lookups */
+#define CACHE_ON_LRU 2u   /* linked in the shard's LRU list */
+#define CACHE_FLAGS (CACHE_IN_TABLE | CACHE_ON_LRU)
+#define CACHE_PIN 4u /* one pin: the pin count is state / CACHE_PIN */
+
 struct CacheHandle {
   /* Read by every lookup first. */
   u64 id, off;
-  u32 nRef;    /* pins held by callers */
+  _Atomic u32 state; /* pins held by callers, and the CACHE_* flags */
   u32 iStamp;  /* the shard's tick when last appended to the LRU list */
   u32 hash;
-  u8 bInTable; /* found by lookups */
-  u8 bOnLru;   /* linked in the shard's LRU list */
   u8 bRef;     /* hit since last appended, not yet moved (SECOND CHANCE) */
   /* The LRU list; pLruNext also chains entries waiting to be freed. */
   CacheHandle *pLruPrev, *pLruNext;
@@ -167,12 +192,13 @@ static inline CacheShard *shardFor(BlockCache *c, u32 hash) {
 
 /* LRU LIST */
 
+/* Link e as the newest. These two move list pointers only: the caller keeps
+** CACHE_ON_LRU in e->state right. */
 static inline void lruAppend(CacheShard *s, CacheHandle *e) {
   e->pLruNext = &s->lru;
   e->pLruPrev = s->lru.pLruPrev;
   e->pLruPrev->pLruNext = e;
   s->lru.pLruPrev = e;
-  e->bOnLru = 1;
   e->bRef = 0;
   e->iStamp = ++s->iTick;
 }
@@ -180,13 +206,13 @@ static inline void lruAppend(CacheShard *s, CacheHandle *e) {
 static inline void lruUnlink(CacheHandle *e) {
   e->pLruPrev->pLruNext = e->pLruNext;
   e->pLruNext->pLruPrev = e->pLruPrev;
-  e->bOnLru = 0;
 }
 
 /* Make a hit entry the newest unless it is already in the newest quarter;
 ** in a large shard, just mark it for its second chance. */
 static inline void lruTouch(CacheShard *s, CacheHandle *e) {
-  if (e->bOnLru && (u32)(s->iTick - e->iStamp) >= (u32)(s->nEntry >> 2)) {
+  if ((atomic_load_explicit(&e->state, memory_order_relaxed) & CACHE_ON_LRU) &&
+      (u32)(s->iTick - e->iStamp) >= (u32)(s->nEntry >> 2)) {
     if (s->nEntry >= CACHE_DEFER_MIN) {
       e->bRef = 1;
     } else {
@@ -252,8 +278,9 @@ static int slotGrow(CacheShard *s) {
     }
   }
   strataFreeMem(s->aSlot);
-  s->aSlot = aNew;
-  s->nSlot = nNew;
+  /* Atomic stores: strataCachePrefetch reads these two without the lock. */
+  __atomic_store_n(&s->aSlot, aNew, __ATOMIC_RELAXED);
+  __atomic_store_n(&s->nSlot, nNew, __ATOMIC_RELAXED);
   return 0;
 }
 
@@ -263,9 +290,11 @@ static int slotGrow(CacheShard *s) {
 ** unpinned its charge is dropped and it goes on *ppFree, to be freed after
 ** the unlock; if pinned, the last Release frees it. */
 static void entryDetach(CacheShard *s, CacheHandle *e, CacheHandle **ppFree) {
-  e->bInTable = 0;
-  if (e->bOnLru) lruUnlink(e);
-  if (e->nRef == 0) {
+  /* One atomic step: a release racing with it either unpinned before (and
+  ** the entry is freed here) or finds the flags clear and takes the lock. */
+  u32 old = atomic_fetch_and_explicit(&e->state, ~CACHE_FLAGS, memory_order_acq_rel);
+  if (old & CACHE_ON_LRU) lruUnlink(e);
+  if (old < CACHE_PIN) {
     s->nUsage -= e->nCharge;
     e->pLruNext = *ppFree;
     *ppFree = e;
@@ -301,7 +330,15 @@ static void shardEvict(CacheShard *s, size_t nRoom, CacheHandle **ppFree) {
   int bEvicted = 0;
   while ((s->nUsage + nRoom > s->nCapacity || s->nCapacity == 0) && s->lru.pLruNext != &s->lru) {
     CacheHandle *e = s->lru.pLruNext;
-    if (e->nRef > 0) {
+    u32 st = atomic_load_explicit(&e->state, memory_order_acquire);
+    if (st >= CACHE_PIN) {
+      /* Off the list until its last release. That release may be happening
+      ** now, without the lock: then the exchange fails and e is looked at
+      ** again, unpinned (pins are only added under the lock). */
+      if (!atomic_compare_exchange_strong_explicit(&e->state, &st, st & ~CACHE_ON_LRU,
+                                                   memory_order_acq_rel, memory_order_acquire)) {
+        continue;
+      }
       lruUnlink(e);
     } else if (e->bRef) { /* used since it was appended: its second chance */
       lruUnlink(e);
@@ -398,7 +435,7 @@ void strataCacheFree(BlockCache *c) {
     for (j = 0; j < s->nSlot; j++) {
       CacheHandle *e = s->aSlot[j].e;
       if (e) {
-        assert(e->nRef == 0);
+        assert(atomic_load(&e->state) < CACHE_PIN);
         e->pLruNext = pFree;
         pFree = e;
       }
@@ -419,7 +456,8 @@ CacheHandle *strataCacheLookup(BlockCache *c, u64 id, u64 off) {
   pthread_mutex_lock(&s->mutex);
   e = s->aSlot[slotFind(s, hash, id, off)].e;
   if (LIKELY(e != NULL)) {
-    e->nRef++;
+    /* Atomic even under the lock: releases subtract without it. */
+    atomic_fetch_add_explicit(&e->state, CACHE_PIN, memory_order_relaxed);
     lruTouch(s, e);
     s->nHit++;
   } else {
@@ -427,6 +465,19 @@ CacheHandle *strataCacheLookup(BlockCache *c, u64 id, u64 off) {
   }
   pthread_mutex_unlock(&s->mutex);
   return e;
+}
+
+/* Ask for the line of the hash slot that a lookup of the key reads first,
+** for a caller about to look up several keys (SEEKING SEVERAL TABLES in
+** sstable.c): the misses then overlap. No lock: the shard's slot array and
+** its size are read atomically, and a stale pair (a resize in between) only
+** makes the prefetch useless, as prefetching never faults. */
+void strataCachePrefetch(BlockCache *c, u64 id, u64 off) {
+  u32 hash = cacheHash(id, off);
+  CacheShard *s = shardFor(c, hash);
+  uintptr_t a = (uintptr_t)__atomic_load_n(&s->aSlot, __ATOMIC_RELAXED);
+  u32 mask = __atomic_load_n(&s->nSlot, __ATOMIC_RELAXED) - 1;
+  __builtin_prefetch((const void *)(a + (uintptr_t)(hash & mask) * sizeof(CacheSlot)));
 }
 
 /* Insert for strataCacheInsert (bPin = 1) and strataCacheAdd (bPin = 0).
@@ -457,9 +508,10 @@ static CacheHandle *cacheInsert(BlockCache *c, u64 id, u64 off, void *pValue, si
   }
   e->id = id;
   e->off = off;
-  e->nRef = bPin ? 1 : 0;
+  /* Nobody else can see e yet: not in the table, and a recycled victim
+  ** had no pins. */
+  atomic_store_explicit(&e->state, CACHE_FLAGS | (bPin ? CACHE_PIN : 0), memory_order_relaxed);
   e->hash = hash;
-  e->bInTable = 1;
   e->pValue = pValue;
   e->xFree = xFree;
   e->nCharge = nCharge;
@@ -517,21 +569,39 @@ int strataCacheAdd(BlockCache *c, u64 id, u64 off, void *pValue, size_t nCharge,
 void *strataCacheValue(CacheHandle *h) { return h->pValue; }
 
 /* Drop one pin. An entry still in the table becomes evictable; one that
-** was replaced or erased meanwhile is freed. NULL is a no-op. */
+** was replaced or erased meanwhile is freed. NULL is a no-op. Takes the
+** shard lock only when the last pin of an entry that is off the LRU list
+** goes (LOCK-FREE RELEASE). */
 void strataCacheRelease(BlockCache *c, CacheHandle *h) {
   CacheShard *s;
   CacheHandle *pFree = NULL;
+  u32 st;
   if (!h) return;
+  st = atomic_load_explicit(&h->state, memory_order_relaxed);
+  while (st >= 2 * CACHE_PIN || (st & CACHE_FLAGS) == CACHE_FLAGS) {
+    assert(st >= CACHE_PIN);
+    /* Release order: the caller's reads of the value come before whoever
+    ** then sees the entry unpinned and frees it. */
+    if (atomic_compare_exchange_weak_explicit(&h->state, &st, st - CACHE_PIN, memory_order_release,
+                                              memory_order_relaxed)) {
+      return;
+    }
+  }
   s = shardFor(c, h->hash);
   pthread_mutex_lock(&s->mutex);
-  assert(h->nRef > 0);
-  if (--h->nRef == 0) {
-    if (!h->bInTable) {
+  st = atomic_fetch_sub_explicit(&h->state, CACHE_PIN, memory_order_acq_rel);
+  assert(st >= CACHE_PIN);
+  st -= CACHE_PIN;
+  if (st < CACHE_PIN) {
+    if (!(st & CACHE_IN_TABLE)) {
       s->nUsage -= h->nCharge;
       h->pLruNext = NULL;
       pFree = h;
     } else {
-      if (!h->bOnLru) lruAppend(s, h); /* eviction took it off while pinned */
+      if (!(st & CACHE_ON_LRU)) { /* eviction took it off while pinned */
+        atomic_fetch_or_explicit(&h->state, CACHE_ON_LRU, memory_order_relaxed);
+        lruAppend(s, h);
+      }
       shardEvict(s, 0, &pFree);
     }
   }

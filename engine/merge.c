@@ -16,6 +16,15 @@
 ** sift continues below it. iSecond is forgotten whenever the heap
 ** changes otherwise.
 **
+** SEEKS
+** A seek moves every child, and with random targets each child's seek is a
+** chain of cache misses. The table iterators among the children (and the
+** table a level iterator's seek lands in) are therefore seeked together by
+** strataSstIterSeekMany, which overlaps their misses (SEEKING SEVERAL
+** TABLES in sstable.c); the other children, memtables, are seeked while
+** its first prefetches are in flight. The children's kinds are noted once,
+** when the iterator is made.
+**
 ** KEY PREFIXES
 ** Each heap slot carries the first 8 bytes of its child's user key as a
 ** big-endian integer (zero padded), taken once per step of that child.
@@ -33,7 +42,9 @@
 ** LEVEL ITERATOR
 ** Concatenates the tables of one level (sorted, non-overlapping), opening
 ** only the table under the cursor. A seek binary-searches the files by
-** their largest key.
+** their largest key; a merging iterator's seek does that part
+** (levelSeekOpen), seeks the table with its other tables, then lets the
+** level finish (levelSeekDone).
 */
 #include "strataInt.h"
 
@@ -58,6 +69,11 @@ StrataIter *strataErrorIterNew(int rc) {
 
 /* MERGING ITERATOR */
 
+/* What a child is, for mergeSeek (SEEKING SEVERAL TABLES in sstable.c). */
+#define MERGE_CHILD_OTHER 0
+#define MERGE_CHILD_TABLE 1 /* a table iterator */
+#define MERGE_CHILD_LEVEL 2 /* a level iterator */
+
 /* A heap slot: a valid child and the key prefix it is ordered by first. */
 typedef struct MergeSlot {
   u64 pfx;       /* keyPrefix() of c's current key */
@@ -68,6 +84,8 @@ typedef struct MergeIter {
   StrataIter base;
   int nChild;
   StrataIter **apChild;
+  StrataIter **apSeek; /* mergeSeek's scratch: the table iterators to seek */
+  u8 *aKind;           /* per child: MERGE_CHILD_* */
   int bForward;     /* direction of the heap */
   int nHeap;
   MergeSlot *aHeap; /* heap of valid children; aHeap[0] is current */
@@ -176,10 +194,58 @@ static void mergeSeekLast(StrataIter *p) {
   mergePublish(m);
 }
 
+static StrataIter *levelSeekOpen(StrataIter *p, const u8 *pKey, size_t nKey);
+static void levelSeekDone(StrataIter *p);
+static int isLevelIter(const StrataIter *p);
+
+/* What mergeSeek seeks while the tables' first prefetches are in flight. */
+typedef struct MergeSeekOthers {
+  StrataIter **ap;
+  int n;
+  const u8 *pKey;
+  size_t nKey;
+} MergeSeekOthers;
+
+static void mergeSeekOthers(void *pArg) {
+  MergeSeekOthers *o = pArg;
+  int i;
+  for (i = 0; i < o->n; i++) o->ap[i]->pMethods->xSeek(o->ap[i], o->pKey, o->nKey);
+}
+
+/* The table iterators among the children, and the current table of each
+** level iterator, are seeked together (SEEKING SEVERAL TABLES in
+** sstable.c), and the other children (memtables) in the middle of that. */
 static void mergeSeek(StrataIter *p, const u8 *pKey, size_t nKey) {
   MergeIter *m = (MergeIter *)p;
-  int i;
-  for (i = 0; i < m->nChild; i++) m->apChild[i]->pMethods->xSeek(m->apChild[i], pKey, nKey);
+  MergeSeekOthers o;
+  int i, nSst = 0, bLevel = 0;
+  /* apSeek holds the tables from its start, the others from its end. */
+  o.ap = m->apSeek + m->nChild;
+  o.n = 0;
+  o.pKey = pKey;
+  o.nKey = nKey;
+  for (i = 0; i < m->nChild; i++) {
+    StrataIter *c = m->apChild[i];
+    int eKind = m->aKind[i];
+    if (eKind == MERGE_CHILD_LEVEL) {
+      bLevel = 1;
+      c = levelSeekOpen(c, pKey, nKey);
+      if (!c) continue;
+      eKind = strataSstIterIs(c) ? MERGE_CHILD_TABLE : MERGE_CHILD_OTHER;
+    }
+    if (eKind == MERGE_CHILD_TABLE) {
+      m->apSeek[nSst++] = c;
+    } else {
+      *--o.ap = c;
+      o.n++;
+    }
+  }
+  strataSstIterSeekMany(m->apSeek, nSst, pKey, nKey, mergeSeekOthers, &o);
+  if (bLevel) {
+    for (i = 0; i < m->nChild; i++) {
+      if (m->aKind[i] == MERGE_CHILD_LEVEL) levelSeekDone(m->apChild[i]);
+    }
+  }
   m->bForward = 1;
   mergeBuild(m);
   mergePublish(m);
@@ -285,10 +351,10 @@ static const StrataIterMethods mergeMethods = {mergeSeekFirst, mergeSeekLast, me
 
 int strataMergeIterNew(StrataIter **apChild, int nChild, StrataIter **ppIter) {
   /* One allocation (an iterator is made per statement): the struct, the
-  ** heap, then the children. */
+  ** heap, the children, mergeSeek's scratch, the children's kinds. */
   size_t nSlot = (size_t)(nChild ? nChild : 1);
   size_t nHead = (sizeof(MergeIter) + sizeof(MergeSlot) - 1) / sizeof(MergeSlot) * sizeof(MergeSlot);
-  MergeIter *m = strataMalloc(nHead + nSlot * (sizeof(MergeSlot) + sizeof(StrataIter *)));
+  MergeIter *m = strataMalloc(nHead + nSlot * (sizeof(MergeSlot) + 2 * sizeof(StrataIter *) + 1));
   int i;
   *ppIter = NULL;
   if (!m) {
@@ -298,9 +364,16 @@ int strataMergeIterNew(StrataIter **apChild, int nChild, StrataIter **ppIter) {
   memset(m, 0, sizeof(*m));
   m->aHeap = (MergeSlot *)(void *)((u8 *)m + nHead);
   m->apChild = (StrataIter **)(void *)(m->aHeap + nSlot);
+  m->apSeek = m->apChild + nSlot;
+  m->aKind = (u8 *)(m->apSeek + nSlot);
   m->base.pMethods = &mergeMethods;
   m->nChild = nChild;
   if (nChild) memcpy(m->apChild, apChild, sizeof(StrataIter *) * (size_t)nChild);
+  for (i = 0; i < nChild; i++) {
+    m->aKind[i] = isLevelIter(apChild[i])       ? MERGE_CHILD_LEVEL
+                  : strataSstIterIs(apChild[i]) ? MERGE_CHILD_TABLE
+                                                : MERGE_CHILD_OTHER;
+  }
   m->bForward = 1;
   *ppIter = &m->base;
   return STRATA_OK;
@@ -384,7 +457,10 @@ static void levelSeekLast(StrataIter *p) {
   levelPublish(l);
 }
 
-static void levelSeek(StrataIter *p, const u8 *pKey, size_t nKey) {
+/* The first half of levelSeek: make current the file that holds the first
+** key >= pKey, if any, and return its table iterator for the caller to
+** seek (NULL: nothing to seek). levelSeekDone is the second half. */
+static StrataIter *levelSeekOpen(StrataIter *p, const u8 *pKey, size_t nKey) {
   LevelIter *l = (LevelIter *)p;
   int lo = 0, hi = l->nFile;
   /* First file whose largest key >= pKey. */
@@ -401,11 +477,22 @@ static void levelSeek(StrataIter *p, const u8 *pKey, size_t nKey) {
     strataIterClose(l->pTable);
     l->pTable = NULL;
     l->iFile = -1;
-  } else if (levelOpen(l, lo)) {
-    l->pTable->pMethods->xSeek(l->pTable, pKey, nKey);
-    levelSkipForward(l);
+    return NULL;
   }
+  return levelOpen(l, lo) ? l->pTable : NULL;
+}
+
+/* After the table levelSeekOpen returned (if any) was seeked. */
+static void levelSeekDone(StrataIter *p) {
+  LevelIter *l = (LevelIter *)p;
+  levelSkipForward(l);
   levelPublish(l);
+}
+
+static void levelSeek(StrataIter *p, const u8 *pKey, size_t nKey) {
+  StrataIter *t = levelSeekOpen(p, pKey, nKey);
+  if (t) t->pMethods->xSeek(t, pKey, nKey);
+  levelSeekDone(p);
 }
 
 /* A step that stays inside the current table: publish it directly. */
@@ -449,6 +536,8 @@ static void levelClose(StrataIter *p) {
 
 static const StrataIterMethods levelMethods = {levelSeekFirst, levelSeekLast, levelSeek,
                                                levelNext,      levelPrev,     levelClose};
+
+static int isLevelIter(const StrataIter *p) { return p->pMethods == &levelMethods; }
 
 int strataLevelIterNew(FileMeta **aFile, int nFile, StrataOpenTableIter xOpen, void *pCtx,
                        StrataIter **ppIter) {

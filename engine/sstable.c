@@ -622,26 +622,58 @@ build_done:
   strataBlockIterRelease(&ix);
 }
 
+/* The window of internal key pKey (user key of nu bytes) after its first
+** c <= nu bytes, as strataKeyWindow: its trailer follows the user key, so
+** 8 bytes can always be read there and the bytes past the user key masked. */
+static inline u64 sstIkeyWindow(const u8 *pKey, size_t nu, size_t c) {
+  u64 w = __builtin_bswap64(strataGet64(pKey + c));
+  if (UNLIKELY(nu - c < 8)) w = nu == c ? 0 : w & (~(u64)0 << (8 * (8 - (nu - c))));
+  return w;
+}
+
 /* The first windowed index entry >= internal key pKey/nKey, or nIx if
 ** there is none (then only the last entry can be). Ties are broken with the
 ** keys, read through ix (Init'ed on r->aIndex), which holds the error if
-** that fails. Requires r->aIxWindow. */
+** that fails. Requires r->aIxWindow.
+**
+** The windows are searched without branches on their values (a random
+** target mispredicts every other branch of an ordinary binary search); only
+** a window equal to the target's, which a shortened separator makes rare,
+** goes on to the keys. */
 static u32 sstIxLowerBound(const SstReader *r, BlockIter *ix, const u8 *pKey, size_t nKey) {
   size_t nu = nKey - STRATA_TRAILER, c = r->nIxCommon;
-  u32 lo = 0, hi = r->nIx;
+  const u64 *aW = r->aIxWindow, *pBase = aW;
+  u32 lo, hi = r->nIx, n = r->nIx;
   u64 t;
   int cmp;
-  /* Every windowed key starts with the common prefix. */
-  cmp = c ? memcmp(pKey, r->pIxCommon, nu < c ? nu : c) : 0;
+  /* Every windowed key starts with the common prefix. Both keys have at
+  ** least 8 bytes (the trailer at least): a short prefix is one word. */
+  if (c == 0) {
+    cmp = 0;
+  } else if (c <= 8 && nu >= c) {
+    u64 m = ~(u64)0 << (8 * (8 - c));
+    u64 a = __builtin_bswap64(strataGet64(pKey)) & m;
+    u64 b = __builtin_bswap64(strataGet64(r->pIxCommon)) & m;
+    cmp = (a > b) - (a < b);
+  } else {
+    cmp = memcmp(pKey, r->pIxCommon, nu < c ? nu : c);
+  }
   if (cmp < 0 || (cmp == 0 && nu < c)) return 0; /* below them all */
   if (cmp > 0) return hi;                         /* above them all */
-  t = strataKeyWindow(pKey, nu, c);
+  t = sstIkeyWindow(pKey, nu, c);
+  /* n >= 1: the answer is in [pBase, pBase + n]. */
+  while (n > 1) {
+    u32 half = n / 2;
+    pBase = pBase[half] < t ? pBase + half : pBase;
+    n -= half;
+  }
+  lo = (u32)(pBase - aW) + (*pBase < t);
+  if (LIKELY(lo == hi || aW[lo] != t)) return lo;
+  /* Windows equal to the target's from lo on: the keys decide. */
   while (lo < hi) {
     u32 mid = lo + (hi - lo) / 2;
-    u64 w = r->aIxWindow[mid];
-    if (w < t) {
-      lo = mid + 1;
-    } else if (w > t) {
+    u64 w = aW[mid];
+    if (w > t) {
       hi = mid;
     } else {
       const u8 *k;
@@ -1091,24 +1123,40 @@ typedef struct BlockRef {
   size_t n;
 } BlockRef;
 
+/* Ask for the lines of a cached block (off, size) that any use of it reads
+** first: its header, and its tail, where the restart array is (for a block
+** stored uncompressed, size is its length; otherwise the guess is only
+** wasted). */
+static inline void sstPrefetchBlock(const SstBlock *pBlk, u64 size) {
+  __builtin_prefetch(pBlk);
+  __builtin_prefetch((const void *)((uintptr_t)pBlk->a + (uintptr_t)size - 4));
+}
+
+static int sstPinMissed(SstReader *r, u64 off, u64 size, int bFill, BlockRef *pRef);
+
 /* Pin data block (off, size) from the cache, or read it (and insert it
 ** into the cache if bFill). Returns STRATA_OK or an error. */
 static int sstPinBlock(SstReader *r, u64 off, u64 size, int bFill, BlockRef *pRef) {
-  SstBlock *pBlk;
-  int rc;
   pRef->h = NULL;
   pRef->pOwned = NULL;
   if (r->pCache) {
     CacheHandle *h = strataCacheLookup(r->pCache, r->id, off);
     if (h) {
-      pBlk = strataCacheValue(h);
+      SstBlock *pBlk = strataCacheValue(h);
+      sstPrefetchBlock(pBlk, size); /* the header and tail misses overlap */
       pRef->h = h;
       pRef->a = pBlk->a;
       pRef->n = pBlk->n;
       return STRATA_OK;
     }
   }
-  rc = sstLoadBlock(r, off, size, &pBlk);
+  return sstPinMissed(r, off, size, bFill, pRef);
+}
+
+/* sstPinBlock for a block not in the cache (pRef's pins clear). */
+static int sstPinMissed(SstReader *r, u64 off, u64 size, int bFill, BlockRef *pRef) {
+  SstBlock *pBlk;
+  int rc = sstLoadBlock(r, off, size, &pBlk);
   if (rc) return rc;
   pRef->a = pBlk->a;
   pRef->n = pBlk->n;
@@ -1383,44 +1431,75 @@ static int sstIterLoad(SstIter *it) {
   return sstIterLoadAt(it, off, size, rc);
 }
 
-/* Load data block (off, size) (rc: an error finding its handle, to fail
-** with instead). */
-static int sstIterLoadAt(SstIter *it, u64 off, u64 size, int rc) {
+/* Let go of the current block and pin data block (off, size) instead: a
+** cache hit sets *ppBlk (its header and tail are only prefetched, for
+** sstIterSetBlock to read), a block read from the file *pa and *pn.
+** STRATA_OK or an error (then nothing is pinned). */
+static int sstIterFetch(SstIter *it, u64 off, u64 size, const SstBlock **ppBlk, const u8 **pa,
+                        size_t *pn) {
   SstReader *r = it->r;
   const u8 *a = NULL;
   size_t n = 0;
-  if (rc) goto load_failed;
-  /* Already loaded: keep it, and the data iterator's position, which a
-  ** Seek uses as a search hint. */
-  if (it->bBlock && off == it->blockOff) return 0;
+  int rc = STRATA_OK;
   sstUnpinBlock(r, &it->ref);
   it->bBlock = 0;
-  if (r->pCache && sstIterFills(it)) {
-    rc = sstPinBlock(r, off, size, 1, &it->ref); /* from the cache, or read and inserted */
-    a = it->ref.a;
-    n = it->ref.n;
-  } else if (r->pCache) {
-    CacheHandle *h = strataCacheLookup(r->pCache, r->id, off); /* use, never insert */
+  *ppBlk = NULL;
+  if (r->pCache) {
+    CacheHandle *h = strataCacheLookup(r->pCache, r->id, off);
     if (h) {
       SstBlock *pBlk = strataCacheValue(h);
+      sstPrefetchBlock(pBlk, size);
       it->ref.h = h;
-      a = pBlk->a;
-      n = pBlk->n;
+      *ppBlk = pBlk;
+      return STRATA_OK;
+    }
+    if (sstIterFills(it)) { /* read and inserted */
+      rc = sstPinMissed(r, off, size, 1, &it->ref);
+      a = it->ref.a;
+      n = it->ref.n;
     }
   }
   if (rc == STRATA_OK && !a) rc = sstIterReadBlock(it, off, size, &a, &n);
-  if (rc) goto load_failed;
+  *pa = a;
+  *pn = n;
+  return rc;
+}
+
+/* Point the data iterator (unpositioned) at the block fetched from offset
+** off (pBlk, or else a/n). Returns 0 on success, else the iterator has
+** failed. */
+static int sstIterSetBlock(SstIter *it, u64 off, const SstBlock *pBlk, const u8 *a, size_t n) {
+  if (pBlk) {
+    a = pBlk->a;
+    n = pBlk->n;
+  }
   strataBlockIterInit(&it->data, a, n);
   if (it->data.base.rc) {
-    rc = sstWrapErr(r, it->data.base.rc, "data block", off);
-    goto load_failed;
+    sstIterFail(it, sstWrapErr(it->r, it->data.base.rc, "data block", off));
+    return 1;
   }
   it->bBlock = 1;
   it->blockOff = off;
   return 0;
-load_failed:
-  sstIterFail(it, rc);
-  return 1;
+}
+
+/* Load data block (off, size) (rc: an error finding its handle, to fail
+** with instead). */
+static int sstIterLoadAt(SstIter *it, u64 off, u64 size, int rc) {
+  const SstBlock *pBlk = NULL;
+  const u8 *a = NULL;
+  size_t n = 0;
+  if (rc == STRATA_OK) {
+    /* Already loaded: keep it, and the data iterator's position, which a
+    ** Seek uses as a search hint. */
+    if (it->bBlock && off == it->blockOff) return 0;
+    rc = sstIterFetch(it, off, size, &pBlk, &a, &n);
+  }
+  if (rc) {
+    sstIterFail(it, rc);
+    return 1;
+  }
+  return sstIterSetBlock(it, off, pBlk, a, n);
 }
 
 /* Publish the data iterator's entry, or fail with an error it reports. */
@@ -1537,6 +1616,162 @@ static void sstIterSeek(StrataIter *p, const u8 *pKey, size_t nKey) {
   sstIterSkipForward(it);
 }
 
+/* SEEKING SEVERAL TABLES
+** A merging iterator seeks every table it merges, and each table's seek is
+** a chain of dependent memory reads, most of them cache misses when seeks
+** are random: the index windows, the cache's hash slot for the block, the
+** cache entry, the block's header and its restart array (at its end), the
+** restart keys, then the entries scanned. One table after the other, a
+** seek waits for each miss in turn. strataSstIterSeekMany takes the tables
+** through the chain in stages instead, and at each stage asks for what the
+** next stage of every table will read before any of them reads it:
+**
+**   1. find the block in the index windows; prefetch its cache slot
+**   2. pin the block (the cache lookup); prefetch its header and its tail,
+**      where its restart array is
+**   3. set up the block iterator; prefetch its restart entries
+**   4. seek in the block, as sstIterSeek does.
+**
+** The caller's xDuring runs between stages 1 and 2, so that its own reads
+** (a merging iterator seeks its memtables there) wait alongside the first
+** prefetches.
+**
+** A table whose seek cannot take this path (no index windows, a key past
+** the windowed entries, an error) is seeked by sstIterSeek in stage 4. The
+** results, and every iterator's state, are those of xSeek on each. */
+#define SST_SEEK_BATCH 16
+
+/* Ask for the restart entries of the data iterator's block (unpositioned),
+** as strataBlockIterSeek does itself for a block of few restarts. */
+static void sstPrefetchRestarts(const BlockIter *d) {
+  u32 i;
+  if (d->nRestart > 16) return;
+  for (i = 0; i < d->nRestart; i++) {
+    u32 off = strataGet32(d->aRestart + 4 * (size_t)i);
+    if (off < d->nLimit) __builtin_prefetch(d->aData + off);
+  }
+}
+
+/* Ask for the lines of the restart region of fresh data iterator d that a
+** seek of the internal key whose window is t (sstIkeyWindow(.., 0)) will
+** scan: after the restart entries, the scan is the seek's other chain of
+** misses. The region is found as strataBlockIterSeek finds it, by the last
+** restart key below the target, but on the first 8 bytes of the keys only
+** and reading just the common form of a restart entry (one-byte lengths,
+** nothing shared): anything else, or windows that tie, stops the search
+** where it is. Only a hint: it reads within the block and changes nothing. */
+#define SST_REGION_PREFETCH 1024
+static void sstPrefetchRegion(const BlockIter *d, u64 t) {
+  const u8 *a = d->aData;
+  u32 lo = 0, hi = d->nRestart - 1, start, end, o;
+  while (lo < hi) {
+    u32 mid = lo + (hi - lo + 1) / 2, off = strataGet32(d->aRestart + 4 * (size_t)mid);
+    const u8 *p = a + off;
+    u64 w;
+    if (off >= d->nLimit || d->nLimit - off < 3 + 16 || (p[0] | p[1] | p[2]) >= 0x80 || p[0] != 0 ||
+        p[1] < 16 || p[1] > d->nLimit - off - 3) {
+      break; /* not the common form (user keys of 8 bytes or more) */
+    }
+    w = __builtin_bswap64(strataGet64(p + 3));
+    if (w < t) {
+      lo = mid;
+    } else if (w > t) {
+      hi = mid - 1;
+    } else {
+      break;
+    }
+  }
+  start = strataGet32(d->aRestart + 4 * (size_t)lo);
+  end = lo + 1 < d->nRestart ? strataGet32(d->aRestart + 4 * (size_t)(lo + 1)) : d->nLimit;
+  if (end > d->nLimit) end = d->nLimit;
+  if (start >= end) return;
+  if (end - start > SST_REGION_PREFETCH) end = start + SST_REGION_PREFETCH;
+  /* The region's first line was asked for with the restart entries. Two
+  ** lines a round: the second may lie past the region, never past the
+  ** block's end by a line (a prefetch there is harmless). */
+  for (o = (start | 63) + 1; o < end; o += 128) {
+    __builtin_prefetch(a + o);
+    __builtin_prefetch((const void *)((uintptr_t)a + o + 64));
+  }
+}
+
+static void sstSeekBatch(StrataIter **ap, int n, const u8 *pKey, size_t nKey,
+                         void (*xDuring)(void *), void *pArg) {
+  /* Per table: 1 + the window index of its block, 0 to seek it the plain
+  ** way, or -1 once it has failed; and the block fetched by stage 2. */
+  i64 aIx[SST_SEEK_BATCH];
+  const SstBlock *apBlk[SST_SEEK_BATCH];
+  const u8 *aA[SST_SEEK_BATCH];
+  size_t aN[SST_SEEK_BATCH];
+  u64 t = 0; /* the target's window, once needed */
+  int i;
+  for (i = 0; i < n; i++) {
+    SstIter *it = (SstIter *)ap[i];
+    const SstReader *r = it->r;
+    u32 k;
+    aIx[i] = 0;
+    if (it->base.rc || !r->aIxWindow) continue;
+    k = sstIxLowerBound(r, &it->index, pKey, nKey);
+    if (it->index.base.rc || k >= r->nIx) continue;
+    aIx[i] = (i64)k + 1;
+    if (r->pCache && !(it->bBlock && it->blockOff == r->aIxHandle[2 * (size_t)k])) {
+      strataCachePrefetch(r->pCache, r->id, r->aIxHandle[2 * (size_t)k]);
+    }
+  }
+  if (xDuring) xDuring(pArg);
+  for (i = 0; i < n; i++) {
+    SstIter *it = (SstIter *)ap[i];
+    const u64 *pHandle;
+    int rc;
+    apBlk[i] = NULL;
+    aA[i] = NULL;
+    if (aIx[i] <= 0) continue;
+    it->nForward = it->nBackward = 0;
+    it->iIxPending = 0;
+    pHandle = &it->r->aIxHandle[2 * (size_t)(aIx[i] - 1)];
+    if (it->bBlock && it->blockOff == pHandle[0]) continue; /* kept, as sstIterLoadAt keeps it */
+    rc = sstIterFetch(it, pHandle[0], pHandle[1], &apBlk[i], &aA[i], &aN[i]);
+    if (rc) {
+      sstIterFail(it, rc);
+      aIx[i] = -1;
+    }
+  }
+  for (i = 0; i < n; i++) {
+    SstIter *it = (SstIter *)ap[i];
+    if (!apBlk[i] && !aA[i]) continue;
+    if (sstIterSetBlock(it, it->r->aIxHandle[2 * (size_t)(aIx[i] - 1)], apBlk[i], aA[i], aN[i])) {
+      aIx[i] = -1;
+      continue;
+    }
+    sstPrefetchRestarts(&it->data);
+  }
+  for (i = 0; i < n; i++) {
+    if (aIx[i] > 0 && (apBlk[i] || aA[i])) {
+      if (t == 0 && nKey >= STRATA_TRAILER) t = sstIkeyWindow(pKey, nKey - STRATA_TRAILER, 0);
+      sstPrefetchRegion(&((SstIter *)ap[i])->data, t);
+    }
+  }
+  for (i = 0; i < n; i++) {
+    SstIter *it = (SstIter *)ap[i];
+    if (aIx[i] > 0) {
+      it->iIxPending = (u32)aIx[i];
+      strataBlockIterSeek(&it->data, pKey, nKey);
+      sstIterSkipForward(it);
+    } else if (aIx[i] == 0) {
+      sstIterSeek(&it->base, pKey, nKey);
+    }
+  }
+}
+
+void strataSstIterSeekMany(StrataIter **ap, int n, const u8 *pKey, size_t nKey,
+                           void (*xDuring)(void *), void *pArg) {
+  for (; n > SST_SEEK_BATCH; ap += SST_SEEK_BATCH, n -= SST_SEEK_BATCH) {
+    sstSeekBatch(ap, SST_SEEK_BATCH, pKey, nKey, xDuring, pArg);
+    xDuring = NULL;
+  }
+  sstSeekBatch(ap, n, pKey, nKey, xDuring, pArg);
+}
+
 /* Publish the entry of a data iterator that stepped within its block. */
 static inline void sstIterCopyEntry(SstIter *it) {
   it->base.pKey = it->data.base.pKey;
@@ -1624,6 +1859,8 @@ void strataSstIterHold(StrataIter *pIter, BlockCache *c, CacheHandle *h) {
 
 static const StrataIterMethods sstIterMethods = {sstIterSeekFirst, sstIterSeekLast, sstIterSeek,
                                                  sstIterNext,      sstIterPrev,     sstIterClose};
+
+int strataSstIterIs(const StrataIter *p) { return p->pMethods == &sstIterMethods; }
 
 int strataSstIterNew(SstReader *r, int bFillCache, StrataIter **ppIter) {
   SstSpare *s = &sstSpare;

@@ -446,6 +446,8 @@ int strataCacheNew(size_t nCapacity, BlockCache **ppCache);
 void strataCacheFree(BlockCache *c);
 /* Returns a pinned handle or NULL. */
 CacheHandle *strataCacheLookup(BlockCache *c, u64 id, u64 off);
+/* Prefetch what a lookup of the key will read first (no lock, no effect). */
+void strataCachePrefetch(BlockCache *c, u64 id, u64 off);
 /* Insert (replacing any entry with the same key) and return it pinned.
 ** xFree(pValue) runs when the entry is evicted or replaced and unpinned.
 ** Returns NULL only if the handle cannot be allocated (then xFree has run). */
@@ -580,6 +582,14 @@ int strataSstIterNew(SstReader *r, int bFillCache, StrataIter **ppIter);
 /* Make a table iterator release h, pinned in cache c, when it is closed
 ** (after it is done with its reader, which h may keep open). */
 void strataSstIterHold(StrataIter *pIter, BlockCache *c, CacheHandle *h);
+/* 1 if p is a table iterator (made by strataSstIterNew). */
+int strataSstIterIs(const StrataIter *p);
+/* Seek each of the n table iterators ap[0..n) to the first entry >= pKey,
+** exactly as their xSeek would, with the memory reads of the n seeks
+** overlapped (SEEKING SEVERAL TABLES in sstable.c). xDuring(pArg), if not
+** NULL, runs once in the middle (n may be 0): the caller's other work. */
+void strataSstIterSeekMany(StrataIter **ap, int n, const u8 *pKey, size_t nKey,
+                           void (*xDuring)(void *), void *pArg);
 /* Check every block's checksum and the key order (tools, tests). */
 int strataSstVerify(SstReader *r);
 

@@ -9,12 +9,15 @@
 ** strataTestFailMalloc aims at the cache's own allocations.
 **
 ** test_stress runs 4 threads for about 2 seconds (30 with STRATA_SOAK) on a
-** small key space; test_perf prints hit lookup rates and asserts nothing.
+** small key space; test_release_race runs 4 threads on a few hot entries
+** for about a second (40 with STRATA_SOAK); test_perf prints hit lookup
+** rates and asserts nothing.
 */
 #include "strataInt.h"
 #include "testutil.h"
 
 #include <pthread.h>
+#include <unistd.h>
 
 #define VAL_MAGIC 0x5ca1ab1e0ddba11ull
 #define VAL_DEAD 0xdeadbeefdeadbeefull
@@ -812,6 +815,139 @@ static void test_stress(void) {
   stressRun(600, secs * 1.4, seed + 2); /* 16 shards, some eviction */
 }
 
+/* RELEASES RACING THE MUTEX HOLDERS
+** Release drops a pin without the shard mutex unless it is the last pin of
+** an entry off the LRU list or out of the table (LOCK-FREE RELEASE in
+** cache.c). Here readers pin and release a few hot keys of one shard,
+** holding one to three pins of the same entry at a time, while a mutator
+** erases and replaces those very entries, floods the shard so that
+** eviction keeps meeting pinned heads, and swings the capacity down to 0
+** and back: every release races a detach, an eviction or a re-append.
+** Each value is checked while pinned (a value freed under a pin has lost
+** its magic), every value must be freed exactly once, and at the end the
+** usage must equal the entries left (charge 1 each): a pin dropped without
+** its accounting, or an unpinned entry left off the list, shows there. */
+#define RACE_READERS 3
+#define RACE_HOT 4
+
+typedef struct RaceArg {
+  BlockCache *c;
+  u64 seed;
+  _Atomic int *pbStop;
+  _Atomic u64 *pSerial;
+  int bSwing; /* the mutator changes the capacity too */
+  long nOps, nBad, nFound;
+} RaceArg;
+
+static void *raceReader(void *pArg) {
+  RaceArg *a = pArg;
+  TestRng rng;
+  test_srand(&rng, a->seed);
+  while (!atomic_load(a->pbStop)) {
+    u64 off = test_randn(&rng, RACE_HOT);
+    CacheHandle *aH[3];
+    int n = 1 + (int)test_randn(&rng, 3), i, nGot = 0;
+    for (i = 0; i < n; i++) {
+      aH[nGot] = strataCacheLookup(a->c, 1, off);
+      if (aH[nGot]) nGot++;
+    }
+    for (i = 0; i < nGot; i++) {
+      if (!valOk(aH[i], 1, off)) a->nBad++;
+      if (i > 0 && aH[i] != aH[0] && ((TestVal *)strataCacheValue(aH[i]))->serial <=
+                                          ((TestVal *)strataCacheValue(aH[0]))->serial) {
+        a->nBad++; /* a replacement is always a newer value */
+      }
+    }
+    /* Release in a random order; the last one may be anywhere. */
+    while (nGot > 0) {
+      int j = (int)test_randn(&rng, (u64)nGot);
+      if (!valOk(aH[j], 1, off)) a->nBad++;
+      strataCacheRelease(a->c, aH[j]);
+      aH[j] = aH[--nGot];
+      a->nFound++;
+    }
+    a->nOps++;
+  }
+  return NULL;
+}
+
+static void *raceMutator(void *pArg) {
+  RaceArg *a = pArg;
+  TestRng rng;
+  test_srand(&rng, a->seed);
+  while (!atomic_load(a->pbStop)) {
+    int op = (int)test_randn(&rng, 100);
+    u64 off = test_randn(&rng, RACE_HOT);
+    if (op < 40) { /* (re)insert a hot key, replacing (detaching) the old one */
+      u64 serial = atomic_fetch_add(a->pSerial, 1);
+      if (op < 20) {
+        strataCacheRelease(a->c, put(a->c, 1, off, 1, serial));
+      } else if (strataCacheAdd(a->c, 1, off, valNew(1, off, serial), 1, valFree)) {
+        a->nBad++;
+      }
+    } else if (op < 55) {
+      strataCacheErase(a->c, 1, off);
+    } else if (op < 85) { /* flood: evictions pass the pinned hot entries */
+      putRelease(a->c, 2, test_randn(&rng, 64), 1);
+    } else if (op < 90 || !a->bSwing) {
+      strataCacheEraseId(a->c, 1);
+    } else if (op < 95) {
+      strataCacheSetCapacity(a->c, op < 92 ? 0 : 8);
+    } else {
+      strataCacheSetCapacity(a->c, 16);
+    }
+    a->nOps++;
+  }
+  return NULL;
+}
+
+static void test_release_race(void) {
+  BlockCache *c = NULL;
+  pthread_t aThread[RACE_READERS + 1];
+  RaceArg aArg[RACE_READERS + 1];
+  _Atomic int bStop = 0;
+  _Atomic u64 iSerial = 1;
+  u64 seed = test_seed("release race");
+  long nBad = 0, nFound = 0, nMut;
+  int i, round;
+  for (round = 0; round < 2; round++) { /* round 1 swings the capacity */
+    countersReset();
+    atomic_store(&bStop, 0);
+    /* 16 units: one shard (CACHE_MIN_SHARE), so every key meets every other. */
+    CHECK_EQ(strataCacheNew(16, &c), STRATA_OK);
+    if (!c) return;
+    for (i = 0; i <= RACE_READERS; i++) {
+      aArg[i] = (RaceArg){c, seed + (u64)round * 101 + (u64)i * 7919, &bStop, &iSerial, round, 0, 0, 0};
+      CHECK_EQ(pthread_create(&aThread[i], NULL, i < RACE_READERS ? raceReader : raceMutator,
+                              &aArg[i]),
+               0);
+    }
+    usleep(test_soak() ? 20000000 : 400000);
+    atomic_store(&bStop, 1);
+    nMut = 0;
+    for (i = 0; i <= RACE_READERS; i++) {
+      pthread_join(aThread[i], NULL);
+      nBad += aArg[i].nBad;
+      if (i < RACE_READERS) nFound += aArg[i].nFound;
+      else nMut = aArg[i].nOps;
+    }
+    CHECK_EQ(nBad, 0);
+    if (round == 1) strataCacheSetCapacity(c, 16); /* the mutator may have left it at 0 */
+    CHECK_EQ(strataCacheUsage(c), strataCacheCount(c));
+    CHECK(strataCacheUsage(c) <= 16);
+    CHECK_EQ(atomic_load(&nValFree) + (long)strataCacheCount(c), atomic_load(&nValAlloc));
+    printf("# release race round %d: %ld pins released, %ld mutations, %zu left cached\n", round,
+           nFound, nMut, strataCacheCount(c));
+    /* Every entry left is unpinned and on the list: a capacity of 0 frees all. */
+    strataCacheSetCapacity(c, 0);
+    CHECK_EQ(strataCacheCount(c), 0);
+    CHECK_EQ(strataCacheUsage(c), 0);
+    CHECK_EQ(atomic_load(&nValFree), atomic_load(&nValAlloc));
+    freeAndCheck(c);
+    c = NULL;
+  }
+}
+
 /* Informational: lookup+release on hits, one thread and two. Never asserted. */
 typedef struct PerfArg {
   BlockCache *c;
@@ -889,6 +1025,7 @@ int main(void) {
   RUN(test_add_unpinned);
   RUN(test_recycle);
   RUN(test_stress);
+  RUN(test_release_race);
   RUN(test_perf);
   return TEST_SUMMARY();
 }

@@ -1485,6 +1485,152 @@ static void test_sst_index_windows(void) {
   modelFree(&m);
 }
 
+/* SEEKING SEVERAL TABLES: strataSstIterSeekMany must leave every iterator
+** exactly as its own xSeek would, and in the same state for the steps that
+** follow. Five tables split one model between them (as the runs of an LSM
+** tree do), read with and without the cache, filling it or not, zstd or
+** not, one with a damaged data block; iterators over them are seeked in
+** pairs, one by xSeek, one in batches (of 22, so in two rounds of the
+** batch, with a repeated table), and compared after the seek and after
+** steps both ways. Targets: present keys, keys between, before and after
+** everything (past the last separator), the same key again and nearby keys
+** (blocks kept, positions used as hints). */
+typedef struct SeekManyCount {
+  int n;
+} SeekManyCount;
+
+static void seekManyDuring(void *p) { ((SeekManyCount *)p)->n++; }
+
+static int sameEntry(const StrataIter *a, const StrataIter *b) {
+  if (a->rc != b->rc || a->bValid != b->bValid) return 0;
+  if (!a->bValid) return 1;
+  return a->nKey == b->nKey && memcmp(a->pKey, b->pKey, a->nKey) == 0 && a->nVal == b->nVal &&
+         (a->nVal == 0 || memcmp(a->pVal, b->pVal, a->nVal) == 0);
+}
+
+static void test_sst_seek_many(void) {
+  enum { nTable = 5, nIter = 22 };
+  TestRng rng;
+  Model m, aPart[nTable];
+  SstReader *aR[nTable] = {0};
+  StrataIter *aSolo[nIter] = {0}, *aMany[nIter] = {0};
+  BlockCache *c = NULL;
+  int i, j, step, nBad = 0, nCorrupt = 0, nSteps = bValgrind ? 300 : 1500;
+  test_srand(&rng, 31);
+  modelMake(&m, 4000, 2, 80, &rng);
+  for (j = 0; j < nTable; j++) {
+    aPart[j].a = calloc((size_t)m.n + 1, sizeof(Ent));
+    aPart[j].n = 0;
+  }
+  for (i = 0; i < m.n; i++) { /* each entry to one table; the model keeps ownership */
+    Model *p = &aPart[test_randn(&rng, nTable)];
+    p->a[p->n++] = m.a[i];
+  }
+  CHECK_EQ(strataCacheNew(64 * 1024 * 1024, &c), STRATA_OK);
+  for (j = 0; j < nTable; j++) {
+    char zName[32];
+    SstOptions o = defaultOpts();
+    SstProps props;
+    if (j == 1) o.compression = STRATA_COMPRESSION_NONE;
+    o.nBlockSize = j == 2 ? 512 : 4096;
+    snprintf(zName, sizeof(zName), "seekmany%d.sst", j);
+    CHECK_EQ(buildTable(tablePath(zName), &aPart[j], &o, NULL, &props), STRATA_OK);
+    strataSstPropsFree(&props);
+    if (j == 4) { /* damage the first data block's stored bytes */
+      flipByte(tablePath(zName), 20, 0x40);
+    }
+    CHECK_EQ(strataSstOpen(strataEnvDefault(), tablePath(zName), strataCacheNewId(c),
+                           j == 3 ? NULL : c, NULL, &aR[j]),
+             STRATA_OK);
+  }
+  for (i = 0; i < nIter; i++) {
+    SstReader *r = aR[i % nTable];
+    int bFill = (i / nTable) % 2;
+    if (!r) continue;
+    CHECK_EQ(strataSstIterNew(r, bFill, &aSolo[i]), STRATA_OK);
+    CHECK_EQ(strataSstIterNew(r, bFill, &aMany[i]), STRATA_OK);
+  }
+  for (step = 0; step < nSteps; step++) {
+    static u8 k[256];
+    size_t nk;
+    SeekManyCount during = {0};
+    int q, kind = (int)test_randn(&rng, 10);
+    if (kind < 3) { /* a present internal key */
+      const Ent *e = &m.a[test_randn(&rng, (u64)m.n)];
+      memcpy(k, e->k, e->nk);
+      nk = e->nk;
+    } else if (kind == 3) { /* after everything */
+      memcpy(k, "zzz", 3);
+      strataPut64(k + 3, strataPackTrailer(5, 1));
+      nk = 11;
+    } else if (kind == 4) { /* before everything */
+      strataPut64(k, strataPackTrailer(5, 1));
+      nk = 8;
+    } else if (kind == 5 && step > 0) { /* the previous target again */
+      nk = 0;
+    } else { /* user keys present or absent, prefixes, any sequence */
+      nk = userKey(k, test_randn(&rng, (u64)m.n * 2 + 4), (int)test_randn(&rng, 2));
+      if (kind == 9 && nk > 4) nk -= 1 + test_randn(&rng, 3);
+      strataPut64(k + nk, strataPackTrailer(test_randn(&rng, 1200), (int)test_randn(&rng, 2)));
+      nk += 8;
+    }
+    {
+      static size_t nPrev;
+      if (nk == 0) nk = nPrev;
+      nPrev = nk;
+    }
+    for (i = 0; i < nIter; i++) {
+      if (aSolo[i]) aSolo[i]->pMethods->xSeek(aSolo[i], k, nk);
+    }
+    strataSstIterSeekMany(aMany, aMany[nIter - 1] ? nIter : 0, k, nk, seekManyDuring, &during);
+    if (during.n != 1) nBad++;
+    for (i = 0; i < nIter; i++) {
+      if (!aSolo[i]) continue;
+      if (!sameEntry(aSolo[i], aMany[i])) nBad++;
+      if (aSolo[i]->rc == STRATA_CORRUPT) nCorrupt++;
+    }
+    /* The same steps on both sides. */
+    for (q = 0; q < 6; q++) {
+      int bBack = test_randn(&rng, 3) == 0;
+      for (i = 0; i < nIter; i++) {
+        if (!aSolo[i] || !aSolo[i]->bValid || !aMany[i]->bValid) continue;
+        if (bBack) {
+          aSolo[i]->pMethods->xPrev(aSolo[i]);
+          aMany[i]->pMethods->xPrev(aMany[i]);
+        } else {
+          aSolo[i]->pMethods->xNext(aSolo[i]);
+          aMany[i]->pMethods->xNext(aMany[i]);
+        }
+        if (!sameEntry(aSolo[i], aMany[i])) nBad++;
+      }
+    }
+    /* A damaged table fails for good: give its iterators a fresh start now
+    ** and then, so that the healthy blocks of it keep being compared. */
+    if (step % 50 == 49) {
+      for (i = 4; i < nIter; i += nTable) {
+        if (!aR[4]) continue;
+        strataIterClose(aSolo[i]);
+        strataIterClose(aMany[i]);
+        aSolo[i] = aMany[i] = NULL;
+        CHECK_EQ(strataSstIterNew(aR[4], (i / nTable) % 2, &aSolo[i]), STRATA_OK);
+        CHECK_EQ(strataSstIterNew(aR[4], (i / nTable) % 2, &aMany[i]), STRATA_OK);
+      }
+    }
+  }
+  CHECK_EQ(nBad, 0);
+  CHECK(nCorrupt > 0); /* the damaged block was met */
+  for (i = 0; i < nIter; i++) {
+    strataIterClose(aSolo[i]);
+    strataIterClose(aMany[i]);
+  }
+  for (j = 0; j < nTable; j++) {
+    strataSstClose(aR[j]);
+    free(aPart[j].a);
+  }
+  strataCacheFree(c);
+  modelFree(&m);
+}
+
 static void test_sst_speed(void) {
   int nEnt = bValgrind ? 50000 : 1000000, nGet = nEnt / 4, i, nFound = 0;
   SstOptions o = defaultOpts();
@@ -1666,6 +1812,7 @@ int main(void) {
   RUN(test_sst_cache);
   RUN(test_sst_threads);
   RUN(test_sst_index_windows);
+  RUN(test_sst_seek_many);
   RUN(test_sst_get_hashed);
   RUN(test_sst_cache_charge);
   RUN(test_sst_speed);
