@@ -44,7 +44,8 @@
 **
 **   A key that starts a restart region (shared = 0) is used in place; other
 **   keys are assembled in the iterator's key buffer, which starts as an
-**   inline array and grows (once) only when a longer key appears. So
+**   inline array and grows (once) only when a longer key appears, the key
+**   after one used in place taking its shared prefix from the block. So
 **   stepping through a block never allocates.
 **
 ** REVERSE
@@ -53,8 +54,13 @@
 **   restart region decodes the region from its restart point up to the
 **   entry just before the current one, recording each entry (offsets, and
 **   its key, assembled in place in prevKeys from the key recorded before
-**   it); the following steps back within the region just pop the record. A backward scan thus decodes every entry
-**   once instead of restartInterval / 2 times on average. SeekLast fills
+**   it); the following steps back within the region just pop the record.
+**   A backward scan thus decodes every entry once instead of
+**   restartInterval / 2 times on average. Entries of the common form
+**   (one-byte lengths, room in the record) are decoded by a loop of their
+**   own with its state in locals and each record entry written in three
+**   stores; the first entry of another form hands the rest of the region to
+**   the general loop (prevFillGeneral). SeekLast fills
 **   the record of the last region the same way. The record is trusted only
 **   while its last entry is the current entry of the same block (Init
 **   empties it); if its memory cannot be had, Prev decodes from the restart
@@ -627,33 +633,30 @@ static int prevFillSlow(BlockIter *it, u32 r, u32 stop) {
   return 1;
 }
 
-/* Decode restart region r from its restart point through the entry that
-** ends at offset stop (or the last entry before the end of the entries),
-** recording each (REVERSE), and leave the last one current. Each key is
-** assembled in its place in prevKeys, from the key recorded before it, so
-** an entry is decoded and copied once. Returns 0 if no entry was decoded or
-** on damage (rc set) or end of the entries; then the iterator is invalid. */
-static int prevFill(BlockIter *it, u32 r, u32 stop) {
+/* Where prevFill's loop stopped: the next entry's offset, the next record
+** slot, the end of the keys recorded and the length of the last one. */
+typedef struct PrevFillPos {
+  u32 off;
+  u32 n;
+  size_t nKeyBytes;
+  size_t nPrevKey;
+} PrevFillPos;
+
+/* prevFill's loop for entries of every form, from pos on. Returns 1 with
+** pos updated, 0 if prevFill fails (the iterator is invalid, rc set on
+** damage), or 2 if the record could not grow and prevFillSlow did the
+** work without it. */
+static __attribute__((noinline)) int prevFillGeneral(BlockIter *it, u32 r, u32 stop,
+                                                     PrevFillPos *pos) {
   const u8 *a = it->aData, *pLimit = a + it->nLimit;
-  u32 off, n = 0, iPrevKey = 0;
-  size_t nKeyBytes = 0, nPrevKey = 0;
-  /* In locals: the key copies are byte stores, which could alias the
-  ** iterator's fields as far as the compiler knows. */
-  struct BlockPrevEntry *aPrev = it->aPrev, *e;
-  u8 *aKeys = it->prevKeys.a;
-  u32 nPrevAlloc = it->nPrevAlloc;
-  size_t nKeysAlloc = it->prevKeys.nAlloc;
-  it->nPrev = 0;
-  it->prevKeys.n = 0;
-  setRestart(it, r);
-  off = restartAt(it, r);
-  if (off > it->nLimit) return blockCorrupt(it, "restart offset out of range", off);
+  u32 off = pos->off, n = pos->n;
+  size_t nKeyBytes = pos->nKeyBytes, nPrevKey = pos->nPrevKey;
   do {
     const u8 *p;
     u8 *pKey;
+    struct BlockPrevEntry *e;
     u32 shared, unshared, nVal;
     size_t nKey;
-    if (off >= it->nLimit) break;
     if ((p = entryHeader(a + off, pLimit, &shared, &unshared, &nVal)) == NULL) {
       return blockCorrupt(it, "bad entry header", off);
     }
@@ -663,32 +666,128 @@ static int prevFill(BlockIter *it, u32 r, u32 stop) {
     }
     nKey = (size_t)shared + unshared;
     if (nKey < STRATA_TRAILER) return blockCorrupt(it, "key too short", off);
-    if (UNLIKELY(n == nPrevAlloc || nKeyBytes + nKey + 8 > nKeysAlloc)) {
-      if (!prevReserve(it, n, nKeyBytes, nKey)) return prevFillSlow(it, r, stop);
-      aPrev = it->aPrev;
-      nPrevAlloc = it->nPrevAlloc;
-      aKeys = it->prevKeys.a;
-      nKeysAlloc = it->prevKeys.nAlloc;
+    if (n == it->nPrevAlloc || nKeyBytes + nKey + 8 > it->prevKeys.nAlloc) {
+      if (!prevReserve(it, n, nKeyBytes, nKey)) return prevFillSlow(it, r, stop) ? 2 : 0;
+    }
+    /* See prevFill on the word copies. */
+    pKey = it->prevKeys.a + nKeyBytes;
+    if (shared) strataBlockCopyWords(pKey, pKey - nPrevKey, shared);
+    strataBlockCopyWords(pKey + shared, p, unshared);
+    e = &it->aPrev[n++];
+    e->iCur = off;
+    e->iKey = (u32)nKeyBytes;
+    e->nKey = (u32)nKey;
+    e->iVal = (u32)(p + unshared - a);
+    e->nVal = nVal;
+    nPrevKey = nKey;
+    nKeyBytes += nKey;
+    off = e->iVal + nVal;
+  } while (off < stop);
+  pos->off = off;
+  pos->n = n;
+  pos->nKeyBytes = nKeyBytes;
+  return 1;
+}
+
+_Static_assert(offsetof(struct BlockPrevEntry, iKey) == offsetof(struct BlockPrevEntry, iCur) + 4 &&
+                   offsetof(struct BlockPrevEntry, iVal) ==
+                       offsetof(struct BlockPrevEntry, nKey) + 4,
+               "prevFill stores these pairs as one word each");
+
+/* strataBlockCopyWords for prevFill's loop, where most copies are of a word
+** or two: the first word is copied without a test (so n = 0 copies one
+** too, which the callers have room for). */
+static inline void prevCopyWords(u8 *pDst, const u8 *pSrc, size_t n) {
+  size_t i;
+  strataPut64(pDst, strataGet64(pSrc));
+  for (i = 8; i < n; i += 8) strataPut64(pDst + i, strataGet64(pSrc + i));
+}
+
+/* Decode restart region r from its restart point through the entry that
+** ends at offset stop (or the last entry before the end of the entries),
+** recording each (REVERSE), and leave the last one current. Each key is
+** assembled in its place in prevKeys, from the key recorded before it, so
+** an entry is decoded and copied once. Returns 0 if no entry was decoded or
+** on damage (rc set) or end of the entries; then the iterator is invalid.
+**
+** Entries of the common form (one-byte lengths, inside [off, stop), room in
+** the record) take prevFill's own loop, whose state is kept in locals; the
+** first entry off that form, and every one after it, prevFillGeneral's,
+** which grows the record and reports damage. */
+static int prevFill(BlockIter *it, u32 r, u32 stop) {
+  const u8 *a = it->aData;
+  const u32 nLimit = it->nLimit;
+  PrevFillPos pos;
+  u32 off, n;
+  size_t nKeyBytes, nPrevKey = 0;
+  /* In locals: the key copies are byte stores, which could alias the
+  ** iterator's fields as far as the compiler knows. */
+  struct BlockPrevEntry *aPrev = it->aPrev, *e = aPrev, *eEnd = aPrev;
+  u8 *aKeys = it->prevKeys.a, *pKey = aKeys, *pKeyMax = aKeys;
+  it->nPrev = 0;
+  it->prevKeys.n = 0;
+  setRestart(it, r);
+  off = restartAt(it, r);
+  if (off > nLimit) return blockCorrupt(it, "restart offset out of range", off);
+  if (stop > nLimit) stop = nLimit;
+  if (aPrev) eEnd = aPrev + it->nPrevAlloc; /* none yet: prevFillGeneral makes them */
+  /* A key fits at pKey, with 8 spare for word copies, if it ends by pKeyMax. */
+  if (aKeys && it->prevKeys.nAlloc >= 8) pKeyMax = aKeys + it->prevKeys.nAlloc - 8;
+
+  /* The common form. off < stop <= nLimit: p[0..3] are in the block even
+  ** if the entry is not (the restart array, 8 bytes or more, follows). An
+  ** entry that would end past stop is left to prevFillGeneral too: within
+  ** the entries it is damage that strataBlockIterPrev reports. */
+  while (off < stop) {
+    const u8 *p = a + off;
+    u32 h = strataGet32(p), shared, unshared, nVal, iVal, iEnd;
+    size_t nKey;
+    if (h & 0x808080) break;
+    shared = h & 0xff;
+    unshared = (h >> 8) & 0xff;
+    nVal = (h >> 16) & 0xff;
+    iVal = off + 3 + unshared;
+    iEnd = iVal + nVal; /* no overflow: nLimit < 2 GiB */
+    nKey = (size_t)shared + unshared;
+    if (shared > nPrevKey || iEnd > stop || nKey < STRATA_TRAILER || e == eEnd ||
+        nKey > (size_t)(pKeyMax - pKey)) {
+      break;
     }
     /* The shared bytes come from the key just before, which ends where
     ** this one starts: a word copy may read past them into bytes it has
     ** just written, but those land at or after pKey + shared, which the
     ** unshared copy then overwrites. That one may read up to 7 bytes past
     ** the key, as in parseNext. */
-    pKey = aKeys + nKeyBytes;
-    if (shared) strataBlockCopyWords(pKey, aKeys + iPrevKey, shared);
-    strataBlockCopyWords(pKey + shared, p, unshared);
-    e = &aPrev[n++];
-    e->iCur = off;
-    e->iKey = (u32)nKeyBytes;
-    e->nKey = (u32)nKey;
-    e->iVal = (u32)(p + unshared - a);
+    if (shared) prevCopyWords(pKey, pKey - nPrevKey, shared);
+    prevCopyWords(pKey + shared, p + 3, unshared);
+    /* The five fields in three stores (a compiler would otherwise gather
+    ** them in a vector register first, at more cost). */
+    strataPut64((u8 *)&e->iCur, (u64)off | (u64)(pKey - aKeys) << 32);
+    strataPut64((u8 *)&e->nKey, (u64)nKey | (u64)iVal << 32);
     e->nVal = nVal;
-    iPrevKey = (u32)nKeyBytes;
+    e++;
+    pKey += nKey;
     nPrevKey = nKey;
-    nKeyBytes += nKey;
-    off = e->iVal + nVal;
-  } while (off < stop);
+    off = iEnd;
+  }
+  n = (u32)(e - aPrev);
+  nKeyBytes = (size_t)(pKey - aKeys);
+  if (off < stop) {
+    /* Every other form, and damage. */
+    int rc;
+    pos.off = off;
+    pos.n = n;
+    pos.nKeyBytes = nKeyBytes;
+    pos.nPrevKey = nPrevKey;
+    rc = prevFillGeneral(it, r, stop, &pos);
+    if (rc != 1) return rc != 0;
+    off = pos.off;
+    n = pos.n;
+    nKeyBytes = pos.nKeyBytes;
+    aPrev = it->aPrev;
+    aKeys = it->prevKeys.a;
+  }
+
   if (n == 0) {
     it->base.bValid = 0;
     return 0;

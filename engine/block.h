@@ -60,7 +60,7 @@ struct BlockPrevEntry {
   u32 nKey;
   u32 iVal; /* its value is aData[iVal .. iVal + nVal) */
   u32 nVal;
-};
+}; /* prevFill stores iCur with iKey, and nKey with iVal, as one word each */
 
 /* ITERATOR. A BlockIter reads a block it does not own: the block bytes must
 ** stay unchanged while the iterator uses them. It may live on the stack or
@@ -105,37 +105,47 @@ void strataBlockIterFollowRestart(BlockIter *it);
 /* The common case of strataBlockIterNext, inline for the table iterator's
 ** step: the iterator is valid, the next entry has one-byte lengths and a
 ** key that fits the key buffer with room for word copies, and it either
-** starts a restart region or extends a key already in the buffer. Returns
+** starts a restart region or extends the key before it, in the buffer or
+** in place in the block. Returns
 ** 1 if it stepped; 0 (nothing changed) if the caller must use
 ** strataBlockIterNext, which handles every case, the end of the entries
 ** and damage included. */
 static inline int strataBlockIterStep(BlockIter *it) {
-  const u8 *a = it->aData, *p = a + it->iNext, *pLimit = a + it->nLimit;
-  u32 shared, unshared, nVal;
+  const u8 *a = it->aData, *p;
+  u32 off = it->iNext, shared, unshared, nVal, iEnd;
   size_t nKey;
-  /* Also false at the end of the entries (p == pLimit). */
-  if (pLimit - p < 3 || (p[0] | p[1] | p[2]) >= 0x80) return 0;
+  /* off < nLimit: p[0..2] are in the block (the restart array follows). */
+  if (off >= it->nLimit) return 0;
+  p = a + off;
   shared = p[0];
   unshared = p[1];
   nVal = p[2];
-  p += 3;
+  if ((shared | unshared | nVal) >= 0x80) return 0;
+  iEnd = off + 3 + unshared + nVal; /* no overflow: nLimit < 2 GiB */
   nKey = (size_t)shared + unshared;
-  if (shared > it->base.nKey || (size_t)unshared + nVal > (size_t)(pLimit - p) ||
-      nKey < STRATA_TRAILER || nKey + 8 > it->nKeyAlloc) {
-    return 0;
-  }
+  if (iEnd > it->nLimit || nKey < STRATA_TRAILER) return 0;
+  p += 3;
   if (shared == 0) {
     it->base.pKey = p; /* whole key in the block: used in place */
   } else {
-    if (it->base.pKey != it->aKey) return 0; /* the previous key was in place */
+    if (shared > it->base.nKey || nKey + 8 > it->nKeyAlloc) return 0;
+    if (it->base.pKey != it->aKey) {
+      /* The previous key was in place (it started a restart region): its
+      ** shared bytes come first. Word reads from it stay in the block (the
+      ** restart array follows the entries); anywhere else (a key of the
+      ** reverse record), Next takes the step. */
+      if ((uintptr_t)it->base.pKey - (uintptr_t)a >= it->nLimit) return 0;
+      strataBlockCopyWords(it->aKey, it->base.pKey, shared);
+      it->base.pKey = it->aKey;
+    }
     strataBlockCopyWords(it->aKey + shared, p, unshared); /* safe: see parseNext */
   }
   it->base.nKey = nKey;
   it->base.pVal = p + unshared;
   it->base.nVal = nVal;
-  it->iCur = it->iNext;
-  it->iNext = (u32)(p + unshared + nVal - a);
-  if (UNLIKELY(it->iCur >= it->iRestartNext)) strataBlockIterFollowRestart(it);
+  it->iCur = off;
+  it->iNext = iEnd;
+  if (UNLIKELY(off >= it->iRestartNext)) strataBlockIterFollowRestart(it);
   return 1;
 }
 

@@ -17,6 +17,15 @@
 ** ENTRIES in strataInt.h: within a block's reverse record, or from a
 ** memtable), and copied aside (savedKey, savedVal) before a step that
 ** would not.
+**
+** COMMON STEPS
+** Most steps meet one visible live entry per key. strata_iter_next and
+** strata_iter_prev test for exactly that in a straight line (backward: the
+** entry, one step, and the next entry's key differs) and leave every other
+** case to the general search, from where they are. strata_iter_skip runs
+** the forward step in a loop for callers that only count entries
+** (count(*)), holding a key of 8 to 16 bytes as two words in registers
+** instead of copying it to savedKey at every step.
 */
 #include "strataInt.h"
 
@@ -28,6 +37,7 @@ struct strata_iter {
   int rc;
   StrataBuf lower, upper; /* copies of the bounds */
   int bLower, bUpper;
+  int lowerByte0;     /* the lower bound's first byte; -1 if none or empty */
   StrataBuf savedKey; /* reverse: copy of the current key; forward: key to skip */
   StrataBuf savedVal; /* reverse: copy of the current value */
   const u8 *pRevKey;  /* reverse: the current key and value, in place or in */
@@ -90,6 +100,10 @@ static void internalSeek(strata_iter *it, const u8 *k, size_t n, u64 trailer) {
 static inline int isSameKey(const u8 *k, size_t n, const u8 *s, size_t ns) {
   size_t i = 0;
   if (n != ns) return 0;
+  if (n >= 8 && n <= 16) {
+    /* Two words, overlapping for under 16 bytes. */
+    return strataGet64(k) == strataGet64(s) && strataGet64(k + n - 8) == strataGet64(s + n - 8);
+  }
   if (n > 64) return strataMemcmp(k, s, n) == 0;
   for (; i + 8 <= n; i += 8) {
     if (strataGet64(k + i) != strataGet64(s + i)) return 0;
@@ -137,6 +151,20 @@ static inline __attribute__((always_inline)) void findNextUserEntry(strata_iter 
   it->bValid = 0;
 }
 
+static __attribute__((noinline)) int isBelowLowerCompare(const strata_iter *it, const u8 *k,
+                                                         size_t n) {
+  return it->bLower && strataUkeyCompare(k, n, it->lower.a, it->lower.n) < 0;
+}
+
+/* Is user key k/n below the lower bound (if any)? A key whose first byte
+** is above the bound's is not (lowerByte0 is -1 without a bound, or with
+** an empty one), which for most keys of a bounded scan (the SQL
+** extension's bound is one byte below every row) settles it. */
+static inline int isBelowLower(const strata_iter *it, const u8 *k, size_t n) {
+  if (LIKELY(n > 0 && (int)k[0] > it->lowerByte0)) return 0;
+  return isBelowLowerCompare(it, k, n);
+}
+
 /* Backward: from the internal position, find the previous visible live key;
 ** leaves it in pRevKey/pRevVal and the internal iterator before it. The
 ** entries met after a key's newest visible one are of that key or earlier
@@ -144,12 +172,12 @@ static inline __attribute__((always_inline)) void findNextUserEntry(strata_iter 
 ** lower bound at its first visible entry, before it can become the result
 ** (type is DELETE there), so the result needs no test of its own. The
 ** result is the entry where it was found while the internal iterator keeps
-** it there (bKeepOnPrev), else a copy in savedKey/savedVal. */
-static inline __attribute__((always_inline)) void findPrevUserEntryInline(strata_iter *it) {
+** it there (bKeepOnPrev), else a copy in savedKey/savedVal. The search
+** starts with the result so far in type (DELETE: none) and pKey..nVal,
+** which the caller has stepped past. */
+static inline __attribute__((always_inline)) void findPrevUserEntryFrom(
+    strata_iter *it, int type, const u8 *pKey, size_t nKey, const u8 *pVal, size_t nVal) {
   StrataIter *in = it->pIter;
-  int type = STRATA_TYPE_DELETE;
-  const u8 *pKey = NULL, *pVal = NULL;
-  size_t nKey = 0, nVal = 0;
   while (in->bValid) {
     size_t nU = in->nKey - 8;
     u64 trailer = strataGet64(in->pKey + nU);
@@ -157,8 +185,7 @@ static inline __attribute__((always_inline)) void findPrevUserEntryInline(strata
       if (type != STRATA_TYPE_DELETE && !isSameKey(in->pKey, nU, pKey, nKey)) {
         break; /* passed every entry of the result's key */
       }
-      if (type == STRATA_TYPE_DELETE && it->bLower &&
-          strataUkeyCompare(in->pKey, nU, it->lower.a, it->lower.n) < 0) {
+      if (type == STRATA_TYPE_DELETE && isBelowLower(it, in->pKey, nU)) {
         break; /* below the range with nothing found */
       }
       type = (int)(trailer & 0xff);
@@ -190,7 +217,16 @@ static inline __attribute__((always_inline)) void findPrevUserEntryInline(strata
   it->nRevVal = nVal;
 }
 
-static void findPrevUserEntry(strata_iter *it) { findPrevUserEntryInline(it); }
+static __attribute__((noinline)) void findPrevUserEntry(strata_iter *it) {
+  findPrevUserEntryFrom(it, STRATA_TYPE_DELETE, NULL, 0, NULL, 0);
+}
+
+/* findPrevUserEntryFrom out of line, for strata_iter_prev's uncommon cases. */
+static __attribute__((noinline)) void findPrevUserEntryAfter(strata_iter *it, const u8 *pKey,
+                                                             size_t nKey, const u8 *pVal,
+                                                             size_t nVal) {
+  findPrevUserEntryFrom(it, STRATA_TYPE_VALUE, pKey, nKey, pVal, nVal);
+}
 
 void strata_iter_seek_first(strata_iter *it) {
   if (it->rc) return;
@@ -293,7 +329,89 @@ void strata_iter_next(strata_iter *it) {
   iterNextSlow(it);
 }
 
-void strata_iter_prev(strata_iter *it) {
+/* strata_iter_next's common step in a loop, with the iterator's state read
+** once: for count(*), whose rows are only counted. A user key of 8 to 16
+** bytes (most keys) is held in two words, its first and last 8 bytes, in
+** registers, instead of being copied to savedKey at every step; the words
+** rebuild savedKey when a step needs it (iterNextSlow). */
+uint64_t strata_iter_skip(strata_iter *it, uint64_t n) {
+  StrataIter *in = it->pIter;
+  u64 nLeft = n; /* steps still to take: with the few registers the loop needs */
+  if (!it->bValid || n == 0) return 0;
+  if (UNLIKELY(!it->bForward || it->bUpper)) {
+    for (; nLeft > 0; nLeft--) {
+      strata_iter_next(it);
+      if (!it->bValid) break;
+    }
+    return n - nLeft;
+  }
+  while (nLeft > 0) {
+    size_t nKey = in->nKey - 8;
+    if (nKey >= 8 && nKey <= 16 && it->savedKey.nAlloc >= 16) {
+      /* The current key in two words; on to the first step that needs
+      ** more than a comparison with them. */
+      u64 w0 = strataGet64(in->pKey), w1 = strataGet64(in->pKey + nKey - 8);
+      for (;;) {
+        const u8 *pKey;
+        size_t nU;
+        u64 trailer;
+        in->pMethods->xNext(in);
+        if (UNLIKELY(!in->bValid)) break;
+        pKey = in->pKey;
+        nU = in->nKey - 8;
+        trailer = strataGet64(pKey + nU);
+        if (UNLIKELY(!isVisible(it, trailer >> 8) || (trailer & 0xff) == STRATA_TYPE_DELETE)) break;
+        if (nU == nKey) {
+          u64 x0 = strataGet64(pKey), x1 = strataGet64(pKey + nU - 8);
+          if (UNLIKELY(x0 == w0 && x1 == w1)) break; /* an older version */
+          w0 = x0;
+          w1 = x1;
+        } else if (nU >= 8 && nU <= 16) {
+          nKey = nU;
+          w0 = strataGet64(pKey);
+          w1 = strataGet64(pKey + nU - 8);
+        } else {
+          /* A key of another length: savedKey from here on. */
+          if (--nLeft == 0) return n;
+          goto skip_copy;
+        }
+        if (--nLeft == 0) return n;
+      }
+      /* The entries from the current one on are iterNextSlow's, which
+      ** skips the entries of savedKey: the last key counted. */
+      strataPut64(it->savedKey.a, w0);
+      strataPut64(it->savedKey.a + nKey - 8, w1);
+      it->savedKey.n = nKey;
+      iterNextSlow(it);
+      if (!it->bValid) break;
+      nLeft--;
+      continue;
+    }
+  skip_copy:
+    if (UNLIKELY(keySet(&it->savedKey, in->pKey, in->nKey - 8))) {
+      it->rc = STRATA_NOMEM;
+      it->bValid = 0;
+      break;
+    }
+    in->pMethods->xNext(in);
+    if (LIKELY(in->bValid)) {
+      size_t nU = in->nKey - 8;
+      u64 trailer = strataGet64(in->pKey + nU);
+      if (LIKELY(isVisible(it, trailer >> 8) && (trailer & 0xff) != STRATA_TYPE_DELETE &&
+                 !isSavedKey(it, in->pKey, nU))) {
+        nLeft--;
+        continue;
+      }
+    }
+    iterNextSlow(it); /* forward: findNextUserEntry, skipping the saved key */
+    if (!it->bValid) break;
+    nLeft--;
+  }
+  return n - nLeft;
+}
+
+/* strata_iter_prev's cases other than the common one (see there). */
+static __attribute__((noinline)) void iterPrevSlow(strata_iter *it) {
   StrataIter *in = it->pIter;
   if (!it->bValid) return;
   if (it->bForward) {
@@ -309,7 +427,47 @@ void strata_iter_prev(strata_iter *it) {
              strataUkeyCompare(in->pKey, in->nKey - 8, it->savedKey.a, it->savedKey.n) >= 0);
     if (iterFail(it)) return;
   }
-  findPrevUserEntryInline(it);
+  findPrevUserEntry(it);
+}
+
+/* The common step back is a straight line: moving backward, the internal
+** iterator is on the first entry met of the key before the current one. If
+** that entry is visible and live, within the lower bound, and stays in
+** place across a step (bKeepOnPrev), one step shows whether the entry
+** after it is of another key; if so, it is the result. Anything else (older
+** versions to look through, deletions, hidden entries, the end, an error,
+** entries that need copying, a change of direction) goes to the general
+** search, from where it is. */
+void strata_iter_prev(strata_iter *it) {
+  StrataIter *in = it->pIter;
+  size_t nKey;
+  u64 trailer;
+  if (UNLIKELY(!it->bValid || it->bForward || !in->bValid || !in->bKeepOnPrev)) {
+    iterPrevSlow(it);
+    return;
+  }
+  nKey = in->nKey - 8;
+  trailer = strataGet64(in->pKey + nKey);
+  if (UNLIKELY(!isVisible(it, trailer >> 8) || (trailer & 0xff) == STRATA_TYPE_DELETE ||
+               isBelowLower(it, in->pKey, nKey))) {
+    findPrevUserEntry(it);
+    return;
+  }
+  /* The candidate goes where the result is published (it stays in place):
+  ** kept in memory, not in registers, across the step. */
+  it->pRevKey = in->pKey;
+  it->nRevKey = nKey;
+  it->pRevVal = in->pVal;
+  it->nRevVal = in->nVal;
+  in->pMethods->xPrev(in);
+  if (LIKELY(in->bValid)) {
+    size_t nU = in->nKey - 8;
+    trailer = strataGet64(in->pKey + nU);
+    if (LIKELY(isVisible(it, trailer >> 8) && !isSameKey(in->pKey, nU, it->pRevKey, it->nRevKey))) {
+      return; /* bValid stays 1, bForward 0 */
+    }
+  }
+  findPrevUserEntryAfter(it, it->pRevKey, it->nRevKey, it->pRevVal, it->nRevVal);
 }
 
 int strata_iter_valid(const strata_iter *it) { return it && it->bValid; }
@@ -431,9 +589,11 @@ int strataDbIterNew(StrataIter *pInternal, u64 seq, const strata_read_options *r
   it->seq = seq;
   it->xRelease = xRelease;
   it->pReleaseArg = pArg;
+  it->lowerByte0 = -1;
   if (ro && ro->lower) {
     it->bLower = 1;
     rc = strataBufSet(&it->lower, ro->lower, ro->nLower);
+    if (ro->nLower > 0) it->lowerByte0 = ((const u8 *)ro->lower)[0];
   }
   if (rc == STRATA_OK && ro && ro->upper) {
     it->bUpper = 1;

@@ -203,6 +203,12 @@ void strata_iter_seek(strata_iter *it, const void *pKey, size_t nKey);          
 void strata_iter_seek_for_prev(strata_iter *it, const void *pKey, size_t nKey); /* last key <= */
 void strata_iter_next(strata_iter *it);
 void strata_iter_prev(strata_iter *it);
+/* strata_iter_next up to n times, stopping when the iterator is no longer
+** valid. Returns how many of the steps landed on an entry: n, or fewer at
+** the end (or on an error: see strata_iter_status). For loops that count
+** entries without reading them; each step costs less than a call of
+** strata_iter_next. */
+uint64_t strata_iter_skip(strata_iter *it, uint64_t n);
 int strata_iter_valid(const strata_iter *it);
 /* Key and value of the current entry. Valid until the iterator moves or is freed. */
 const void *strata_iter_key(const strata_iter *it, size_t *pnKey);

@@ -164,6 +164,11 @@ _Static_assert(KC_INTEGER == SQLITE_INTEGER && KC_REAL == SQLITE_FLOAT && KC_TEX
 #define MAX_KEY_COLS 32
 #define META_FORMAT 1
 
+/* How xNext steps a scan (Cursor.eStep). */
+#define STEP_NEXT 0 /* forward */
+#define STEP_PREV 1 /* backward (ORDER BY ... DESC) */
+#define STEP_SKIP 2 /* forward, counting rows ahead (COUNTING SCANS) */
+
 /* An iterator a cursor keeps from an earlier statement (CURSOR REUSE). */
 #define KEPT_NONE 0
 #define KEPT_DB 1  /* of the committed state: refresh before use */
@@ -307,6 +312,16 @@ struct Cursor {
   size_t nKey, nVal;
   int bNoCols;            /* the plan reads no column (IDX_NOCOLS) */
   int bLazyRow;           /* the row is the iterator's entry, not fetched yet */
+  /* COUNTING SCANS: rows counted ahead of the cursor's row. */
+  int eStep;              /* how xNext steps: STEP_* (from bDesc and the plan) */
+  void (*xIterStep)(strata_iter *); /* strata_iter_next or _prev, by bDesc */
+  int bNoSkip;            /* a row was fetched: no more counting ahead */
+  int bSkipped;           /* the iterator may be ahead of the cursor's row */
+  u64 nAhead;             /* rows counted that the cursor has not reached */
+  u64 nSkipGot;           /* rows the last strata_iter_skip counted */
+  u64 nSkipBatch;         /* rows the next strata_iter_skip asks for */
+  u8 *aSkipKey;           /* the key of the row that the last skip started at */
+  size_t nSkipKey, nSkipKeyAlloc;
   const u8 *pStop;        /* scan range: the bound the scan moves towards, */
   size_t nStop;           /* or nStop 0 (see csrSetStop) */
   strata_value point;     /* value of a point lookup */
@@ -2346,6 +2361,7 @@ static void csrFree(Cursor *c) {
   sqlite3_free(c->aRange);
   sqlite3_free(c->aBound);
   sqlite3_free(c->aCopy);
+  sqlite3_free(c->aSkipKey);
   sqlite3_free(c->aField);
   sqlite3_free(c->aTmp);
   for (k = 0; k < MAX_KEY_COLS; k++) {
@@ -2590,25 +2606,43 @@ static inline __attribute__((always_inline)) int csrTakeIter(Cursor *c) {
   return 1;
 }
 
-/* Fetch the entry of a row that csrTakeIter left in the iterator. */
-static void csrFetchRow(Cursor *c) {
+static void csrCatchUp(Cursor *c);
+
+/* Fetch the entry of a row that csrTakeIter left in the iterator. Returns
+** SQLITE_OK, or an error (with the message in pVtab, if given) when the
+** iterator could not be brought back to the row from the rows it counted
+** ahead (COUNTING SCANS); the row stays unfetched then. */
+static int csrFetchRow(Cursor *c, sqlite3_vtab *pVtab) {
   size_t nKey, nVal;
   const void *pKey, *pVal;
-  strata_iter_entry(c->pIter, &pKey, &nKey, &pVal, &nVal);
+  if (c->bSkipped) csrCatchUp(c);
+  c->bNoSkip = 1;
+  if (c->eStep == STEP_SKIP) c->eStep = STEP_NEXT;
+  if (!c->pIter || !strata_iter_entry(c->pIter, &pKey, &nKey, &pVal, &nVal)) {
+    int rc = c->pIter ? strata_iter_status(c->pIter) : STRATA_OK;
+    c->pKey = c->pVal = NULL;
+    c->nKey = c->nVal = 0;
+    if (!pVtab) return SQLITE_ERROR;
+    if (rc) return engineErr(pVtab, rc);
+    return vtabErr(pVtab, SQLITE_INTERNAL, "strata: cursor lost its row");
+  }
   c->pKey = pKey;
   c->nKey = nKey;
   c->pVal = pVal;
   c->nVal = nVal;
   c->bLazyRow = 0;
+  return SQLITE_OK;
 }
 
 /* Set the stop bound of range r: only the bound the scan moves towards can
 ** be crossed (it started at or inside the other one). A lower bound equal to
 ** the iterator's own (aFirstRowKey: no constraint) needs no test per row. */
 static void csrSetStop(Cursor *c, const KeyRange *r) {
+  c->eStep = STEP_PREV;
   if (!c->bDesc) {
     c->pStop = c->aBound + r->iHi;
     c->nStop = r->nHi;
+    c->eStep = c->bNoCols && !c->nStop && !c->bNoSkip ? STEP_SKIP : STEP_NEXT;
   } else if (r->nLo == sizeof(aFirstRowKey) &&
              memcmp(c->aBound + r->iLo, aFirstRowKey, sizeof(aFirstRowKey)) == 0) {
     c->pStop = NULL;
@@ -2680,6 +2714,56 @@ static __attribute__((noinline)) int csrStepEnd(Cursor *c, Vtab *p) {
   return csrStartRange(c, p);
 }
 
+/* COUNTING SCANS
+** A plan that reads no column and tests no bound per row (count(*)) only
+** needs to know that there is a next row. xNext then counts rows ahead with
+** strata_iter_skip, in batches that double from 16 to 1024 rows (so a scan
+** cut short, by a LIMIT say, reads at most about twice the rows it returns
+** and 16 more), and answers the following calls from the count without
+** calling the engine. The iterator is then ahead of the cursor's row: when the row
+** is wanted after all (a column or the rowid asked for, or a savepoint that
+** copies it: csrFetchRow), csrCatchUp seeks back to the key the batch
+** started at and steps to the row, and the scan goes on a row at a time. */
+
+/* Count a batch of rows ahead; the cursor moves to the first. The iterator
+** is on the cursor's row, or past the last row (invalid). */
+static __attribute__((noinline)) int csrSkipStep(Cursor *c, Vtab *p) {
+  size_t n;
+  const void *pKey = strata_iter_key(c->pIter, &n);
+  u64 k;
+  if (!pKey) return csrStepEnd(c, p); /* the last batch ran to the end */
+  if (growBuf(&c->aSkipKey, &c->nSkipKeyAlloc, n + 1)) return SQLITE_NOMEM;
+  memcpy(c->aSkipKey, pKey, n);
+  c->nSkipKey = n;
+  k = strata_iter_skip(c->pIter, c->nSkipBatch);
+  if (k == 0) return csrStepEnd(c, p);
+  c->bSkipped = 1;
+  c->nSkipGot = k;
+  c->nAhead = k - 1;
+  c->nVisited += k;
+  if (c->nSkipBatch < 1024) c->nSkipBatch *= 2;
+  c->bLazyRow = 1;
+  csrNewRow(c);
+  return SQLITE_OK;
+}
+
+/* Bring the iterator back from the rows it counted ahead to the cursor's
+** row (COUNTING SCANS). If the table changed under the transaction's
+** iterator meanwhile, it lands where the steps take it. */
+static void csrCatchUp(Cursor *c) {
+  u64 nStep = c->nSkipGot - c->nAhead; /* rows from the batch's start to the cursor's */
+  c->bSkipped = 0;
+  c->nAhead = 0;
+  if (nStep == c->nSkipGot && strata_iter_valid(c->pIter)) return; /* on the row */
+  strata_iter_seek(c->pIter, c->aSkipKey, c->nSkipKey);
+  if (strata_iter_valid(c->pIter)) {
+    size_t n;
+    const u8 *k = strata_iter_key(c->pIter, &n);
+    if (keyCmp(k, n, c->aSkipKey, c->nSkipKey) != 0) nStep--; /* that row is gone */
+  }
+  while (nStep-- > 0 && strata_iter_valid(c->pIter)) strata_iter_next(c->pIter);
+}
+
 /* Advance to the next row. */
 static inline __attribute__((always_inline)) int csrStep(Cursor *c, Vtab *p) {
   if (c->bEof) return SQLITE_OK;
@@ -2687,8 +2771,14 @@ static inline __attribute__((always_inline)) int csrStep(Cursor *c, Vtab *p) {
     if (!c->pIter) return vtabErr(&p->base, SQLITE_INTERNAL, "strata: cursor lost its iterator");
     if (c->bStepDone) {
       c->bStepDone = 0;
-    } else if (c->bDesc) {
+    } else if (c->eStep == STEP_PREV) {
       strata_iter_prev(c->pIter);
+    } else if (c->eStep == STEP_SKIP) {
+      if (c->nAhead) {
+        c->nAhead--;
+        return SQLITE_OK;
+      }
+      return csrSkipStep(c, p);
     } else {
       strata_iter_next(c->pIter);
     }
@@ -2703,7 +2793,7 @@ static inline __attribute__((always_inline)) int csrStep(Cursor *c, Vtab *p) {
 ** the current row out of it and free it. */
 static int csrSave(Cursor *c) {
   if (!c->pIter) return SQLITE_OK;
-  if (c->bLazyRow && !c->bEof) csrFetchRow(c);
+  if (c->bLazyRow && !c->bEof) csrFetchRow(c, NULL); /* on failure: nothing to restore */
   if (!c->bEof && !c->bPoint && c->pKey && c->pKey != c->aCopy) {
     if (growBuf(&c->aCopy, &c->nCopyAlloc, c->nKey + c->nVal + 1)) return SQLITE_NOMEM;
     memcpy(c->aCopy, c->pKey, c->nKey);
@@ -3066,6 +3156,11 @@ static int strataFilter(sqlite3_vtab_cursor *pCur, int idxNum, const char *idxSt
   c->bLazyRow = 0;
   c->bStepDone = 0;
   c->bSaved = 0;
+  c->eStep = c->bDesc ? STEP_PREV : STEP_NEXT;
+  c->xIterStep = c->bDesc ? strata_iter_prev : strata_iter_next;
+  c->bNoSkip = c->bSkipped = 0;
+  c->nAhead = 0;
+  c->nSkipBatch = 16;
   csrNewRow(c);
   csrFlushCounts(c, p);
 
@@ -3146,18 +3241,27 @@ static __attribute__((noinline)) int csrStepOutOfLine(Cursor *c, Vtab *p) {
 
 /* The common step of a range scan inline, saving few registers; the rest
 ** as csrStep. */
-static int strataNext(sqlite3_vtab_cursor *pCur) {
+static __attribute__((noinline)) int strataNextRow(sqlite3_vtab_cursor *pCur) {
   Cursor *c = (Cursor *)pCur;
   if (__builtin_expect(!c->bEof && !c->bPoint && c->pIter && !c->bStepDone, 1)) {
-    if (c->bDesc) {
-      strata_iter_prev(c->pIter);
-    } else {
-      strata_iter_next(c->pIter);
-    }
+    /* One call either way: a scan in either direction takes no branch. */
+    if (c->eStep == STEP_SKIP) return csrSkipStep(c, (Vtab *)pCur->pVtab);
+    c->xIterStep(c->pIter);
     if (__builtin_expect(csrTakeIter(c), 1)) return SQLITE_OK; /* valid: no error */
     return csrStepEnd(c, (Vtab *)pCur->pVtab);
   }
   return csrStepOutOfLine(c, (Vtab *)pCur->pVtab);
+}
+
+/* xNext: a row counted ahead (COUNTING SCANS) is answered here, before
+** the frame strataNextRow needs is set up. */
+static int strataNext(sqlite3_vtab_cursor *pCur) {
+  Cursor *c = (Cursor *)pCur;
+  if (c->eStep == STEP_SKIP && c->nAhead) {
+    c->nAhead--;
+    return SQLITE_OK;
+  }
+  return strataNextRow(pCur);
 }
 
 static int strataEof(sqlite3_vtab_cursor *pCur) { return ((Cursor *)pCur)->bEof; }
@@ -3255,7 +3359,7 @@ static int strataColumn(sqlite3_vtab_cursor *pCur, sqlite3_context *ctx, int iCo
   KcValue v;
   int rc;
   if (c->bEof) return SQLITE_OK;
-  if (c->bLazyRow) csrFetchRow(c);
+  if (c->bLazyRow && (rc = csrFetchRow(c, pCur->pVtab)) != SQLITE_OK) return rc;
   if (iCol == pDef->nCol) {
     /* The hidden key column of a PK table. */
     sqlite3_result_blob64(ctx, c->pKey, c->nKey, SQLITE_TRANSIENT);
@@ -3326,7 +3430,7 @@ static int strataRowid(sqlite3_vtab_cursor *pCur, sqlite3_int64 *pRowid) {
   int64_t iKey;
   *pRowid = 0;
   if (c->bEof || p->pDef->eKind == KIND_PK) return SQLITE_OK;
-  if (c->bLazyRow) csrFetchRow(c);
+  if (c->bLazyRow && (rc = csrFetchRow(c, pCur->pVtab)) != SQLITE_OK) return rc;
   if (keycodecKeyGetSmallInt(c->pKey, c->nKey, &iKey)) {
     *pRowid = iKey;
     return SQLITE_OK;

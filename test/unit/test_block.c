@@ -468,6 +468,119 @@ static void test_block_int_keys(void) {
   }
 }
 
+/* The inline steps both ways in a random walk, as the table iterator takes
+** them (StepBack, else Prev; Step, else Next), from every kind of
+** position: a key used in place (a restart entry, or one a Seek found
+** whole), a key assembled in the key buffer, a key of the reverse record.
+** Step must take the entry after a key in place when it can (it copies the
+** shared prefix from the block), and decline from a key of the record. */
+static void walkInline(const Ref *r, int restartInterval, TestRng *rng) {
+  StrataBuf blk = buildBlock(r, restartInterval);
+  BlockIter bi;
+  StrataIter *it = &bi.base;
+  int cur = -1, step, nBad = 0;
+  bi.aKey = NULL;
+  strataBlockIterInit(&bi, blk.a, blk.n);
+  for (step = 0; step < 6 * r->n + 50; step++) {
+    int op = (int)test_randn(rng, 10);
+    if (op < 4 && cur >= 0 && cur < r->n) {
+      if (!strataBlockIterStep(&bi)) strataBlockIterNext(&bi);
+      cur++;
+    } else if (op < 8 && cur >= 0 && cur < r->n) {
+      if (!strataBlockIterStepBack(&bi)) strataBlockIterPrev(&bi);
+      cur--;
+    } else if (op == 8 && r->n) {
+      int j = (int)test_randn(rng, (u64)r->n);
+      strataBlockIterSeek(&bi, r->a[j].k, r->a[j].nk);
+      cur = j;
+    } else if (test_randn(rng, 2)) {
+      strataBlockIterSeekLast(&bi);
+      cur = r->n - 1;
+    } else {
+      strataBlockIterSeekFirst(&bi);
+      cur = r->n ? 0 : -1;
+    }
+    if (!atRef(it, r, cur)) nBad++;
+    if (cur < 0 || cur >= r->n) cur = -1;
+  }
+  CHECK_EQ(nBad, 0);
+  CHECK_EQ(it->rc, STRATA_OK);
+  strataBlockIterRelease(&bi);
+  strataBufFree(&blk);
+}
+
+static void test_block_inline_walk(void) {
+  static const int aInterval[] = {1, 2, 5, 16, 1000};
+  TestRng rng;
+  int n, i;
+  test_srand(&rng, test_seed("block_inline_walk"));
+  for (n = 1; n <= 800; n = n * 3 + 2) {
+    for (i = 0; i < (int)(sizeof(aInterval) / sizeof(aInterval[0])); i++) {
+      Ref r;
+      refMake(&r, n, &rng, n > 100);
+      walkInline(&r, aInterval[i], &rng);
+      refFree(&r);
+    }
+  }
+}
+
+/* Backward through restart regions whose entries change form in the middle
+** (one-byte lengths, then a key or value of 128 bytes or more, then
+** one-byte lengths again), in a region longer than the reverse record has
+** grown to so far, and the same with the record unable to grow there: the
+** decoding of a region moves from its fast loop to its general one at any
+** entry, and to decoding without a record when memory fails. */
+static void test_block_prev_forms(void) {
+  TestRng rng;
+  int round;
+  test_srand(&rng, test_seed("block_prev_forms"));
+  for (round = 0; round < 12; round++) {
+    Ref r;
+    StrataBuf blk;
+    BlockIter bi;
+    int i, n = 10 + (int)test_randn(&rng, 200), nBad = 0, bFail = round % 2;
+    int interval = round < 4 ? 16 : round < 8 ? 1000 : 3;
+    r.a = calloc((size_t)n, sizeof(Ent));
+    for (i = 0; i < n; i++) {
+      u8 u[300];
+      size_t nu = 9;
+      int form = (int)test_randn(&rng, 8);
+      u[0] = 0x5;
+      strataPut64(u + 1, __builtin_bswap64((u64)i * 3 + 1000));
+      if (form == 0) { /* a long key: unshared >= 128 */
+        memset(u + 9, 'L', 150);
+        nu += 150;
+      }
+      r.a[i].k = mkIkey(u, nu, 7, 1, &r.a[i].nk);
+      r.a[i].nv = form == 1 ? 128 + test_randn(&rng, 100) : test_randn(&rng, 30);
+      r.a[i].v = malloc(r.a[i].nv + 1);
+      memset(r.a[i].v, 'a' + i % 26, r.a[i].nv);
+    }
+    r.n = n;
+    blk = buildBlock(&r, interval);
+    bi.aKey = NULL;
+    strataBlockIterInit(&bi, blk.a, blk.n);
+    /* A first backward step over a short region grows a small record. */
+    strataBlockIterSeekFirst(&bi);
+    if (!strataBlockIterStep(&bi)) strataBlockIterNext(&bi);
+    strataBlockIterPrev(&bi);
+    if (!atRef(&bi.base, &r, 0)) nBad++;
+    if (bFail) strataTestFailMalloc(1, 1);
+    strataBlockIterSeekLast(&bi);
+    for (i = n - 1; i >= 0; i--) {
+      if (!atRef(&bi.base, &r, i)) nBad++;
+      if (!strataBlockIterStepBack(&bi)) strataBlockIterPrev(&bi);
+    }
+    if (bFail) strataTestFailMalloc(0, 0);
+    CHECK(!bi.base.bValid);
+    CHECK_EQ(bi.base.rc, STRATA_OK);
+    CHECK_EQ(nBad, 0);
+    strataBlockIterRelease(&bi);
+    strataBufFree(&blk);
+    refFree(&r);
+  }
+}
+
 /* Builder reuse after Reset produces identical blocks. */
 static void test_block_builder_reset(void) {
   BlockBuilder b;
@@ -586,6 +699,8 @@ int main(void) {
   RUN(test_block_single_and_empty);
   RUN(test_block_huge_value);
   RUN(test_block_int_keys);
+  RUN(test_block_inline_walk);
+  RUN(test_block_prev_forms);
   RUN(test_block_builder_reset);
   RUN(test_block_damage);
   return TEST_SUMMARY();

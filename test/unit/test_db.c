@@ -906,6 +906,294 @@ static void test_file_bounds(void) {
   test_rmdir(zDir);
 }
 
+/* SCANS AGAINST A MODEL
+** The db iterator's common steps take short cuts: a backward step that
+** finds its key in one step of the internal iterator (strata_iter_prev), a
+** forward count that holds short keys in registers (strata_iter_skip).
+** Every other case must fall back to the general search at the right
+** place: several versions of a key, in one table and across tables and the
+** memtable, versions newer than the snapshot, deletions, keys of every
+** length (8 to 16 bytes take the register path, others the copied key),
+** values of one- and two-byte lengths (both forms of block entry), small
+** blocks (many restart regions and block boundaries), bounds, a
+** transaction's own writes. The model is a sorted array of (key, value). */
+
+typedef struct MEnt {
+  u8 k[48];
+  int nk;
+  u8 v[200];
+  int nv;
+} MEnt;
+typedef struct Model {
+  MEnt *a;
+  int n;
+} Model;
+
+static int mkeyCmp(const u8 *a, int na, const u8 *b, int nb) {
+  int c = memcmp(a, b, (size_t)(na < nb ? na : nb));
+  return c ? c : na - nb;
+}
+
+/* Index of the first entry >= k (m->n if none). */
+static int modelLower(const Model *m, const u8 *k, int nk) {
+  int lo = 0, hi = m->n;
+  while (lo < hi) {
+    int mid = (lo + hi) / 2;
+    if (mkeyCmp(m->a[mid].k, m->a[mid].nk, k, nk) < 0)
+      lo = mid + 1;
+    else
+      hi = mid;
+  }
+  return lo;
+}
+
+static void modelPut(Model *m, const u8 *k, int nk, const u8 *v, int nv) {
+  int i = modelLower(m, k, nk);
+  if (i == m->n || mkeyCmp(m->a[i].k, m->a[i].nk, k, nk) != 0) {
+    m->a = realloc(m->a, sizeof(MEnt) * (size_t)(m->n + 1));
+    memmove(&m->a[i + 1], &m->a[i], sizeof(MEnt) * (size_t)(m->n - i));
+    m->n++;
+    memcpy(m->a[i].k, k, (size_t)nk);
+    m->a[i].nk = nk;
+  }
+  memcpy(m->a[i].v, v, (size_t)nv);
+  m->a[i].nv = nv;
+}
+
+static void modelDel(Model *m, const u8 *k, int nk) {
+  int i = modelLower(m, k, nk);
+  if (i < m->n && mkeyCmp(m->a[i].k, m->a[i].nk, k, nk) == 0) {
+    memmove(&m->a[i], &m->a[i + 1], sizeof(MEnt) * (size_t)(m->n - i - 1));
+    m->n--;
+  }
+}
+
+static Model modelCopy(const Model *m) {
+  Model c;
+  c.n = m->n;
+  c.a = malloc(sizeof(MEnt) * (size_t)(m->n + 1));
+  memcpy(c.a, m->a, sizeof(MEnt) * (size_t)m->n);
+  return c;
+}
+
+/* Key number i of a key space whose keys share prefixes: most are 9 bytes
+** (a tag and 8 big-endian bytes, like the SQL extension's integer keys),
+** others 1-7, 10-16 and 17-40 bytes. */
+static int scanKey(int i, u8 *k) {
+  int kind = i % 10, n, j;
+  if (kind < 5) {
+    k[0] = 0x05;
+    for (j = 0; j < 8; j++) k[1 + j] = (u8)((u64)(i * 7919) >> (8 * (7 - j)));
+    return 9;
+  }
+  n = kind == 5 ? 1 + i % 7 : kind < 8 ? 10 + i % 7 : 17 + i % 24;
+  memset(k, 'p', (size_t)n);
+  for (j = 0; j < 4 && j < n; j++) k[n - 1 - j] = (u8)('a' + (i >> (3 * j)) % 8);
+  return n;
+}
+
+/* Is the iterator on model entry i (or invalid if i is outside)? */
+static int atModel(strata_iter *it, const Model *m, int i) {
+  const void *pk, *pv;
+  size_t nk, nv;
+  if (i < 0 || i >= m->n) return !strata_iter_valid(it) && strata_iter_status(it) == STRATA_OK;
+  if (!strata_iter_entry(it, &pk, &nk, &pv, &nv)) return 0;
+  return (int)nk == m->a[i].nk && memcmp(pk, m->a[i].k, nk) == 0 && (int)nv == m->a[i].nv &&
+         (nv == 0 || memcmp(pv, m->a[i].v, nv) == 0);
+}
+
+/* Check iterator `it` (made with bounds [lo, hi) of model keys, -1: none)
+** against model m: scans both ways, counts, and random walks. */
+static void checkScans(strata_iter *it, const Model *m, int iLo, int iHi, TestRng *rng) {
+  int i, nBad = 0, step;
+  /* The model entries inside the bounds are [b0, b1). */
+  int b0 = iLo < 0 ? 0 : iLo, b1 = iHi < 0 ? m->n : iHi;
+  Model w;
+  w.a = m->a + b0;
+  w.n = b1 > b0 ? b1 - b0 : 0;
+
+  strata_iter_seek_first(it);
+  for (i = 0; i < w.n; i++) {
+    if (!atModel(it, &w, i)) nBad++;
+    strata_iter_next(it);
+  }
+  if (!atModel(it, &w, w.n)) nBad++;
+  CHECK_EQ(nBad, 0);
+
+  strata_iter_seek_last(it);
+  for (i = w.n - 1; i >= 0; i--) {
+    if (!atModel(it, &w, i)) nBad++;
+    strata_iter_prev(it);
+  }
+  if (!atModel(it, &w, -1)) nBad++;
+  CHECK_EQ(nBad, 0);
+
+  /* Counting forward in steps of every size. */
+  for (step = 1; step <= 40; step += 1 + step / 4) {
+    u64 k, nSeen = 0;
+    strata_iter_seek_first(it);
+    if (w.n == 0) {
+      CHECK(!strata_iter_valid(it));
+      continue;
+    }
+    nSeen = 1;
+    do {
+      k = strata_iter_skip(it, (u64)step);
+      nSeen += k;
+      if (k == (u64)step && !atModel(it, &w, (int)nSeen - 1)) nBad++;
+    } while (k == (u64)step);
+    if (nSeen != (u64)w.n || strata_iter_valid(it) || strata_iter_status(it) != STRATA_OK) nBad++;
+    CHECK_EQ(strata_iter_skip(it, 5), 0); /* invalid: stays so */
+  }
+  CHECK_EQ(nBad, 0);
+
+  /* Random walks mixing every move; cur is the model position (-1 or w.n:
+  ** invalid). */
+  {
+    int cur = -1;
+    for (step = 0; step < 3 * w.n + 50; step++) {
+      int op = (int)test_randn(rng, 12);
+      if (op < 3 && cur >= 0 && cur < w.n) {
+        strata_iter_next(it);
+        cur++;
+      } else if (op < 6 && cur >= 0 && cur < w.n) {
+        strata_iter_prev(it);
+        cur--;
+      } else if (op < 8 && cur >= 0 && cur < w.n) {
+        u64 n = 1 + test_randn(rng, 30), k = strata_iter_skip(it, n);
+        u64 want = (u64)(w.n - 1 - cur) < n ? (u64)(w.n - 1 - cur) : n;
+        if (k != want) nBad++;
+        cur += (int)k;
+        if (k < n) cur = w.n;
+      } else if (op == 8 && m->n) {
+        /* A model key (maybe outside the bounds), or one just after it. */
+        int j = (int)test_randn(rng, (u64)m->n);
+        u8 k[64];
+        int nk = m->a[j].nk;
+        memcpy(k, m->a[j].k, (size_t)nk);
+        if (test_randn(rng, 2)) k[nk++] = 0;
+        strata_iter_seek(it, k, (size_t)nk);
+        cur = modelLower(&w, k, nk);
+        if (w.n && mkeyCmp(k, nk, w.a[0].k, w.a[0].nk) < 0) cur = 0;
+      } else if (op == 9 && m->n) {
+        int j = (int)test_randn(rng, (u64)m->n);
+        u8 k[64];
+        int nk = m->a[j].nk;
+        memcpy(k, m->a[j].k, (size_t)nk);
+        if (test_randn(rng, 2)) k[nk++] = 0;
+        strata_iter_seek_for_prev(it, k, (size_t)nk);
+        cur = modelLower(&w, k, nk);
+        if (!(cur < w.n && mkeyCmp(w.a[cur].k, w.a[cur].nk, k, nk) == 0)) cur--;
+      } else if (op == 10) {
+        strata_iter_seek_last(it);
+        cur = w.n - 1;
+      } else {
+        strata_iter_seek_first(it);
+        cur = w.n ? 0 : -1;
+      }
+      if (cur > w.n) cur = w.n;
+      if (!atModel(it, &w, cur)) nBad++;
+      if (cur >= w.n || cur < 0) cur = -1; /* off either end: only seeks come back */
+    }
+  }
+  CHECK_EQ(nBad, 0);
+}
+
+/* Every bound setting (none, lower, upper, both) of iterators made by
+** xNew over model m. */
+static void checkAllBounds(strata *db, strata_txn *t, const strata_snapshot *pSnap,
+                           const Model *m, TestRng *rng) {
+  int b;
+  for (b = 0; b < 4; b++) {
+    strata_read_options ro;
+    strata_iter *it = NULL;
+    int iLo = -1, iHi = -1;
+    strata_read_options_init(&ro);
+    ro.snapshot = pSnap;
+    if ((b & 1) && m->n > 4) {
+      iLo = (int)test_randn(rng, (u64)m->n / 2);
+      ro.lower = m->a[iLo].k;
+      ro.nLower = (size_t)m->a[iLo].nk;
+    }
+    if ((b & 2) && m->n > 4) {
+      iHi = m->n / 2 + (int)test_randn(rng, (u64)m->n / 2);
+      ro.upper = m->a[iHi].k;
+      ro.nUpper = (size_t)m->a[iHi].nk;
+    }
+    if (t) {
+      CHECK_EQ(strata_txn_iter_new(t, &ro, &it), STRATA_OK);
+    } else {
+      CHECK_EQ(strata_iter_new(db, &ro, &it), STRATA_OK);
+    }
+    if (!it) continue;
+    checkScans(it, m, iLo, iHi, rng);
+    strata_iter_free(it);
+  }
+}
+
+static void test_iter_scan_model(void) {
+  const char *zDir = test_dir("db_scan_model");
+  strata *db = openDb(zDir, 16 << 10);
+  Model m = {0}, aSnapModel[4];
+  const strata_snapshot *aSnap[4];
+  strata_txn *t = NULL;
+  TestRng rng;
+  int round, i, nSnap = 0;
+  if (!db) return;
+  test_srand(&rng, test_seed("scan_model"));
+  for (round = 0; round < 8; round++) {
+    for (i = 0; i < 300; i++) {
+      u8 k[64], v[200];
+      int nk = scanKey((int)test_randn(&rng, 400), k), nv, j;
+      if (test_randn(&rng, 4) == 0) {
+        CHECK_EQ(strata_delete(db, k, (size_t)nk), STRATA_OK);
+        modelDel(&m, k, nk);
+        continue;
+      }
+      nv = test_randn(&rng, 3) == 0 ? 128 + (int)test_randn(&rng, 60) : (int)test_randn(&rng, 40);
+      for (j = 0; j < nv; j++) v[j] = (u8)test_rand(&rng);
+      CHECK_EQ(strata_put(db, k, (size_t)nk, v, (size_t)nv), STRATA_OK);
+      modelPut(&m, k, nk, v, nv);
+    }
+    /* Some rounds end in a table (several versions of keys across tables),
+    ** some stay in the memtable; some leave a snapshot behind. */
+    if (round % 3 != 2) CHECK_EQ(strata_flush(db), STRATA_OK);
+    if (round % 2 == 1 && nSnap < 4) {
+      aSnap[nSnap] = strata_snapshot_new(db);
+      aSnapModel[nSnap++] = modelCopy(&m);
+    }
+  }
+  checkAllBounds(db, NULL, NULL, &m, &rng);
+  for (i = 0; i < nSnap; i++) checkAllBounds(db, NULL, aSnap[i], &aSnapModel[i], &rng);
+
+  /* A transaction's own writes over the newest state. */
+  CHECK_EQ(strata_txn_begin(db, STRATA_TXN_WRITE, &t), STRATA_OK);
+  if (t) {
+    for (i = 0; i < 200; i++) {
+      u8 k[64], v[8];
+      int nk = scanKey((int)test_randn(&rng, 450), k);
+      if (test_randn(&rng, 3) == 0) {
+        CHECK_EQ(strata_txn_delete(t, k, (size_t)nk), STRATA_OK);
+        modelDel(&m, k, nk);
+      } else {
+        memcpy(v, "txnval", 6);
+        v[6] = (u8)i;
+        CHECK_EQ(strata_txn_put(t, k, (size_t)nk, v, 7), STRATA_OK);
+        modelPut(&m, k, nk, v, 7);
+      }
+    }
+    checkAllBounds(db, t, NULL, &m, &rng);
+    strata_txn_rollback(t);
+  }
+  for (i = 0; i < nSnap; i++) {
+    strata_snapshot_release(db, aSnap[i]);
+    free(aSnapModel[i].a);
+  }
+  free(m.a);
+  strata_close(db);
+  test_rmdir(zDir);
+}
+
 int main(void) {
   RUN(test_compress_from_level);
   RUN(test_basic);
@@ -913,6 +1201,7 @@ int main(void) {
   RUN(test_iterators);
   RUN(test_snapshots);
   RUN(test_iter_refresh);
+  RUN(test_iter_scan_model);
   RUN(test_many_flushes_reopen);
   RUN(test_file_bounds);
   RUN(test_options_and_errors);
