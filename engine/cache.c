@@ -111,6 +111,20 @@
 ** bounds the memory it holds, not just the values'.
 ** strataCacheCount counts only the entries a lookup can find.
 **
+** RESERVATIONS
+**
+** Memory its owner holds outside the cache can be charged to the cache's
+** capacity: strataCacheReserve adds to the bytes reserved, and every
+** shard's capacity becomes its share of the capacity less the reserved
+** bytes (zero when they exceed it), evicting what no longer fits at once;
+** strataCacheUnreserve gives bytes back. So the charges of unpinned
+** entries plus the reservations stay within the capacity. The database
+** reserves an immutable memtable until its flush is done, the index and
+** filter blocks of open tables, and the buffers of flushes and
+** compactions. A reservation takes every shard's mutex in turn (under
+** resMu, which orders concurrent changes): meant for changes of tens of
+** KiB or more, not for every block.
+**
 ** FREEING
 **
 ** xFree runs exactly once per inserted value, and never under a shard
@@ -173,6 +187,10 @@ struct BlockCache {
   int nShard;
   _Atomic u64 iNextId;
   void *pAlloc; /* the allocation this struct lives in (aligned within it) */
+  /* RESERVATIONS: resMu guards both, and orders changes of the shares. */
+  pthread_mutex_t resMu;
+  size_t nBase;     /* the capacity set (New, SetCapacity) */
+  size_t nReserved; /* bytes reserved */
   CacheShard aShard[];
 };
 
@@ -382,6 +400,7 @@ int strataCacheNew(size_t nCapacity, BlockCache **ppCache) {
   if (!pAlloc) return strataErr(STRATA_NOMEM, "out of memory (cache)");
   c = (BlockCache *)(((uintptr_t)pAlloc + CACHE_LINE - 1) & ~(uintptr_t)(CACHE_LINE - 1));
   c->pAlloc = pAlloc;
+  c->nBase = nCapacity;
   c->nShardBits = nBits;
   c->nShard = nShard;
   atomic_init(&c->iNextId, CACHE_FIRST_ID);
@@ -402,15 +421,23 @@ int strataCacheNew(size_t nCapacity, BlockCache **ppCache) {
       return strataErr(STRATA_NOMEM, "out of memory (cache)");
     }
   }
+  if (pthread_mutex_init(&c->resMu, NULL) != 0) {
+    for (i = 0; i < nShard; i++) {
+      pthread_mutex_destroy(&c->aShard[i].mutex);
+      strataFreeMem(c->aShard[i].aSlot);
+    }
+    strataFreeMem(pAlloc);
+    return strataErr(STRATA_NOMEM, "out of memory (cache)");
+  }
   *ppCache = c;
   return STRATA_OK;
 }
 
-/* Change the capacity (split over the shards as at creation; the shard count
-** stays) and evict what no longer fits. The database lowers it while an
-** immutable memtable waits to be flushed, so both stay within one memory
-** budget. */
-void strataCacheSetCapacity(BlockCache *c, size_t nCapacity) {
+/* Give every shard its share of the capacity less the reservations (split
+** as at creation; the shard count stays) and evict what no longer fits.
+** c->resMu held. */
+static void cacheApplyCapacity(BlockCache *c) {
+  size_t nCapacity = c->nBase > c->nReserved ? c->nBase - c->nReserved : 0;
   int i;
   for (i = 0; i < c->nShard; i++) {
     CacheShard *s = &c->aShard[i];
@@ -421,6 +448,44 @@ void strataCacheSetCapacity(BlockCache *c, size_t nCapacity) {
     pthread_mutex_unlock(&s->mutex);
     freeList(pFree);
   }
+}
+
+/* Change the capacity and evict what no longer fits (reservations still
+** count against the new one). */
+void strataCacheSetCapacity(BlockCache *c, size_t nCapacity) {
+  pthread_mutex_lock(&c->resMu);
+  c->nBase = nCapacity;
+  cacheApplyCapacity(c);
+  pthread_mutex_unlock(&c->resMu);
+}
+
+/* Charge n bytes held outside the cache to its capacity (RESERVATIONS),
+** evicting unpinned entries until they fit beside them. */
+void strataCacheReserve(BlockCache *c, size_t n) {
+  if (n == 0) return;
+  pthread_mutex_lock(&c->resMu);
+  c->nReserved += n;
+  cacheApplyCapacity(c);
+  pthread_mutex_unlock(&c->resMu);
+}
+
+/* Give back n bytes of an earlier strataCacheReserve. */
+void strataCacheUnreserve(BlockCache *c, size_t n) {
+  if (n == 0) return;
+  pthread_mutex_lock(&c->resMu);
+  assert(n <= c->nReserved);
+  c->nReserved -= n < c->nReserved ? n : c->nReserved;
+  cacheApplyCapacity(c);
+  pthread_mutex_unlock(&c->resMu);
+}
+
+/* Bytes reserved now. */
+size_t strataCacheReserved(BlockCache *c) {
+  size_t n;
+  pthread_mutex_lock(&c->resMu);
+  n = c->nReserved;
+  pthread_mutex_unlock(&c->resMu);
+  return n;
 }
 
 /* Free the cache and every value in it. Every handle must have been
@@ -444,6 +509,7 @@ void strataCacheFree(BlockCache *c) {
     pthread_mutex_destroy(&s->mutex);
     strataFreeMem(s->aSlot);
   }
+  pthread_mutex_destroy(&c->resMu);
   strataFreeMem(c->pAlloc);
 }
 

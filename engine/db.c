@@ -135,6 +135,7 @@ static int tableGet(strata *db, const FileMeta *f, CacheHandle **ppH) {
     rc = strataSstOpen(db->env, zPath, f->number, db->pBlockCache, &db->io, &r);
     strataFreeMem(zPath);
     if (rc) return rc;
+    strataSstSetBudget(r, &db->budget);
     h = strataCacheInsert(db->pTableCache, f->number, 0, r, 1, tableFree);
     if (!h) return strataErr(STRATA_NOMEM, "out of memory");
   }
@@ -410,17 +411,38 @@ flush_done:
 }
 
 /* MEMORY BUDGET
-** The write buffer and the block cache share one budget, memtable_size +
-** cache_size: while an immutable memtable waits for its flush, the cache
-** gives up as much as the memtable holds (down to a quarter of its size,
-** so reads keep a working set). db->mu held. */
+** memtable_size + cache_size is one budget. The active memtable (its key
+** filter included) takes memtable_size; everything else the database holds
+** in any number is charged to the block cache, which holds that much less
+** data: the index and filter blocks of open tables (reserved by their
+** readers); an immutable memtable until its flush is done (here); the
+** buffers of table builders, for flushes and compactions alike; and the
+** read-ahead windows of table iterators, which compactions and long scans
+** use, bounded together by db->budget.nReadaheadMax. All are reservations
+** in the cache (strataCacheReserve): it evicts to make room at once, and
+** grows back when they are given back. What is left is small and does not
+** grow with the data: per-thread compression contexts and block stashes,
+** versions and file metadata, the WAL buffer, a transaction's writes. */
+
+/* Read-ahead allowed to all iterators at once: 1/32 of the cache, at least
+** one 16 KiB window, at most sixteen of 256 KiB. */
+static size_t dbReadaheadBudget(size_t nCache) {
+  size_t n = nCache / 32;
+  if (n < (16u << 10)) n = 16u << 10;
+  if (n > (4u << 20)) n = 4u << 20;
+  return n;
+}
+
+/* Reserve in the block cache what the immutable memtable holds (nothing
+** once there is none). db->mu held. */
 static void dbChargeImmutable(strata *db) {
-  size_t nCap = db->opts.cache_size;
-  if (db->pImm) {
-    size_t nImm = strataMemtableMemoryUsage(db->pImm), nFloor = nCap / 4;
-    nCap = nCap - nFloor > nImm ? nCap - nImm : nFloor;
+  size_t n = db->pImm ? strataMemtableMemoryUsage(db->pImm) : 0;
+  if (n > db->nImmCharge) {
+    strataCacheReserve(db->pBlockCache, n - db->nImmCharge);
+  } else {
+    strataCacheUnreserve(db->pBlockCache, db->nImmCharge - n);
   }
-  strataCacheSetCapacity(db->pBlockCache, nCap);
+  db->nImmCharge = n;
   /* The blocks just evicted are holes in the heap: their pages go back to
   ** the system (bgTrimHeap), or the process keeps them resident beside the
   ** new memtable. Not here: the trim walks the heap, and db->mu is held. */
@@ -430,10 +452,28 @@ static void dbChargeImmutable(strata *db) {
   }
 }
 
+/* RETURNING MEMORY
+** What the cache evicts to make room for a reservation, and what builders,
+** read-ahead windows and closed readers free, goes back to the C library,
+** which keeps it resident (a heap per thread that allocates) unless told
+** to hand free pages back. A trim walks every heap (a millisecond or two),
+** so a background thread does it outside db->mu: after a memtable switch
+** made the cache shrink (bTrimPending), after a flush or compaction once
+** DB_TRIM_MIN or more has been given back since the last trim (a large
+** fill gives back the buffers and input tables of nearly every compaction,
+** and its background threads seldom go idle), and when it goes idle. */
+#define DB_TRIM_MIN(db) ((db)->opts.cache_size / 32 > (1u << 20) ? (db)->opts.cache_size / 32 : (1u << 20))
+
+static int dbTrimDue(strata *db) {
+  size_t nFreed = atomic_load_explicit(&db->budget.nFreed, memory_order_relaxed);
+  return db->bTrimPending || nFreed - db->nFreedAtTrim >= DB_TRIM_MIN(db);
+}
+
 /* Hand free heap pages back to the system, outside db->mu (held on entry
 ** and on return). */
 static void bgTrimHeap(strata *db) {
   db->bTrimPending = 0;
+  db->nFreedAtTrim = atomic_load_explicit(&db->budget.nFreed, memory_order_relaxed);
 #ifdef __GLIBC__
   pthread_mutex_unlock(&db->mu);
   malloc_trim(0);
@@ -444,10 +484,13 @@ static void bgTrimHeap(strata *db) {
 /* Flush the immutable memtable (db->mu held, db->pImm set). */
 static int flushImmutable(strata *db);
 
-/* Compaction calls this between keys so a long compaction does not hold up
-** the flush that writers may be waiting for (db->mu held). */
+/* Compaction calls this between keys, while a memtable waits for its
+** flush (db->mu held): a long compaction does not hold up the flush that
+** writers may soon wait for, nor the heap trim after the switch. */
 void strataDbFlushPending(strata *db) {
-  if (db->pImm && !db->bFlushing && db->bgError == STRATA_OK) flushImmutable(db);
+  if (db->bgError != STRATA_OK) return;
+  if (db->bTrimPending) bgTrimHeap(db);
+  if (db->pImm && !db->bFlushing) flushImmutable(db);
 }
 
 static int flushImmutable(strata *db) {
@@ -501,16 +544,23 @@ static void *bgMain(void *pArg) {
     } else if (db->bgError == STRATA_OK && db->pImm && !db->bFlushing) {
       flushImmutable(db);
       bWorked = 1;
+      if (dbTrimDue(db)) bgTrimHeap(db);
     } else if (db->bgError == STRATA_OK && strataCompactPick(db)) {
       strataCompactRun(db); /* releases and retakes db->mu */
       bWorked = 1;
+      if (dbTrimDue(db)) bgTrimHeap(db);
       /* A new version (for the read view), and an idle thread may now find
       ** a compaction that conflicted with this one. */
       strataDbScheduleWork(db);
     } else if (bWorked) {
       /* Going idle: the C library gives each thread its own heap, and
       ** what a flush or compaction freed there stays resident (~4 MB over
-      ** the budget measured after a 1M row fill) unless handed back. */
+      ** the budget measured after a 1M row fill) unless handed back; so do
+      ** this thread's compression contexts (~0.8 MB) and block stash. */
+      pthread_mutex_unlock(&db->mu);
+      strataCompressThreadRelease();
+      strataSstThreadRelease();
+      pthread_mutex_lock(&db->mu);
       bgTrimHeap(db);
       bWorked = 0;
     } else {
@@ -1452,7 +1502,8 @@ int strata_get_stats(strata *db, strata_stats *p) {
   p->bloom_checks = atomic_load(&db->nBloomCheck);
   p->bloom_useful = atomic_load(&db->nBloomUseful);
   strataCacheCounters(db->pBlockCache, &p->cache_hits, &p->cache_misses);
-  p->cache_bytes = strataCacheUsage(db->pBlockCache);
+  /* Blocks and reservations: what the cache's budget is spent on. */
+  p->cache_bytes = strataCacheUsage(db->pBlockCache) + strataCacheReserved(db->pBlockCache);
   p->open_files = strataCacheCount(db->pTableCache);
   return STRATA_OK;
 }
@@ -1670,6 +1721,10 @@ int strata_open(const char *zPath, const strata_options *pOpts, strata **ppDb) {
   rc = strataCacheNew(opts.cache_size, &db->pBlockCache);
   if (rc == STRATA_OK) rc = strataCacheNew((size_t)opts.max_open_files, &db->pTableCache);
   if (rc) goto open_failed;
+  db->budget.pCache = db->pBlockCache;
+  db->budget.nReadaheadMax = dbReadaheadBudget(opts.cache_size);
+  atomic_init(&db->budget.nReadahead, 0);
+  db->sstOpts.pBudget = &db->budget;
 
   rc = strataVersionSetOpen(db->env, zPath, &db->io, 1, &db->vs, &bExists);
   if (rc) goto open_failed;

@@ -620,12 +620,14 @@ int strataMemtableGet(Memtable *p, const u8 *pKey, size_t nKey, u64 seq, int *pT
   return 0;
 }
 
-/* Bytes of arena blocks allocated so far (any thread). */
+/* Bytes the memtable holds (any thread): arena bytes in use, and its key
+** filter, so that a write buffer with its filter stays within the size the
+** caller compares this with. */
 size_t strataMemtableMemoryUsage(const Memtable *p) {
   /* Bytes in use, not blocks allocated: a small write buffer must not look
   ** full after its first entry just because a block is 64 KiB. */
   return atomic_load_explicit(&p->nUsage, memory_order_relaxed) -
-         atomic_load_explicit(&p->nUnused, memory_order_relaxed);
+         atomic_load_explicit(&p->nUnused, memory_order_relaxed) + sizeof(u64) * p->nBloomWords;
 }
 
 /* Entries added so far (any thread). */

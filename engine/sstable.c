@@ -39,8 +39,8 @@
 **
 **   strataSstOpen reads the footer, then the index, filter and properties
 **   blocks, checks their checksums and structure, and keeps them decoded in
-**   memory for the reader's lifetime (charged to the block cache, if any, as
-**   one pinned entry: see CHARGING THE CACHE). Data blocks are read on
+**   memory for the reader's lifetime (reserved in the block cache, if any:
+**   see CHARGING THE CACHE). Data blocks are read on
 **   demand: through the block cache when there is one (key (id, block
 **   offset), value the decoded block, charge its allocation plus the entry's
 **   own cost), else into a buffer of the iterator (or, for Get, a temporary
@@ -69,7 +69,8 @@
 **   keeps moving in one direction reads ahead: after two consecutive blocks
 **   it reads a window of several blocks at once (starting at the block it
 **   needs, or ending there when moving backward), doubling up to
-**   SST_READAHEAD_MAX.
+**   SST_READAHEAD_MAX, as far as the database's budget for read-ahead
+**   allows (READ-AHEAD BUDGET).
 **
 ** SCANS
 **
@@ -154,7 +155,34 @@ struct SstBuilder {
   u32 *aHash;     /* one hash per distinct user key, for the filter */
   size_t nHash, nHashAlloc;
   SstProps props;
+  size_t nCharged; /* bytes reserved in opts.pBudget's cache (CHARGING THE BUDGET) */
 };
+
+/* CHARGING THE BUDGET
+** A builder's buffers (the write buffer, the block being filled, the
+** index block, the filter's key hashes, the compression output and the
+** filter built in it) are memory a flush or compaction holds outside the
+** block cache: with opts.pBudget they are reserved in its cache while the
+** builder lives, in steps of SST_CHARGE_STEP, so that a table costs a
+** handful of reservations, not one per block. */
+#define SST_CHARGE_STEP (64 * 1024)
+
+static size_t blockBuilderBytes(const BlockBuilder *p) {
+  return p->buf.nAlloc + p->restarts.nAlloc + p->lastKey.nAlloc;
+}
+
+/* Reserve what b's buffers have grown to beyond its charge. */
+static void builderCharge(SstBuilder *b) {
+  size_t n;
+  if (!b->opts.pBudget || !b->opts.pBudget->pCache) return;
+  n = sizeof(*b) + b->wbuf.nAlloc + b->cbuf.nAlloc + b->sep.nAlloc + b->lastKey.nAlloc +
+      b->nHashAlloc * sizeof(u32) + blockBuilderBytes(&b->data) + blockBuilderBytes(&b->index);
+  if (n > b->nCharged) {
+    n = (n + SST_CHARGE_STEP - 1) / SST_CHARGE_STEP * SST_CHARGE_STEP;
+    strataCacheReserve(b->opts.pBudget->pCache, n - b->nCharged);
+    b->nCharged = n;
+  }
+}
 
 /* Append bytes to the file through the write buffer. Returns STRATA_OK or
 ** the write error. */
@@ -295,6 +323,7 @@ static int builderFlushData(SstBuilder *b) {
   strataBlockBuilderReset(&b->data);
   b->bPendingIndex = 1;
   b->props.nDataBlocks++;
+  builderCharge(b); /* the index grew, and maybe the hashes */
   return STRATA_OK;
 }
 
@@ -335,6 +364,7 @@ int strataSstBuilderNew(strata_env *env, const char *zPath, const SstOptions *op
     strataFreeMem(b);
     return rc;
   }
+  builderCharge(b);
   *ppBuilder = b;
   return STRATA_OK;
 }
@@ -411,6 +441,8 @@ int strataSstBuilderSkipHint(const SstBuilder *b) {
 }
 
 static void builderFree(SstBuilder *b) {
+  size_t nCharged = b->nCharged;
+  StrataBudget *pBudget = nCharged ? b->opts.pBudget : NULL;
   strataFileClose(b->pFile);
   strataFreeMem(b->zPath);
   strataBufFree(&b->wbuf);
@@ -422,6 +454,10 @@ static void builderFree(SstBuilder *b) {
   strataFreeMem(b->aHash);
   strataSstPropsFree(&b->props);
   strataFreeMem(b);
+  if (pBudget) { /* freed: the cache may grow back */
+    strataCacheUnreserve(pBudget->pCache, nCharged);
+    atomic_fetch_add_explicit(&pBudget->nFreed, nCharged, memory_order_relaxed);
+  }
 }
 
 /* Encode the properties block (see FORMAT.md). */
@@ -462,6 +498,7 @@ int strataSstBuilderFinish(SstBuilder *b, SstProps *pProps) {
     /* Built in cbuf: a block written uncompressed does not touch it. */
     b->cbuf.n = 0;
     rc = strataBloomBuild(b->aHash, b->nHash, b->opts.bloomBitsPerKey, &b->cbuf);
+    builderCharge(b);
     if (rc == STRATA_OK && b->cbuf.n) {
       rc = builderWriteBlock(b, b->cbuf.a, b->cbuf.n, 0, &hFilter[0], &hFilter[1]);
     }
@@ -534,7 +571,8 @@ struct SstReader {
   u32 nIx;             /* entries with a window: all but the last index entry */
   size_t nIxCommon;    /* bytes every one of their user keys starts with... */
   const u8 *pIxCommon; /* ...namely these (in aIndex) */
-  CacheHandle *hMeta;  /* pins aIndex, aFilter, aIxWindow in pCache, if there is one */
+  size_t nCharged;     /* bytes reserved in pCache for the above (CHARGING THE CACHE) */
+  StrataBudget *pBudget; /* NULL, or where iterators charge read-ahead (READ-AHEAD BUDGET) */
 };
 
 /* INDEX WINDOWS
@@ -554,26 +592,12 @@ struct SstReader {
 ** them; otherwise, or without memory for it, seeks search the block itself. */
 
 /* CHARGING THE CACHE
-** With a block cache, the index and filter blocks are inserted into it as
-** one entry under (id, SST_META_OFF), which no data block can have, and
-** stay pinned while the reader is open: the cache's usage then counts them
-** against its budget, and they are freed when the reader closes. Without a
-** cache the reader simply owns them. */
-#define SST_META_OFF UINT64_MAX
-
-typedef struct SstMeta {
-  u8 *aIndex;
-  u8 *aFilter;
-  u64 *aIxWindow;
-} SstMeta;
-
-static void sstMetaFree(void *p) {
-  SstMeta *m = p;
-  strataFreeMem(m->aIndex);
-  strataFreeMem(m->aFilter);
-  strataFreeMem(m->aIxWindow);
-  strataFreeMem(m);
-}
+** The reader owns its index and filter blocks (and index windows) for its
+** lifetime. With a block cache, their bytes (strataSstMemoryUsage) are
+** reserved in it while the reader is open, so the cache holds that much
+** less: they count against its budget without being entries. (As one
+** pinned entry each they overflowed the shards they hashed to: a table's
+** index and filter are a sizeable part of a shard's share.) */
 
 static int sstHandleDecode(const SstReader *r, const u8 *p, size_t n, u64 *pOff, u64 *pSize);
 
@@ -925,21 +949,8 @@ int strataSstOpen(strata_env *env, const char *zPath, u64 id, BlockCache *pCache
   r->props.fileSize = r->fileSize;
   sstIxWindowBuild(r);
   if (pCache) {
-    SstMeta *m = strataMalloc(sizeof(*m));
-    if (!m) {
-      rc = strataErr(STRATA_NOMEM, "out of memory");
-      goto open_failed;
-    }
-    m->aIndex = r->aIndex;
-    m->aFilter = r->aFilter;
-    m->aIxWindow = r->aIxWindow;
-    r->hMeta = strataCacheInsert(pCache, id, SST_META_OFF, m, strataSstMemoryUsage(r), sstMetaFree);
-    if (!r->hMeta) { /* sstMetaFree has run */
-      r->aIndex = r->aFilter = NULL;
-      r->aIxWindow = NULL;
-      rc = strataErr(STRATA_NOMEM, "out of memory");
-      goto open_failed;
-    }
+    r->nCharged = strataSstMemoryUsage(r);
+    strataCacheReserve(pCache, r->nCharged);
   }
   *ppReader = r;
   return STRATA_OK;
@@ -950,20 +961,25 @@ open_failed:
 }
 
 void strataSstClose(SstReader *r) {
+  size_t nCharged;
+  BlockCache *pCache;
+  StrataBudget *pBudget;
   if (!r) return;
+  nCharged = r->nCharged;
+  pCache = r->pCache;
+  pBudget = r->pBudget;
   strataFileClose(r->pFile);
   strataFreeMem(r->zPath);
-  if (r->hMeta) {
-    strataCacheErase(r->pCache, r->id, SST_META_OFF);
-    strataCacheRelease(r->pCache, r->hMeta); /* frees the index and filter */
-  } else {
-    strataFreeMem(r->aIndex);
-    strataFreeMem(r->aFilter);
-    strataFreeMem(r->aIxWindow);
-  }
+  strataFreeMem(r->aIndex);
+  strataFreeMem(r->aFilter);
+  strataFreeMem(r->aIxWindow);
   strataSstPropsFree(&r->props);
   strataFreeMem(r);
+  if (nCharged) strataCacheUnreserve(pCache, nCharged); /* freed: the cache may grow back */
+  if (pBudget) atomic_fetch_add_explicit(&pBudget->nFreed, nCharged, memory_order_relaxed);
 }
+
+void strataSstSetBudget(SstReader *r, StrataBudget *pBudget) { r->pBudget = pBudget; }
 
 const SstProps *strataSstProps(const SstReader *r) {
   return &r->props;
@@ -1321,6 +1337,7 @@ typedef struct SstIter {
   StrataBuf dec; /* decoded bytes of a compressed one */
   StrataBuf ra;  /* readahead window: file bytes [raOff, raOff + ra.n) */
   u64 raOff;
+  StrataBudget *pRaBudget; /* what ra.nAlloc is charged to (READ-AHEAD BUDGET), or NULL */
   int nForward;  /* consecutive forward block moves (drives readahead) */
   int nBackward; /* consecutive backward block moves */
   u32 iIxPending; /* 1 + the index entry of the loaded block, when a Seek
@@ -1342,39 +1359,107 @@ static void sstIterFail(SstIter *it, int rc) {
   it->base.bValid = 0;
 }
 
+/* READ-AHEAD BUDGET
+** A reader given a budget (strataSstSetBudget: the database's) charges the
+** windows of its iterators to it: a window grows only while the windows of
+** all iterators together stay within nReadaheadMax, and its bytes are
+** reserved in the block cache while it is allocated. A window that may not
+** grow reads as much as it holds; an iterator with none reads one block at
+** a time. Compactions read every input table at once, up to two at a time
+** and each possibly split in two, so without the bound their windows alone
+** came to a few MB beside the cache. A closed iterator gives its window
+** back (a stashed one keeps no window that is charged). */
+
+/* The window a scan wants for block (off, nRaw bytes with its trailer):
+** SST_READAHEAD_MIN after two consecutive blocks, doubling with the run up
+** to SST_READAHEAD_MAX, at least the block, within the data area. */
+static size_t sstRaWant(const SstIter *it, u64 off, size_t nRaw) {
+  int nRun = it->nForward >= 2 ? it->nForward : it->nBackward;
+  u64 nWant = (u64)SST_READAHEAD_MIN << (nRun - 2 > 4 ? 4 : nRun - 2);
+  if (nWant > SST_READAHEAD_MAX) nWant = SST_READAHEAD_MAX;
+  if (nWant < nRaw) nWant = nRaw;
+  if (it->nForward >= 2) {
+    if (nWant > it->r->nDataEnd - off) nWant = it->r->nDataEnd - off;
+  } else {
+    if (nWant > off + nRaw) nWant = off + nRaw;
+  }
+  return (size_t)nWant;
+}
+
+/* Bytes of the window to read (at least nRaw, at most nWant), with the
+** buffer holding them; 0 if the budget allows no window (or, with *pRc
+** set, no memory). */
+static size_t sstRaWindow(SstIter *it, size_t nWant, size_t nRaw, int *pRc) {
+  StrataBudget *pB = it->r->pBudget;
+  size_t nHave, nMore;
+  u8 *aNew;
+  it->ra.n = 0;
+  if (!pB) {
+    *pRc = strataBufReserve(&it->ra, nWant);
+    return *pRc ? 0 : nWant;
+  }
+  /* A buffer left from a reader without a budget is not charged. */
+  if (!it->pRaBudget && it->ra.nAlloc) strataBufFree(&it->ra);
+  nHave = it->ra.nAlloc;
+  if (nWant <= nHave) return nWant;
+  nMore = nWant - nHave;
+  if (atomic_fetch_add_explicit(&pB->nReadahead, nMore, memory_order_relaxed) + nMore >
+      pB->nReadaheadMax) {
+    atomic_fetch_sub_explicit(&pB->nReadahead, nMore, memory_order_relaxed);
+    return nHave >= nRaw ? nHave : 0;
+  }
+  /* The window's bytes are read anew: no copy of the old ones. */
+  aNew = strataMalloc(nWant);
+  if (!aNew) {
+    atomic_fetch_sub_explicit(&pB->nReadahead, nMore, memory_order_relaxed);
+    *pRc = strataErr(STRATA_NOMEM, "out of memory (%zu byte read-ahead)", nWant);
+    return 0;
+  }
+  strataFreeMem(it->ra.a);
+  it->ra.a = aNew;
+  it->ra.nAlloc = nWant;
+  it->pRaBudget = pB;
+  if (pB->pCache) strataCacheReserve(pB->pCache, nMore);
+  return nWant;
+}
+
+/* Free the window and give back its charge, if it has one. */
+static void sstRaRelease(SstIter *it) {
+  StrataBudget *pB = it->pRaBudget;
+  size_t n = it->ra.nAlloc;
+  if (!pB) return;
+  strataBufFree(&it->ra);
+  it->raOff = 0;
+  it->pRaBudget = NULL;
+  atomic_fetch_sub_explicit(&pB->nReadahead, n, memory_order_relaxed);
+  atomic_fetch_add_explicit(&pB->nFreed, n, memory_order_relaxed);
+  if (pB->pCache) strataCacheUnreserve(pB->pCache, n);
+}
+
 /* Read block (off, size) without the cache into the iterator's buffers,
 ** through the readahead window when scanning forward. */
 static int sstIterReadBlock(SstIter *it, u64 off, u64 size, const u8 **pp, size_t *pn) {
   SstReader *r = it->r;
-  size_t nRaw = (size_t)size + SST_TRAILER, nDec = 0;
+  size_t nRaw = (size_t)size + SST_TRAILER, nDec = 0, nWin = 0;
   const u8 *aRaw;
-  int type, rc;
+  int type, rc = STRATA_OK;
   u32 crc;
   if (off >= it->raOff && off + nRaw <= it->raOff + it->ra.n) {
     aRaw = it->ra.a + (off - it->raOff);
-  } else if (!sstIterFills(it) && (it->nForward >= 2 || it->nBackward >= 2)) {
+  } else if (!sstIterFills(it) && (it->nForward >= 2 || it->nBackward >= 2) &&
+             (nWin = sstRaWindow(it, sstRaWant(it, off, nRaw), nRaw, &rc)) > 0) {
     /* Read a window of blocks starting here (ending here, backward),
     ** growing as the scan goes on. */
-    int nRun = it->nForward >= 2 ? it->nForward : it->nBackward;
-    u64 nWant = (u64)SST_READAHEAD_MIN << (nRun - 2 > 4 ? 4 : nRun - 2), winOff = off;
+    u64 winOff = it->nForward >= 2 ? off : off + nRaw - nWin;
     size_t nRead = 0;
-    if (nWant > SST_READAHEAD_MAX) nWant = SST_READAHEAD_MAX;
-    if (nWant < nRaw) nWant = nRaw;
-    if (it->nForward >= 2) {
-      if (nWant > r->nDataEnd - off) nWant = r->nDataEnd - off;
-    } else {
-      if (nWant > off + nRaw) nWant = off + nRaw;
-      winOff = off + nRaw - nWant;
-    }
-    it->ra.n = 0;
-    if ((rc = strataBufReserve(&it->ra, (size_t)nWant)) != STRATA_OK) return rc;
-    if ((rc = strataFileRead(r->pFile, it->ra.a, (size_t)nWant, winOff, &nRead)) != STRATA_OK)
+    if ((rc = strataFileRead(r->pFile, it->ra.a, nWin, winOff, &nRead)) != STRATA_OK)
       return rc;
     it->ra.n = nRead;
     it->raOff = winOff;
     if (nRead < off - winOff + nRaw) return sstCorrupt(r, off, "block truncated");
     aRaw = it->ra.a + (off - winOff);
   } else {
+    if (rc) return rc;
     it->raw.n = 0;
     if ((rc = strataBufReserve(&it->raw, nRaw)) != STRATA_OK) return rc;
     if ((rc = sstReadRaw(r, off, size, it->raw.a, &type)) != STRATA_OK) return rc;
@@ -1519,9 +1604,10 @@ static void sstIterPublish(SstIter *it) {
 /* The index iterator moved (or failed to). Returns 1 if it is positioned. */
 static int sstIterIndexOk(SstIter *it) {
   if (it->index.base.bValid) return 1;
-  /* Off either end: nothing to keep pinned. The data iterator is not used
-  ** again before a Seek* loads a block. */
+  /* Off either end: nothing to keep pinned, and no read-ahead to keep. The
+  ** data iterator is not used again before a Seek* loads a block. */
   sstUnpinBlock(it->r, &it->ref);
+  sstRaRelease(it);
   it->bBlock = 0;
   it->data.base.bValid = 0;
   if (it->index.base.rc)
@@ -1826,6 +1912,7 @@ static void sstIterFree(SstIter *it) {
   strataBlockIterRelease(&it->data);
   strataBufFree(&it->raw);
   strataBufFree(&it->dec);
+  sstRaRelease(it);
   strataBufFree(&it->ra);
   strataFreeMem(it);
 }
@@ -1836,6 +1923,7 @@ static void sstIterClose(StrataIter *p) {
   BlockCache *pHoldCache = it->pHoldCache;
   CacheHandle *pHold = it->pHold;
   sstUnpinBlock(it->r, &it->ref);
+  sstRaRelease(it); /* back to the budget it was charged to */
   /* Keep it for the next strataSstIterNew of this thread, without a
   ** readahead window (up to SST_READAHEAD_MAX) that a point seek never uses. */
   if (s->pIter == NULL && sstSpareRegister(s)) {

@@ -94,8 +94,11 @@ typedef struct strata_options {
                              ** compaction rewrites often, free of
                              ** decompression, for more bytes written */
   int bloom_bits_per_key;    /* 0 disables bloom filters (default 10) */
-  size_t cache_size;         /* block cache budget in bytes, index and filter
-                             ** blocks included (default 32 MiB) */
+  size_t cache_size;         /* block cache budget in bytes (default 32 MiB):
+                             ** cached blocks, and reserved in it the index
+                             ** and filter blocks of open tables, a memtable
+                             ** being flushed, and the buffers of flushes,
+                             ** compactions and scans' read-ahead */
   int max_open_files;        /* table cache limit on open files (default 500) */
   int sync;                  /* STRATA_SYNC_* (default NORMAL) */
   int l0_compaction_trigger; /* L0 file count that starts compaction (default 4) */
@@ -299,7 +302,9 @@ typedef struct strata_stats {
   uint64_t bloom_checks;          /* point lookups that consulted a filter */
   uint64_t bloom_useful;          /* ...and were answered "absent" by it */
   uint64_t cache_hits, cache_misses;
-  uint64_t cache_bytes;           /* bytes held in the block cache now */
+  uint64_t cache_bytes;           /* bytes charged to the block cache now:
+                                  ** cached blocks and reservations (see
+                                  ** cache_size) */
   uint64_t open_files;            /* tables in the table cache now */
   uint64_t live_bytes;            /* sum of sstable sizes in the current version */
   uint64_t seek_compactions;      /* compactions started by seeks (see compact.c) */

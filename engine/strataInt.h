@@ -467,6 +467,12 @@ size_t strataCacheUsage(BlockCache *c);
 size_t strataCacheEntryOverhead(void);
 /* Set a new capacity, evicting unpinned entries beyond it. */
 void strataCacheSetCapacity(BlockCache *c, size_t nCapacity);
+/* Charge n bytes held outside the cache to its capacity (the cache evicts
+** to make room at once), and give them back. Unpinned entries plus
+** reservations stay within the capacity. */
+void strataCacheReserve(BlockCache *c, size_t n);
+void strataCacheUnreserve(BlockCache *c, size_t n);
+size_t strataCacheReserved(BlockCache *c);
 u64 strataCacheNewId(BlockCache *c); /* a fresh id, for readers without a file number */
 void strataCacheCounters(BlockCache *c, u64 *pnHit, u64 *pnMiss);
 size_t strataCacheCount(BlockCache *c);
@@ -507,6 +513,17 @@ void strataCompressThreadRelease(void);
 /* ------------------------------------------------------------------ */
 /* sstable.c (+ block.c): immutable sorted tables of internal keys. */
 
+/* Where table builders and iterators charge their buffers (one per
+** database; see MEMORY BUDGET in db.c): every byte is reserved in pCache
+** while allocated, and the read-ahead windows of all iterators together
+** stay within nReadaheadMax (a window that may not grow stays as it is). */
+typedef struct StrataBudget {
+  BlockCache *pCache;        /* the reservations go here */
+  size_t nReadaheadMax;      /* bytes of read-ahead windows allowed at once */
+  _Atomic size_t nReadahead; /* bytes of read-ahead windows now */
+  _Atomic size_t nFreed;     /* bytes given back so far (builders, windows, readers) */
+} StrataBudget;
+
 struct SstOptions {
   size_t nBlockSize;
   int compression;
@@ -516,6 +533,7 @@ struct SstOptions {
   int bSync;           /* fsync the file before Finish returns */
   int nSkipHint;       /* 0, or strataSstBuilderSkipHint of an earlier table: data seen so
                        ** far did not compress, so probe it this many blocks apart */
+  StrataBudget *pBudget; /* NULL, or where the builder's buffers are charged */
 };
 
 struct SstProps {
@@ -550,11 +568,14 @@ void strataSstBuilderAbandon(SstBuilder *b);
 
 /* Open a table: read and check footer, index, filter and properties. Data
 ** blocks go through pCache (which may be NULL) under the key (id, offset);
-** the index and filter blocks are held by the reader and charged to pCache
+** the index and filter blocks are held by the reader and reserved in pCache
 ** (the caller keeps readers in the table cache, so they are bounded too). */
 int strataSstOpen(strata_env *env, const char *zPath, u64 id, BlockCache *pCache,
                   StrataIoStats *pStats, SstReader **ppReader);
 void strataSstClose(SstReader *r);
+/* Charge the read-ahead windows of r's iterators to pBudget (before any
+** iterator is made); without one they are neither charged nor bounded. */
+void strataSstSetBudget(SstReader *r, StrataBudget *pBudget);
 /* Free the calling thread's stash of spare block buffers and its closed
 ** table iterator now rather than at its exit. */
 void strataSstThreadRelease(void);
@@ -805,6 +826,9 @@ struct strata {
   SstOptions sstOpts;
   BlockCache *pBlockCache;
   BlockCache *pTableCache;
+  StrataBudget budget;    /* flush, compaction and scan buffers (MEMORY BUDGET in db.c) */
+  size_t nImmCharge;      /* bytes of pImm reserved in pBlockCache (mu) */
+  size_t nFreedAtTrim;    /* budget.nFreed at the last heap trim (mu) */
 
   pthread_mutex_t mu;
   pthread_cond_t bgCv;    /* wakes background threads */

@@ -295,6 +295,113 @@ static void test_set_capacity(void) {
   freeAndCheck(c);
 }
 
+/* RESERVATIONS: bytes reserved count against the capacity at once, so the
+** charges of unpinned entries plus the reservations stay within it (pinned
+** entries are kept, and are the only excess); giving them back lets the
+** cache fill up again; reservations beyond the capacity leave no unpinned
+** entry; a new capacity still has the reservations taken from it. */
+static void test_reserve(void) {
+  BlockCache *c = NULL;
+  CacheHandle *hPin;
+  int i;
+  countersReset();
+  CHECK_EQ(strataCacheNew(64 * 1000, &c), STRATA_OK);
+  if (!c) return;
+  CHECK_EQ(strataCacheReserved(c), 0);
+  hPin = put(c, 7, 0, 100, 0);
+  for (i = 0; i < 700; i++) putRelease(c, 1, (u64)i * 4096, 100);
+  CHECK(strataCacheUsage(c) >= 50 * 1000);
+  /* Reserving evicts the oldest unpinned entries at once. */
+  strataCacheReserve(c, 40 * 1000);
+  CHECK_EQ(strataCacheReserved(c), 40 * 1000);
+  CHECK(strataCacheUsage(c) + strataCacheReserved(c) <= 64 * 1000 + 100);
+  CHECK(strataCacheUsage(c) >= 10 * 1000);
+  CHECK(valOk(hPin, 7, 0));
+  CHECK(present(c, 1, 699 * 4096));
+  CHECK(!present(c, 1, 0));
+  /* New entries stay within what the reservations leave. */
+  for (i = 0; i < 700; i++) {
+    putRelease(c, 2, (u64)i * 4096, 100);
+    CHECK(strataCacheUsage(c) + strataCacheReserved(c) <= 64 * 1000 + 100);
+  }
+  /* Reservations add up; given back in parts. */
+  strataCacheReserve(c, 10 * 1000);
+  CHECK_EQ(strataCacheReserved(c), 50 * 1000);
+  CHECK(strataCacheUsage(c) <= 14 * 1000 + 100);
+  strataCacheUnreserve(c, 30 * 1000);
+  CHECK_EQ(strataCacheReserved(c), 20 * 1000);
+  for (i = 0; i < 700; i++) putRelease(c, 3, (u64)i * 4096, 100);
+  CHECK(strataCacheUsage(c) >= 36 * 1000);
+  CHECK(strataCacheUsage(c) + strataCacheReserved(c) <= 64 * 1000 + 100);
+  /* A lower capacity has the reservations taken from it too. */
+  strataCacheSetCapacity(c, 32 * 1000);
+  CHECK(strataCacheUsage(c) <= 12 * 1000 + 100);
+  CHECK(valOk(hPin, 7, 0));
+  /* More reserved than the capacity: no unpinned entry stays, not even a
+  ** new one; the pinned one does. */
+  strataCacheReserve(c, 100 * 1000);
+  CHECK_EQ(strataCacheUsage(c), 100);
+  CHECK_EQ(strataCacheCount(c), 1);
+  putRelease(c, 4, 0, 100);
+  CHECK(!present(c, 4, 0));
+  CHECK(valOk(hPin, 7, 0));
+  CHECK_EQ(strataCacheUsage(c), 100);
+  /* All given back: the whole capacity again. */
+  strataCacheUnreserve(c, 120 * 1000);
+  CHECK_EQ(strataCacheReserved(c), 0);
+  strataCacheSetCapacity(c, 64 * 1000);
+  for (i = 0; i < 700; i++) putRelease(c, 5, (u64)i * 4096, 100);
+  CHECK(strataCacheUsage(c) >= 50 * 1000);
+  CHECK(strataCacheUsage(c) <= 64 * 1000 + 100);
+  strataCacheRelease(c, hPin);
+  freeAndCheck(c);
+}
+
+/* Reservations taken and given back by several threads while others insert
+** and look up: the sum comes back to zero, and the usage stays within the
+** capacity less what is reserved at the end. */
+typedef struct ReserveCtx {
+  BlockCache *c;
+  int iThread;
+} ReserveCtx;
+
+static void *reserveThread(void *pArg) {
+  ReserveCtx *x = pArg;
+  int i;
+  for (i = 0; i < 2000; i++) {
+    if (x->iThread % 2) {
+      strataCacheReserve(x->c, 1000 + (size_t)(i % 7) * 100);
+      strataCacheUnreserve(x->c, 1000 + (size_t)(i % 7) * 100);
+    } else {
+      putRelease(x->c, 10 + (u64)x->iThread, (u64)(i % 500) * 4096, 100);
+      (void)present(x->c, 10 + (u64)x->iThread, (u64)(i % 500) * 4096);
+    }
+  }
+  return NULL;
+}
+
+static void test_reserve_threads(void) {
+  BlockCache *c = NULL;
+  pthread_t aTh[4];
+  ReserveCtx aCtx[4];
+  int i;
+  countersReset();
+  CHECK_EQ(strataCacheNew(64 * 1000, &c), STRATA_OK);
+  if (!c) return;
+  for (i = 0; i < 4; i++) {
+    aCtx[i].c = c;
+    aCtx[i].iThread = i;
+    CHECK_EQ(pthread_create(&aTh[i], NULL, reserveThread, &aCtx[i]), 0);
+  }
+  for (i = 0; i < 4; i++) pthread_join(aTh[i], NULL);
+  CHECK_EQ(strataCacheReserved(c), 0);
+  CHECK(strataCacheUsage(c) <= 64 * 1000);
+  strataCacheReserve(c, 60 * 1000);
+  CHECK(strataCacheUsage(c) <= 4 * 1000);
+  strataCacheUnreserve(c, 60 * 1000);
+  freeAndCheck(c);
+}
+
 static void test_pinned(void) {
   BlockCache *c = NULL;
   CacheHandle *hA, *aH[5];
@@ -1013,6 +1120,8 @@ int main(void) {
   RUN(test_shares);
   RUN(test_byte_budget);
   RUN(test_set_capacity);
+  RUN(test_reserve);
+  RUN(test_reserve_threads);
   RUN(test_pinned);
   RUN(test_replace);
   RUN(test_erase);

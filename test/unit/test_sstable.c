@@ -1160,9 +1160,10 @@ static void test_sst_cache(void) {
   id = strataCacheNewId(c);
   CHECK_EQ(strataSstOpen(strataEnvDefault(), zPath, id, c, NULL, &r), STRATA_OK);
   if (!r) return;
-  /* The index and filter are charged to the cache as one entry. */
-  CHECK_EQ(strataCacheCount(c), 1);
-  CHECK_EQ(strataCacheUsage(c), strataSstMemoryUsage(r));
+  /* The index and filter are reserved in the cache, not entries of it. */
+  CHECK_EQ(strataCacheCount(c), 0);
+  CHECK_EQ(strataCacheUsage(c), 0);
+  CHECK_EQ(strataCacheReserved(c), strataSstMemoryUsage(r));
   CHECK(strataSstMemoryUsage(r) > 1000);
 
   /* An iterator holding a pinned handle (as a table cache entry keeps the
@@ -1189,15 +1190,15 @@ static void test_sst_cache(void) {
   for (n = 0, it->pMethods->xSeekFirst(it); it->bValid; it->pMethods->xNext(it)) n++;
   CHECK_EQ(n, m.n);
   strataIterClose(it);
-  CHECK_EQ(strataCacheCount(c), 1);
+  CHECK_EQ(strataCacheCount(c), 0);
   /* A filling scan caches its first blocks, then, being a long scan, stops
   ** adding them; backward too. */
   CHECK(nBlocks > 30);
   CHECK_EQ(strataSstIterNew(r, 1, &it), STRATA_OK);
   for (n = 0, it->pMethods->xSeekFirst(it); it->bValid; it->pMethods->xNext(it)) n++;
   CHECK_EQ(n, m.n);
-  CHECK(strataCacheCount(c) > 1 + 4);
-  CHECK(strataCacheCount(c) < 1 + nBlocks / 2);
+  CHECK(strataCacheCount(c) > 4);
+  CHECK(strataCacheCount(c) < nBlocks / 2);
   strataCacheEraseId(c, id);
   for (n = 0, it->pMethods->xSeekLast(it); it->bValid; it->pMethods->xPrev(it)) n++;
   CHECK_EQ(n, m.n);
@@ -1214,10 +1215,12 @@ static void test_sst_cache(void) {
   strataIterClose(it);
   CHECK_EQ(strataCacheCount(c), nBlocks);
   strataSstClose(r); /* reopen, so that the index and filter are charged again */
+  CHECK_EQ(strataCacheReserved(c), 0);
   CHECK_EQ(strataSstOpen(strataEnvDefault(), zPath, id, c, NULL, &r), STRATA_OK);
   if (!r) return;
-  CHECK_EQ(strataCacheCount(c), nBlocks + 1);
-  CHECK(strataCacheUsage(c) >= nBlocks * 1000 + strataSstMemoryUsage(r));
+  CHECK_EQ(strataCacheCount(c), nBlocks);
+  CHECK(strataCacheUsage(c) >= nBlocks * 1000);
+  CHECK_EQ(strataCacheReserved(c), strataSstMemoryUsage(r));
 
   /* Gets now hit. */
   strataCacheCounters(c, &nHit0, &nMiss0);
@@ -1271,10 +1274,11 @@ static void test_sst_cache(void) {
   strataIterClose(it);
   CHECK_EQ(strataSstGet(r, m.a[0].k, m.a[0].nk - 8, STRATA_MAX_SEQ, NULL, &found, &type, &val),
            STRATA_CORRUPT);
-  CHECK_EQ(strataCacheCount(c), 0); /* a damaged block is never cached */
-  CHECK(strataCacheUsage(c) > 0);   /* the index and filter, pinned */
+  CHECK_EQ(strataCacheCount(c), 0);   /* a damaged block is never cached */
+  CHECK(strataCacheReserved(c) > 0);   /* the index and filter, reserved */
   strataSstClose(r);
-  CHECK_EQ(strataCacheUsage(c), 0); /* ...and freed by close */
+  CHECK_EQ(strataCacheReserved(c), 0); /* ...and given back by close */
+  CHECK_EQ(strataCacheUsage(c), 0);
 
   /* A cache far smaller than the table: blocks come and go, results stay right. */
   strataCacheFree(c);
@@ -1777,17 +1781,141 @@ static void test_sst_cache_charge(void) {
   CHECK_EQ(strataCacheNew(8 * 1024 * 1024, &c), STRATA_OK);
   CHECK_EQ(strataSstOpen(strataEnvDefault(), zPath, strataCacheNewId(c), c, NULL, &r), STRATA_OK);
   if (!r || !c) return;
-  nMeta = strataCacheUsage(c);
+  nMeta = strataCacheUsage(c); /* 0: the index and filter are reserved */
   /* The first key: a miss, added to the cache unpinned. */
   nu = userKey(u, 0, 1);
   CHECK_EQ(strataSstGet(r, u, nu, STRATA_MAX_SEQ, NULL, &found, &type, &val), STRATA_OK);
   CHECK_EQ(found, 1);
-  CHECK_EQ(strataCacheCount(c), 2);
+  CHECK_EQ(strataCacheCount(c), 1);
   CHECK(strataCacheUsage(c) - nMeta >= 16 + 4224 + strataCacheEntryOverhead());
   CHECK(strataCacheUsage(c) - nMeta < 16 + 4224 + 512 + strataCacheEntryOverhead());
   strataSstClose(r);
   strataCacheFree(c);
   strataBufFree(&val);
+  modelFree(&m);
+}
+
+/* A builder given a budget reserves its buffers in the budget's cache while
+** it lives; iterators of a reader given one charge their read-ahead windows
+** to it, all together within nReadaheadMax, and give them back when
+** closed. Scans read the same entries whatever the budget allows. */
+static int scanCount(SstReader *r, const Model *m, int bBackward, StrataBudget *pB,
+                     size_t *pnMaxRa) {
+  StrataIter *it = NULL;
+  int n = 0, bOk = 1;
+  if (strataSstIterNew(r, 0, &it) != STRATA_OK) return -1;
+  if (bBackward) {
+    for (it->pMethods->xSeekLast(it); it->bValid; it->pMethods->xPrev(it)) {
+      if (!entMatches(it, &m->a[m->n - 1 - n])) bOk = 0;
+      n++;
+      if (atomic_load(&pB->nReadahead) > *pnMaxRa) *pnMaxRa = atomic_load(&pB->nReadahead);
+    }
+  } else {
+    for (it->pMethods->xSeekFirst(it); it->bValid; it->pMethods->xNext(it)) {
+      if (!entMatches(it, &m->a[n])) bOk = 0;
+      n++;
+      if (atomic_load(&pB->nReadahead) > *pnMaxRa) *pnMaxRa = atomic_load(&pB->nReadahead);
+    }
+  }
+  if (it->rc) bOk = 0;
+  strataIterClose(it);
+  return bOk ? n : -1;
+}
+
+static void test_sst_budget(void) {
+  const char *zPath = tablePath("budget.sst");
+  Model m;
+  TestRng rng = {91};
+  SstOptions o = defaultOpts();
+  SstProps props;
+  SstBuilder *b = NULL;
+  SstReader *r = NULL;
+  BlockCache *c = NULL;
+  StrataBudget budget;
+  StrataIter *it1 = NULL, *it2 = NULL;
+  size_t nMeta, nMaxRa = 0;
+  int i, rc = STRATA_OK;
+  modelMake(&m, 20000, 1, 200, &rng);
+  CHECK_EQ(strataCacheNew(8 * 1024 * 1024, &c), STRATA_OK);
+  if (!c) return;
+  memset(&budget, 0, sizeof(budget));
+  budget.pCache = c;
+  budget.nReadaheadMax = 64 * 1024;
+  o.compression = STRATA_COMPRESSION_NONE;
+  o.pBudget = &budget;
+
+  /* The builder: its write buffer and what grows is reserved, all given
+  ** back when it is done. */
+  CHECK_EQ(strataSstBuilderNew(strataEnvDefault(), zPath, &o, NULL, &b), STRATA_OK);
+  if (!b) return;
+  CHECK(strataCacheReserved(c) >= 256 * 1024);
+  for (i = 0; i < m.n && rc == STRATA_OK; i++) {
+    rc = strataSstBuilderAdd(b, m.a[i].k, m.a[i].nk, m.a[i].v, m.a[i].nv);
+  }
+  CHECK_EQ(rc, STRATA_OK);
+  CHECK(strataCacheReserved(c) >= 256 * 1024 + 4 * 20000); /* + the filter's key hashes */
+  CHECK_EQ(strataSstBuilderFinish(b, &props), STRATA_OK);
+  CHECK(props.nDataBlocks > 100);
+  strataSstPropsFree(&props);
+  CHECK_EQ(strataCacheReserved(c), 0);
+  CHECK(atomic_load(&budget.nFreed) >= 256 * 1024);
+
+  /* The reader: index and filter reserved; windows within the budget. */
+  CHECK_EQ(strataSstOpen(strataEnvDefault(), zPath, strataCacheNewId(c), c, NULL, &r), STRATA_OK);
+  if (!r) return;
+  strataSstSetBudget(r, &budget);
+  nMeta = strataCacheReserved(c);
+  CHECK_EQ(nMeta, strataSstMemoryUsage(r));
+  CHECK_EQ(scanCount(r, &m, 0, &budget, &nMaxRa), m.n);
+  CHECK(nMaxRa > 16 * 1024); /* it did read ahead */
+  CHECK(nMaxRa <= 64 * 1024);
+  CHECK_EQ(atomic_load(&budget.nReadahead), 0);
+  CHECK_EQ(strataCacheReserved(c), nMeta);
+  nMaxRa = 0;
+  CHECK_EQ(scanCount(r, &m, 1, &budget, &nMaxRa), m.n);
+  CHECK(nMaxRa > 16 * 1024 && nMaxRa <= 64 * 1024);
+  CHECK_EQ(strataCacheReserved(c), nMeta);
+
+  /* Two scans at once share the budget; windows are reserved while held. */
+  CHECK_EQ(strataSstIterNew(r, 0, &it1), STRATA_OK);
+  CHECK_EQ(strataSstIterNew(r, 0, &it2), STRATA_OK);
+  if (it1 && it2) {
+    int n1 = 0, n2 = 0;
+    it1->pMethods->xSeekFirst(it1);
+    it2->pMethods->xSeekFirst(it2);
+    while (it1->bValid || it2->bValid) {
+      if (it1->bValid) {
+        CHECK(entMatches(it1, &m.a[n1]));
+        n1++;
+        it1->pMethods->xNext(it1);
+      }
+      if (it2->bValid && (!it1->bValid || n2 < n1 / 2 + 10)) {
+        CHECK(entMatches(it2, &m.a[n2]));
+        n2++;
+        it2->pMethods->xNext(it2);
+      }
+      CHECK(atomic_load(&budget.nReadahead) <= 64 * 1024);
+      CHECK_EQ(strataCacheReserved(c), nMeta + atomic_load(&budget.nReadahead));
+    }
+    CHECK_EQ(n1, m.n);
+    CHECK_EQ(n2, m.n);
+    CHECK_EQ(it1->rc, STRATA_OK);
+    CHECK_EQ(it2->rc, STRATA_OK);
+  }
+  strataIterClose(it1);
+  strataIterClose(it2);
+  CHECK_EQ(atomic_load(&budget.nReadahead), 0);
+  CHECK_EQ(strataCacheReserved(c), nMeta);
+
+  /* No room for any window: block by block, same entries. */
+  budget.nReadaheadMax = 0;
+  nMaxRa = 0;
+  CHECK_EQ(scanCount(r, &m, 0, &budget, &nMaxRa), m.n);
+  CHECK_EQ(scanCount(r, &m, 1, &budget, &nMaxRa), m.n);
+  CHECK_EQ(nMaxRa, 0);
+  strataSstClose(r);
+  CHECK_EQ(strataCacheReserved(c), 0);
+  strataCacheFree(c);
   modelFree(&m);
 }
 
@@ -1815,6 +1943,7 @@ int main(void) {
   RUN(test_sst_seek_many);
   RUN(test_sst_get_hashed);
   RUN(test_sst_cache_charge);
+  RUN(test_sst_budget);
   RUN(test_sst_speed);
   strataCacheFree(gCache);
   test_rmdir(zDir);
