@@ -1334,7 +1334,7 @@ void strataDbNoteSeek(strata *db, void *pState, const u8 *k, size_t n) {
   int aLevel[2], aIdx[2];
   if (tableCandInit(&c, v, NULL, k, n) && tableCandNext(v, &c, k, n, &aLevel[0], &aIdx[0]) &&
       tableCandNext(v, &c, k, n, &aLevel[1], &aIdx[1])) {
-    strataCompactNoteSeek(db, v->aFile[aLevel[0]][aIdx[0]], aLevel[0]);
+    strataCompactNoteSeek(db, v, v->aFile[aLevel[0]][aIdx[0]], aLevel[0]);
   }
 }
 

@@ -633,7 +633,8 @@ struct FileMeta {
   StrataBuf smallest; /* internal keys */
   StrataBuf largest;
   int bCompacting;    /* guarded by the db mutex */
-  _Atomic unsigned nSeeks; /* seeks charged to the file (SEEK COMPACTION) */
+  _Atomic unsigned nSeeks;     /* seeks charged to the file (SEEK COMPACTION), */
+  _Atomic unsigned nSeekAllow; /* and how many it may take (0: not yet known) */
   /* Set when an edit removes the file from the current version: the file is
   ** deleted (xObsolete) when the last version holding it goes away. */
   _Atomic int bObsolete;
@@ -897,9 +898,10 @@ u64 strataCompactDebtLimit(const strata *db, int bHard);
 int strataCompactPick(strata *db);
 /* Run one compaction (db->mu held; released during the merge). */
 void strataCompactRun(strata *db);
-/* Charge one seek to file f of `level`, the first of two or more files whose
-** key ranges hold the sought key (SEEK COMPACTION; db->mu NOT held). */
-void strataCompactNoteSeek(strata *db, FileMeta *f, int level);
+/* Charge one seek to file f of `level` in version v, the first of two or
+** more files whose key ranges hold the sought key (SEEK COMPACTION; db->mu
+** NOT held; the caller holds a reference to v). */
+void strataCompactNoteSeek(strata *db, const Version *v, FileMeta *f, int level);
 /* Drop db->pSeekFile (db->mu held). */
 void strataCompactSeekClear(strata *db);
 /* db.c: charge a seek of user key k through the iterator state pState
