@@ -90,6 +90,7 @@ void strata_options_init(strata_options *o) {
   o->level_multiplier = 10;
   o->background_threads = 2; /* a flush need not wait for a compaction */
   o->busy_timeout_ms = 5000;
+  o->mmap_reads = sizeof(void *) >= 8; /* tables may not fit 32-bit address space */
 }
 
 static int checkOptions(const strata_options *o) {
@@ -116,6 +117,7 @@ static int checkOptions(const strata_options *o) {
   if (o->target_file_size < 4096) BAD("target_file_size must be at least 4 KiB");
   if (o->background_threads < 1 || o->background_threads > 16) BAD("background_threads must be 1..16");
   if (o->busy_timeout_ms < 0) BAD("busy_timeout_ms must be >= 0");
+  if (o->mmap_reads != 0 && o->mmap_reads != 1) BAD("mmap_reads must be 0 or 1");
 #undef BAD
   return STRATA_OK;
 }
@@ -136,6 +138,7 @@ static int tableGet(strata *db, const FileMeta *f, CacheHandle **ppH) {
     strataFreeMem(zPath);
     if (rc) return rc;
     strataSstSetBudget(r, &db->budget);
+    if (db->opts.mmap_reads) strataSstMap(r); /* if it cannot, r reads the file */
     h = strataCacheInsert(db->pTableCache, f->number, 0, r, 1, tableFree);
     if (!h) return strataErr(STRATA_NOMEM, "out of memory");
   }

@@ -15,6 +15,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <sys/file.h>
+#include <sys/mman.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -24,6 +25,8 @@ typedef struct PosixFile {
   StrataFile base;
   int fd;
   char *zPath;
+  void *pMap; /* xMap's mapping, or NULL */
+  size_t nMap;
 } PosixFile;
 
 static int posixErr(int e, const char *zOp, const char *zPath) {
@@ -83,15 +86,35 @@ static int posixTruncate(StrataFile *f, u64 n) {
   return STRATA_OK;
 }
 
+/* One mapping per file, made on the first call. MAP_SHARED so that it is
+** the page cache itself: nothing is copied, and the pages are the kernel's
+** to reclaim. */
+static int posixMap(StrataFile *f, u64 n, const u8 **pp) {
+  PosixFile *p = (PosixFile *)f;
+  if (!p->pMap) {
+    void *pMap;
+    if (n == 0 || n > (u64)SIZE_MAX) return strataErr(STRATA_IOERR, "mmap %s: bad size", p->zPath);
+    pMap = mmap(NULL, (size_t)n, PROT_READ, MAP_SHARED, p->fd, 0);
+    if (pMap == MAP_FAILED) return posixErr(errno, "mmap", p->zPath);
+    p->pMap = pMap;
+    p->nMap = (size_t)n;
+  } else if (n > p->nMap) {
+    return strataErr(STRATA_IOERR, "mmap %s: already mapped with a smaller size", p->zPath);
+  }
+  *pp = p->pMap;
+  return STRATA_OK;
+}
+
 static void posixClose(StrataFile *f) {
   PosixFile *p = (PosixFile *)f;
+  if (p->pMap) munmap(p->pMap, p->nMap);
   close(p->fd);
   strataFreeMem(p->zPath);
   strataFreeMem(p);
 }
 
-static const StrataFileMethods posixFileMethods = {posixRead,     posixAppend, posixSync,
-                                                   posixSize,     posixTruncate, posixClose};
+static const StrataFileMethods posixFileMethods = {
+    posixRead, posixAppend, posixSync, posixSize, posixTruncate, posixClose, posixMap};
 
 static int posixOpenFd(const char *zPath, int fd, StrataFile **ppFile) {
   PosixFile *p = strataMallocZero(sizeof(*p));
@@ -388,8 +411,9 @@ static void faultClose(StrataFile *f) {
   strataFreeMem(p);
 }
 
-static const StrataFileMethods faultFileMethods = {faultRead, faultAppend,   faultSync,
-                                                   faultSize, faultTruncate, faultClose};
+/* No xMap: reads of a faulty env's tables go through faultRead. */
+static const StrataFileMethods faultFileMethods = {
+    faultRead, faultAppend, faultSync, faultSize, faultTruncate, faultClose, NULL};
 
 static int faultWrap(FaultEnv *e, StrataFile *pReal, StrataFile **ppFile) {
   FaultFile *p = strataMallocZero(sizeof(*p));

@@ -49,6 +49,9 @@
 **   and length read from the file is checked against the file before it is
 **   used.
 **
+**   A mapped table (MAPPED TABLES) reads its uncompressed data blocks in
+**   place instead.
+**
 **   A Get with a cache hit allocates nothing: the lookup key and both block
 **   iterators live on the stack (keys longer than the inline buffers are the
 **   exception), and the value is copied into the caller's reusable buffer.
@@ -82,6 +85,20 @@
 **   blocks it will not come back to; and inserting a block and evicting
 **   another costs more than reading it. A seek starts the count again, so
 **   short range reads (a few blocks) are cached as before.
+**
+** MAPPED TABLES
+**
+**   strataSstMap maps the whole file read-only. A data block stored
+**   uncompressed is then used where it lies in the mapping: its checksum is
+**   verified on every use (the bytes are the page cache's, which nothing
+**   pins), and it never enters the block cache. A read so costs no system
+**   call, no copy into a buffer, no allocation and no eviction, and the
+**   block cache is left to the blocks that need decoding, which are read
+**   from the mapping (no system call) and cached as before. The mapping
+**   lives as long as the reader; tables are never changed after they are
+**   written, so it never sees a file shrink under it. An I/O error under a
+**   mapping cannot be returned as an error (the kernel signals the
+**   process), which is why a database can turn mapping off (mmap=off).
 **
 ** THREADS
 **
@@ -573,6 +590,7 @@ struct SstReader {
   const u8 *pIxCommon; /* ...namely these (in aIndex) */
   size_t nCharged;     /* bytes reserved in pCache for the above (CHARGING THE CACHE) */
   StrataBudget *pBudget; /* NULL, or where iterators charge read-ahead (READ-AHEAD BUDGET) */
+  const u8 *pMap;        /* the file mapped (MAPPED TABLES), or NULL */
 };
 
 /* INDEX WINDOWS
@@ -752,22 +770,60 @@ static int sstHandleOk(u64 off, u64 size, u64 nEnd) {
          nEnd - size - off >= SST_TRAILER;
 }
 
+/* Count n bytes used from the mapping as read, as a read of the file would. */
+static inline void sstCountMapped(SstReader *r, size_t n) {
+  if (r->pFile->pStats)
+    atomic_fetch_add_explicit(&r->pFile->pStats->nRead, n, memory_order_relaxed);
+}
+
 /* Read the stored block (off, size) and its trailer into aRaw (size + 5
 ** bytes) and verify the checksum. Sets *pType. Returns STRATA_OK, an I/O
 ** error, or STRATA_CORRUPT (short read, checksum, unknown type). */
+static int sstCheckRaw(SstReader *r, u64 off, u64 size, const u8 *aRaw, int *pType);
+
 static int sstReadRaw(SstReader *r, u64 off, u64 size, u8 *aRaw, int *pType) {
   size_t n = (size_t)size + SST_TRAILER, nRead = 0;
-  u32 crc;
-  int rc = strataFileRead(r->pFile, aRaw, n, off, &nRead);
-  if (rc) return rc;
+  int rc;
+  if (r->pMap && off <= r->fileSize && n <= r->fileSize - off) {
+    memcpy(aRaw, r->pMap + off, n);
+    sstCountMapped(r, n);
+    nRead = n;
+  } else {
+    rc = strataFileRead(r->pFile, aRaw, n, off, &nRead);
+    if (rc) return rc;
+  }
   if (nRead != n) return sstCorrupt(r, off, "block truncated");
-  crc = strataCrc32c(0, aRaw, (size_t)size + 1);
+  return sstCheckRaw(r, off, size, aRaw, pType);
+}
+
+/* Verify the checksum of stored block (off, size) at aRaw (its trailer
+** follows it) and set *pType. STRATA_OK or STRATA_CORRUPT. */
+static int sstCheckRaw(SstReader *r, u64 off, u64 size, const u8 *aRaw, int *pType) {
+  u32 crc = strataCrc32c(0, aRaw, (size_t)size + 1);
   if (strataCrcMask(crc) != strataGet32(aRaw + size + 1))
     return sstCorrupt(r, off, "block checksum mismatch");
   *pType = aRaw[size];
   if (*pType != SST_TYPE_NONE && *pType != SST_TYPE_ZSTD) {
     return sstCorrupt(r, off, "unknown block compression type");
   }
+  return STRATA_OK;
+}
+
+/* Data block (off, size) of a mapped table in place (MAPPED TABLES), with
+** its checksum verified: STRATA_OK and *pa, or SST_NOT_IN_PLACE if the table
+** is not mapped or the block is stored compressed (read it the other way),
+** or STRATA_CORRUPT. The handle was checked against the data area. */
+#define SST_NOT_IN_PLACE (-1)
+static int sstMappedBlock(SstReader *r, u64 off, u64 size, const u8 **pa) {
+  const u8 *p;
+  int type = 0, rc;
+  if (!r->pMap) return SST_NOT_IN_PLACE;
+  p = r->pMap + off;
+  if (p[size] != SST_TYPE_NONE) return SST_NOT_IN_PLACE;
+  rc = sstCheckRaw(r, off, size, p, &type);
+  if (rc) return rc;
+  sstCountMapped(r, (size_t)size + SST_TRAILER);
+  *pa = p;
   return STRATA_OK;
 }
 
@@ -981,6 +1037,12 @@ void strataSstClose(SstReader *r) {
 
 void strataSstSetBudget(SstReader *r, StrataBudget *pBudget) { r->pBudget = pBudget; }
 
+int strataSstMap(SstReader *r) {
+  int rc = strataFileMap(r->pFile, r->fileSize, &r->pMap);
+  if (rc) r->pMap = NULL;
+  return rc;
+}
+
 const SstProps *strataSstProps(const SstReader *r) {
   return &r->props;
 }
@@ -1098,21 +1160,30 @@ static void sstBlockFree(void *pArg) {
 ** compressed. Returns STRATA_OK or an error (*ppBlk NULL). */
 static int sstLoadBlock(SstReader *r, u64 off, u64 size, SstBlock **ppBlk) {
   size_t nRaw = (size_t)size + SST_TRAILER, nDec = 0;
-  SstBlock *pRaw, *pOut = NULL;
+  SstBlock *pRaw = NULL, *pOut = NULL;
+  const u8 *aRaw;
   int type = 0, rc;
   *ppBlk = NULL;
-  pRaw = sstBlockAlloc(nRaw);
-  if (!pRaw) return STRATA_NOMEM;
-  rc = sstReadRaw(r, off, size, pRaw->a, &type);
-  if (rc == STRATA_OK && type == SST_TYPE_NONE) {
-    pRaw->n = (size_t)size;
-    *ppBlk = pRaw;
-    return STRATA_OK;
+  if (r->pMap && off <= r->fileSize && nRaw <= r->fileSize - off &&
+      r->pMap[off + size] != SST_TYPE_NONE) {
+    aRaw = r->pMap + off; /* a compressed block is decoded from the mapping */
+    sstCountMapped(r, nRaw);
+    rc = sstCheckRaw(r, off, size, aRaw, &type);
+  } else {
+    pRaw = sstBlockAlloc(nRaw);
+    if (!pRaw) return STRATA_NOMEM;
+    rc = sstReadRaw(r, off, size, pRaw->a, &type);
+    if (rc == STRATA_OK && type == SST_TYPE_NONE) {
+      pRaw->n = (size_t)size;
+      *ppBlk = pRaw;
+      return STRATA_OK;
+    }
+    aRaw = pRaw->a;
   }
-  if (rc == STRATA_OK) rc = sstDecodedSize(r, off, type, pRaw->a, (size_t)size, &nDec);
+  if (rc == STRATA_OK) rc = sstDecodedSize(r, off, type, aRaw, (size_t)size, &nDec);
   if (rc == STRATA_OK && (pOut = sstBlockAlloc(nDec)) == NULL) rc = STRATA_NOMEM;
   if (rc == STRATA_OK) {
-    rc = strataDecompress(type, pRaw->a, (size_t)size, pOut->a, nDec);
+    rc = strataDecompress(type, aRaw, (size_t)size, pOut->a, nDec);
     if (rc) rc = sstWrapErr(r, rc, "block", off);
   }
   sstBlockFree(pRaw);
@@ -1155,6 +1226,11 @@ static int sstPinMissed(SstReader *r, u64 off, u64 size, int bFill, BlockRef *pR
 static int sstPinBlock(SstReader *r, u64 off, u64 size, int bFill, BlockRef *pRef) {
   pRef->h = NULL;
   pRef->pOwned = NULL;
+  if (r->pMap) {
+    int rc = sstMappedBlock(r, off, size, &pRef->a);
+    pRef->n = (size_t)size;
+    if (rc != SST_NOT_IN_PLACE) return rc;
+  }
   if (r->pCache) {
     CacheHandle *h = strataCacheLookup(r->pCache, r->id, off);
     if (h) {
@@ -1443,8 +1519,10 @@ static int sstIterReadBlock(SstIter *it, u64 off, u64 size, const u8 **pp, size_
   size_t nRaw = (size_t)size + SST_TRAILER, nDec = 0, nWin = 0;
   const u8 *aRaw;
   int type, rc = STRATA_OK;
-  u32 crc;
-  if (off >= it->raOff && off + nRaw <= it->raOff + it->ra.n) {
+  if (r->pMap) {
+    aRaw = r->pMap + off; /* decoded from the mapping: no read-ahead needed */
+    sstCountMapped(r, nRaw);
+  } else if (off >= it->raOff && off + nRaw <= it->raOff + it->ra.n) {
     aRaw = it->ra.a + (off - it->raOff);
   } else if (!sstIterFills(it) && (it->nForward >= 2 || it->nBackward >= 2) &&
              (nWin = sstRaWindow(it, sstRaWant(it, off, nRaw), nRaw, &rc)) > 0) {
@@ -1466,13 +1544,8 @@ static int sstIterReadBlock(SstIter *it, u64 off, u64 size, const u8 **pp, size_
     aRaw = it->raw.a;
     goto raw_verified;
   }
-  /* From the window: verify as if just read. */
-  crc = strataCrc32c(0, aRaw, (size_t)size + 1);
-  if (strataCrcMask(crc) != strataGet32(aRaw + size + 1))
-    return sstCorrupt(r, off, "block checksum mismatch");
-  type = aRaw[size];
-  if (type != SST_TYPE_NONE && type != SST_TYPE_ZSTD)
-    return sstCorrupt(r, off, "unknown block compression type");
+  /* From the window or the mapping: verify as if just read. */
+  if ((rc = sstCheckRaw(r, off, size, aRaw, &type)) != STRATA_OK) return rc;
 raw_verified:
   if (type == SST_TYPE_NONE) {
     *pp = aRaw;
@@ -1529,6 +1602,15 @@ static int sstIterFetch(SstIter *it, u64 off, u64 size, const SstBlock **ppBlk, 
   sstUnpinBlock(r, &it->ref);
   it->bBlock = 0;
   *ppBlk = NULL;
+  if (r->pMap) {
+    rc = sstMappedBlock(r, off, size, &a);
+    if (rc != SST_NOT_IN_PLACE) {
+      *pa = a;
+      *pn = (size_t)size;
+      return rc;
+    }
+    rc = STRATA_OK;
+  }
   if (r->pCache) {
     CacheHandle *h = strataCacheLookup(r->pCache, r->id, off);
     if (h) {
@@ -1800,7 +1882,11 @@ static void sstSeekBatch(StrataIter **ap, int n, const u8 *pKey, size_t nKey,
     k = sstIxLowerBound(r, &it->index, pKey, nKey);
     if (it->index.base.rc || k >= r->nIx) continue;
     aIx[i] = (i64)k + 1;
-    if (r->pCache && !(it->bBlock && it->blockOff == r->aIxHandle[2 * (size_t)k])) {
+    if (it->bBlock && it->blockOff == r->aIxHandle[2 * (size_t)k]) continue;
+    if (r->pMap) { /* the trailer's type byte decides the path, first */
+      __builtin_prefetch(r->pMap + r->aIxHandle[2 * (size_t)k] + r->aIxHandle[2 * (size_t)k + 1]);
+      __builtin_prefetch(r->pMap + r->aIxHandle[2 * (size_t)k]);
+    } else if (r->pCache) {
       strataCachePrefetch(r->pCache, r->id, r->aIxHandle[2 * (size_t)k]);
     }
   }

@@ -112,6 +112,11 @@ typedef struct strata_options {
   int background_threads;    /* flush/compaction threads (default 2) */
   int disable_compaction;    /* 1: never compact automatically (tests, tools) */
   int busy_timeout_ms;       /* how long strata_txn_begin waits for the write lock */
+  int mmap_reads;            /* 1: read tables through read-only memory maps,
+                             ** using uncompressed blocks in place (default 1
+                             ** with 64-bit pointers). An I/O error under a
+                             ** map is a SIGBUS, not an error code: 0 reads
+                             ** with pread only */
   strata_env *env;           /* NULL: the operating system; tests inject faults here */
 } strata_options;
 

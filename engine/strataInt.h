@@ -238,6 +238,10 @@ struct StrataFileMethods {
   int (*xSize)(StrataFile *, u64 *pSize);
   int (*xTruncate)(StrataFile *, u64 size);
   void (*xClose)(StrataFile *);
+  /* Optional (NULL: not supported). Map the file's first n bytes read-only
+  ** and set *pp to them; the mapping lives until xClose. For files that no
+  ** one changes while they are open (tables). STRATA_IOERR if it cannot. */
+  int (*xMap)(StrataFile *, u64 n, const u8 **pp);
 };
 
 struct strata_env {
@@ -274,6 +278,12 @@ static inline int strataFileSync(StrataFile *f) { return f->pMethods->xSync(f); 
 static inline int strataFileSize(StrataFile *f, u64 *p) { return f->pMethods->xSize(f, p); }
 static inline int strataFileTruncate(StrataFile *f, u64 n) { return f->pMethods->xTruncate(f, n); }
 static inline void strataFileClose(StrataFile *f) { if (f) f->pMethods->xClose(f); }
+/* Map the first n bytes read-only (see xMap); STRATA_NOTFOUND if the file's
+** env cannot map. */
+static inline int strataFileMap(StrataFile *f, u64 n, const u8 **pp) {
+  *pp = NULL;
+  return f->pMethods->xMap ? f->pMethods->xMap(f, n, pp) : STRATA_NOTFOUND;
+}
 /* Read exactly n bytes at off; a short read is STRATA_CORRUPT (truncated file). */
 int strataFileReadExact(StrataFile *f, void *p, size_t n, u64 off, const char *zWhat);
 /* Write a whole small file (temp + rename + syncs): used for CURRENT. */
@@ -576,6 +586,11 @@ void strataSstClose(SstReader *r);
 /* Charge the read-ahead windows of r's iterators to pBudget (before any
 ** iterator is made); without one they are neither charged nor bounded. */
 void strataSstSetBudget(SstReader *r, StrataBudget *pBudget);
+/* Map r's file and read uncompressed data blocks in place from then on
+** (MAPPED TABLES in sstable.c). STRATA_OK; STRATA_NOTFOUND if its env cannot
+** map; or the error mapping failed with. Either way r keeps working (by
+** reading the file when not mapped). Call before any read. */
+int strataSstMap(SstReader *r);
 /* Free the calling thread's stash of spare block buffers and its closed
 ** table iterator now rather than at its exit. */
 void strataSstThreadRelease(void);

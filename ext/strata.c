@@ -211,6 +211,7 @@ struct Options {
   int bloomBits;     /* -1: engine default */
   int sync;          /* -1: engine default */
   int busyTimeout;   /* -1: engine default */
+  int mmap;          /* -1: engine default */
 };
 
 struct TableDef {
@@ -830,10 +831,18 @@ static int parseOption(TableDef *pDef, const char *zName, const char *zVal, char
     }
   } else if (sqlite3_stricmp(zName, "busy_timeout") == 0) {
     ok = parseInt(zVal, 0, 24 * 3600 * 1000, &o->busyTimeout);
+  } else if (sqlite3_stricmp(zName, "mmap") == 0) {
+    if (sqlite3_stricmp(zVal, "on") == 0) {
+      o->mmap = 1;
+    } else if (sqlite3_stricmp(zVal, "off") == 0) {
+      o->mmap = 0;
+    } else {
+      ok = 0;
+    }
   } else {
     *pzErr = sqlite3_mprintf(
         "strata: unknown option \"%s\" (options: path, compression, zstd_level, block_size, "
-        "memtable_size, cache_size, bloom_bits, sync, busy_timeout)",
+        "memtable_size, cache_size, bloom_bits, sync, busy_timeout, mmap)",
         zName);
     return SQLITE_ERROR;
   }
@@ -1078,6 +1087,7 @@ static int defParse(int argc, const char *const *argv, TableDef **ppDef, char **
   pDef->opt.bloomBits = -1;
   pDef->opt.sync = -1;
   pDef->opt.busyTimeout = -1;
+  pDef->opt.mmap = -1;
   pDef->aCol = sqlite3_malloc64(sizeof(Column) * (u64)(argc > 3 ? argc - 3 : 1));
   if (!pDef->aCol) {
     sqlite3_free(pDef);
@@ -1297,6 +1307,7 @@ static void sharedApplyOptions(const Options *o, strata_options *so) {
   if (o->bloomBits >= 0) so->bloom_bits_per_key = o->bloomBits;
   if (o->sync >= 0) so->sync = o->sync;
   if (o->busyTimeout >= 0) so->busy_timeout_ms = o->busyTimeout;
+  if (o->mmap >= 0) so->mmap_reads = o->mmap;
 }
 
 /* Find or open the engine for directory zPath. bCreate: create it if it does

@@ -92,10 +92,18 @@
 **   disk MB        space the database takes after the workload (allocated
 **                  blocks, as du, of the .db, -wal, -shm files and the strata
 **                  directory), 2^20 bytes
-**   peak MB        the highest resident set size during the workload (VmHWM,
-**                  reset through /proc/self/clear_refs before each workload)
-**                  minus the resident size before the database was opened
-**                  (the benchmark's own model and value pool)
+**   peak MB        the highest anonymous resident memory during the workload
+**                  (resident minus file-backed pages, /proc/self/statm,
+**                  sampled every millisecond by a thread whose own CPU time
+**                  is left out) minus that before the database was opened
+**                  (the benchmark's own model and value pool): the heap the
+**                  engine holds, which its memory budget bounds
+**   peak RSS MB    the same from VmHWM (reset through /proc/self/clear_refs
+**                  before each workload), which also counts file pages
+**                  mapped into the process: strata's tables when it reads
+**                  them through memory maps (mmap=on), pages of the kernel's
+**                  page cache that a process reading with pread has too,
+**                  without their being counted
 **   CPU us/op      CPU time of the process (user + system, every thread,
 **                  background work included, to the end of the settle wait)
 **                  per operation. Unlike ops/s it hardly moves when other
@@ -133,6 +141,8 @@
 #include <string.h>
 #include <dirent.h>
 #include <fcntl.h>
+#include <pthread.h>
+#include <stdatomic.h>
 #include <sys/resource.h>
 #include <sys/stat.h>
 #include <sys/types.h>
@@ -196,6 +206,7 @@ typedef struct Config {
   long long nMemtable;   /* strata memtable_size option, 0: engine default */
   long long nCache;      /* strata cache_size option, 0: engine default */
   long long nBlock;      /* strata block_size option, 0: engine default */
+  const char *zMmap;     /* strata mmap option ("on"/"off"), NULL: engine default */
   const char *zCompression; /* strata compression option, NULL: default */
   int bSettle;
   int bVerbose, bStats;
@@ -361,6 +372,64 @@ static int peakReset(void) {
   return rc;
 }
 
+/* Resident bytes that are not file-backed (statm: resident - shared). */
+static uint64_t anonBytes(void) {
+  unsigned long long nSize = 0, nRes = 0, nShared = 0;
+  FILE *f = fopen("/proc/self/statm", "r");
+  if (!f) return 0;
+  if (fscanf(f, "%llu %llu %llu", &nSize, &nRes, &nShared) != 3) nRes = nShared = 0;
+  fclose(f);
+  return nRes > nShared ? (uint64_t)(nRes - nShared) * (uint64_t)sysconf(_SC_PAGESIZE) : 0;
+}
+
+/* A thread sampling anonBytes() every millisecond while a workload runs. */
+typedef struct AnonSampler {
+  pthread_t tid;
+  atomic_int bStop;
+  uint64_t nMax;   /* highest sample */
+  uint64_t nCpuUs; /* the thread's own CPU time, left out of the workload's */
+} AnonSampler;
+
+/* The running sampler's CPU clock, so that waiting for quiet and the
+** workload's CPU time leave it out. */
+static clockid_t samplerClock;
+static atomic_int bSamplerClock;
+
+static uint64_t samplerCpuUs(void) {
+  struct timespec t;
+  if (!atomic_load(&bSamplerClock) || clock_gettime(samplerClock, &t) != 0) return 0;
+  return (uint64_t)t.tv_sec * 1000000u + (uint64_t)t.tv_nsec / 1000u;
+}
+
+static void *anonSamplerMain(void *pArg) {
+  AnonSampler *p = pArg;
+  struct timespec ts = {0, 1000000}, cpu;
+  while (!atomic_load(&p->bStop)) {
+    uint64_t n = anonBytes();
+    if (n > p->nMax) p->nMax = n;
+    nanosleep(&ts, NULL);
+  }
+  clock_gettime(CLOCK_THREAD_CPUTIME_ID, &cpu);
+  p->nCpuUs = (uint64_t)cpu.tv_sec * 1000000u + (uint64_t)cpu.tv_nsec / 1000u;
+  return NULL;
+}
+
+static void anonSamplerStart(AnonSampler *p) {
+  memset(p, 0, sizeof(*p));
+  p->nMax = anonBytes();
+  if (pthread_create(&p->tid, NULL, anonSamplerMain, p) != 0) die("cannot start a thread");
+  if (pthread_getcpuclockid(p->tid, &samplerClock) == 0) atomic_store(&bSamplerClock, 1);
+}
+
+/* Stop it; returns the peak (with a last sample). */
+static uint64_t anonSamplerStop(AnonSampler *p) {
+  uint64_t n = anonBytes();
+  atomic_store(&p->bStop, 1);
+  atomic_store(&bSamplerClock, 0);
+  pthread_join(p->tid, NULL);
+  return n > p->nMax ? n : p->nMax;
+}
+
 static uint64_t rusageUs(int who) {
   struct rusage ru;
   getrusage(who, &ru);
@@ -371,7 +440,7 @@ static uint64_t rusageUs(int who) {
 /* CPU time in microseconds of every thread but the calling one: the
 ** engine's background threads (the caller's own polling does not count). */
 static uint64_t cpuOthersUs(void) {
-  uint64_t nThread = rusageUs(RUSAGE_THREAD);
+  uint64_t nThread = rusageUs(RUSAGE_THREAD) + samplerCpuUs();
   uint64_t nAll = rusageUs(RUSAGE_SELF);
   return nAll > nThread ? nAll - nThread : 0;
 }
@@ -411,7 +480,8 @@ typedef struct Result {
   uint64_t nWchar, nWbytes;
   int64_t nEngineBytes; /* strata's disk_bytes_written delta, -1: none */
   uint64_t nDisk;       /* bytes on disk after the workload */
-  uint64_t nPeak;       /* peak RSS above the baseline, bytes */
+  uint64_t nPeak;       /* peak anonymous memory above the baseline, bytes */
+  uint64_t nPeakRss;    /* peak RSS (VmHWM) above the baseline, bytes */
   uint64_t nCpuUs;      /* process CPU time (user + system, all threads), us */
 } Result;
 
@@ -422,6 +492,7 @@ typedef struct Child {
   char zStrata[1024]; /* strata's directory */
   int bWrong;         /* the current workload got a wrong answer */
   uint64_t nBaseRss;  /* RSS (bytes) before the database was opened */
+  uint64_t nBaseAnon; /* anonymous resident bytes then */
 } Child;
 
 /* Record a wrong answer (first few printed). */
@@ -487,8 +558,9 @@ static void childOpen(Child *c) {
                                           cfg.nCache);
     if (cfg.nBlock) n += (size_t)snprintf(zOpt + n, sizeof(zOpt) - n, ", block_size=%lld",
                                           cfg.nBlock);
-    if (cfg.zCompression) snprintf(zOpt + n, sizeof(zOpt) - n, ", compression='%s'",
-                                   cfg.zCompression);
+    if (cfg.zCompression) n += (size_t)snprintf(zOpt + n, sizeof(zOpt) - n, ", compression='%s'",
+                                                cfg.zCompression);
+    if (cfg.zMmap) snprintf(zOpt + n, sizeof(zOpt) - n, ", mmap='%s'", cfg.zMmap);
     sqlite3_enable_load_extension(c->db, 1);
     if (sqlite3_load_extension(c->db, cfg.zExt, "sqlite3_strata_init", &zErr) != SQLITE_OK) {
       die("cannot load the strata extension %s: %s (give its path with --ext)", cfg.zExt,
@@ -852,7 +924,8 @@ static uint64_t cpuUs(void) {
 static void runWorkload(Child *c, int w, Result *pRes) {
   IoCounters io0, io1;
   int64_t eng0 = -1, eng1 = -1;
-  uint64_t t0, t1, t2, nUser = 0, nOps = 0, cpu0;
+  uint64_t t0, t1, t2, nUser = 0, nOps = 0, cpu0, nAnon;
+  AnonSampler sampler;
 
   /* A workload that needs rows gets a (separate, unreported) fill first. */
   if (!model.bFilled && w != W_FILLSEQ && w != W_FILLRANDOM) {
@@ -869,6 +942,7 @@ static void runWorkload(Child *c, int w, Result *pRes) {
   pRes->iWork = w;
   c->bWrong = 0;
   peakReset(); /* if it fails, the peak is the run's so far */
+  anonSamplerStart(&sampler);
   if (c->eEngine == ENGINE_STRATA) eng0 = strataStat(c, "disk_bytes_written");
   ioRead(&io0);
   cpu0 = cpuUs();
@@ -892,7 +966,9 @@ static void runWorkload(Child *c, int w, Result *pRes) {
     t2 = tq > t1 ? tq : t1;
   }
   ioRead(&io1);
+  nAnon = anonSamplerStop(&sampler);
   pRes->nCpuUs = cpuUs() - cpu0;
+  pRes->nCpuUs = pRes->nCpuUs > sampler.nCpuUs ? pRes->nCpuUs - sampler.nCpuUs : 0;
   if (c->eEngine == ENGINE_STRATA) eng1 = strataStat(c, "disk_bytes_written");
   pRes->bWrong = c->bWrong;
   pRes->nOps = nOps;
@@ -905,7 +981,8 @@ static void runWorkload(Child *c, int w, Result *pRes) {
   pRes->nDisk = diskBytes(c);
   {
     uint64_t nHwm = statusKb("VmHWM") * 1024;
-    pRes->nPeak = nHwm > c->nBaseRss ? nHwm - c->nBaseRss : 0;
+    pRes->nPeakRss = nHwm > c->nBaseRss ? nHwm - c->nBaseRss : 0;
+    pRes->nPeak = nAnon > c->nBaseAnon ? nAnon - c->nBaseAnon : 0;
   }
   if (cfg.bStats && c->eEngine == ENGINE_STRATA) strataPrintStats(c);
 }
@@ -924,6 +1001,7 @@ static void childMain(int e, int fd) {
   model.aGen = xmalloc(cfg.nNum);
   memset(model.aGen, 0, cfg.nNum); /* touched: part of the baseline */
   c.nBaseRss = statusKb("VmRSS") * 1024;
+  c.nBaseAnon = anonBytes();
   childOpen(&c);
   for (j = 0; j < cfg.nWork; j++) {
     Result res;
@@ -959,11 +1037,11 @@ static int *gotAt(int e, int r, int j) {
 
 static void printResultLine(int e, int r, const Result *p) {
   printf("  repeat %d %-8s %-12s %10.0f ops/s (loop %10.0f)  wchar-amp %6.2f  disk %8.1f MB  "
-         "peak %7.1f MB%s\n",
+         "peak %7.1f MB (RSS %7.1f)%s\n",
          r + 1, azEngine[e], azWork[p->iWork], p->secSettled > 0 ? p->nOps / p->secSettled : 0,
          p->secLoop > 0 ? p->nOps / p->secLoop : 0,
          p->nUser ? (double)p->nWchar / (double)p->nUser : 0.0, p->nDisk / 1048576.0,
-         p->nPeak / 1048576.0, p->bWrong ? "  WRONG" : "");
+         p->nPeak / 1048576.0, p->nPeakRss / 1048576.0, p->bWrong ? "  WRONG" : "");
   fflush(stdout);
 }
 
@@ -1012,7 +1090,8 @@ static int cmpDouble(const void *a, const void *b) {
 
 /* Figures a table shows; each is a median over the repeats. */
 enum {
-  M_OPS, M_LOOP_OPS, M_WCHAR_AMP, M_WBYTES_AMP, M_ENGINE_AMP, M_DISK_MB, M_PEAK_MB, M_CPU_US
+  M_OPS, M_LOOP_OPS, M_WCHAR_AMP, M_WBYTES_AMP, M_ENGINE_AMP, M_DISK_MB, M_PEAK_MB, M_PEAK_RSS_MB,
+  M_CPU_US
 };
 
 static double metricOf(const Result *p, int m) {
@@ -1025,6 +1104,7 @@ static double metricOf(const Result *p, int m) {
       return p->nUser && p->nEngineBytes >= 0 ? (double)p->nEngineBytes / (double)p->nUser : -1;
     case M_DISK_MB: return (double)p->nDisk / 1048576.0;
     case M_PEAK_MB: return (double)p->nPeak / 1048576.0;
+    case M_PEAK_RSS_MB: return (double)p->nPeakRss / 1048576.0;
     case M_CPU_US: return p->nOps ? (double)p->nCpuUs / (double)p->nOps : -1;
   }
   return -1;
@@ -1107,20 +1187,20 @@ static void writeCsv(void) {
   if (!f) die("cannot open %s: %s", cfg.zCsv, strerror(errno));
   if (bHeader) {
     fprintf(f, "rows,keys,values,txn,sync,repeats,engine,workload,ops_per_s,loop_ops_per_s,"
-               "wamp_wchar,wamp_write_bytes,wamp_engine,disk_mb,peak_mb,wrong\n");
+               "wamp_wchar,wamp_write_bytes,wamp_engine,disk_mb,peak_mb,wrong,peak_rss_mb\n");
   }
   for (j = 0; j < cfg.nWork; j++) {
     for (i = 0; i < cfg.nEngine; i++) {
       int e = cfg.aEngine[i], bWrong = 0;
       double ops = median(e, j, M_OPS, &bWrong);
       if (ops < 0) continue;
-      fprintf(f, "%" PRIu64 ",%s,%s,%d,%s,%d,%s,%s,%.0f,%.0f,%.3f,%.3f,%.3f,%.2f,%.2f,%d\n",
+      fprintf(f, "%" PRIu64 ",%s,%s,%d,%s,%d,%s,%s,%.0f,%.0f,%.3f,%.3f,%.3f,%.2f,%.2f,%d,%.2f\n",
               cfg.nNum, cfg.eKeys == KEYS_INT ? "int" : "text", cfg.bHalf ? "half" : "random",
               cfg.nTxn, cfg.bSyncOff ? "off" : "normal", cfg.nRepeat, azEngine[e],
               azWork[cfg.aWork[j]], ops, median(e, j, M_LOOP_OPS, NULL),
               median(e, j, M_WCHAR_AMP, NULL), median(e, j, M_WBYTES_AMP, NULL),
               median(e, j, M_ENGINE_AMP, NULL), median(e, j, M_DISK_MB, NULL),
-              median(e, j, M_PEAK_MB, NULL), bWrong);
+              median(e, j, M_PEAK_MB, NULL), bWrong, median(e, j, M_PEAK_RSS_MB, NULL));
     }
   }
   fclose(f);
@@ -1154,6 +1234,8 @@ static void usage(void) {
       "  --cache=BYTES      strata cache_size (default: the engine's, 32 MiB)\n"
       "  --block-size=BYTES strata block_size (default: the engine's, 4 KiB)\n"
       "  --compression=zstd|none  strata compression (default: the engine's)\n"
+      "  --mmap=on|off      strata mmap: read tables through memory maps (default:\n"
+      "                     the engine's, on)\n"
       "  --no-settle        do not wait for background work after writes\n"
       "  --dir=DIR          where databases are made (default /tmp/strata-sql-bench)\n"
       "  --ext=PATH         the strata extension (default ./.libs/strata.so)\n"
@@ -1278,6 +1360,9 @@ int main(int argc, char **argv) {
     } else if ((v = optVal(a, "--compression"))) {
       if (strcmp(v, "zstd") && strcmp(v, "none")) die("--compression: zstd or none");
       cfg.zCompression = v;
+    } else if ((v = optVal(a, "--mmap"))) {
+      if (strcmp(v, "on") && strcmp(v, "off")) die("--mmap: on or off");
+      cfg.zMmap = v;
     } else if (!strcmp(a, "--no-settle")) {
       cfg.bSettle = 0;
     } else if ((v = optVal(a, "--dir"))) {
@@ -1326,11 +1411,12 @@ int main(int argc, char **argv) {
   printf("  reads %" PRIu64 ", overwrites %" PRIu64 ", deletes %" PRIu64 ", count(*) x%d; "
          "%d repeats, medians; each engine in its own process, interleaved\n",
          cfg.nReads, cfg.nWrites, cfg.nDeletes, cfg.nCountLoops, cfg.nRepeat);
-  printf("  strata: memtable %s, cache %s, block %s, compression %s; ordinary tables: WAL, "
-         "page cache ",
+  printf("  strata: memtable %s, cache %s, block %s, compression %s, mmap %s; ordinary tables: "
+         "WAL, page cache ",
          cfg.nMemtable ? "(set)" : "8 MiB (default)", cfg.nCache ? "(set)" : "32 MiB (default)",
          cfg.nBlock ? "(set)" : "4 KiB (default)",
-         cfg.zCompression ? cfg.zCompression : "zstd (default)");
+         cfg.zCompression ? cfg.zCompression : "zstd (default)",
+         cfg.zMmap ? cfg.zMmap : "on (default)");
   if (cfg.nSqliteCacheKb < 0) {
     printf("SQLite's default\n");
   } else {
@@ -1357,7 +1443,11 @@ int main(int argc, char **argv) {
                M_ENGINE_AMP, 0, 1);
   }
   printTable("disk MB after the workload (median)", M_DISK_MB, 0, 0);
-  printTable("peak RSS MB above the baseline during the workload (median)", M_PEAK_MB, 0, 0);
+  printTable("peak memory MB above the baseline during the workload: anonymous pages, the heap "
+             "(median)",
+             M_PEAK_MB, 0, 0);
+  printTable("peak RSS MB above the baseline, also counting mapped file pages (median)",
+             M_PEAK_RSS_MB, 0, 0);
   printTable("CPU us per operation, user + system, every thread, to the end of background "
              "work (median)", M_CPU_US, 0, 0);
 

@@ -84,7 +84,8 @@ static void nsClose(StrataFile *f) {
   r->pMethods->xClose(r);
   free(f);
 }
-static const StrataFileMethods nsMethods = {nsRead, nsAppend, nsSync, nsSize, nsTruncate, nsClose};
+static const StrataFileMethods nsMethods = {nsRead, nsAppend, nsSync, nsSize, nsTruncate, nsClose,
+                                            NULL};
 
 static int nsWrap(int rc, StrataFile *pReal, StrataFile **pp) {
   NsFile *p;

@@ -459,8 +459,9 @@ static u64 expectedBlocks(const Model *m, size_t nBlockSize, int restartInterval
   return n;
 }
 
+/* bMap: read through a mapping of the file (MAPPED TABLES). */
 static void checkTable(const char *zPath, const Model *m, int nUser, int bCache, int bBloom,
-                       TestRng *rng) {
+                       int bMap, TestRng *rng) {
   SstReader *r = NULL;
   BlockCache *c = bCache ? gCache : NULL;
   int rc = strataSstOpen(strataEnvDefault(), zPath, c ? strataCacheNewId(c) : 1, c, NULL, &r);
@@ -469,6 +470,7 @@ static void checkTable(const char *zPath, const Model *m, int nUser, int bCache,
     printf("  open: %s\n", strataErrMsgGet());
     return;
   }
+  if (bMap) CHECK_EQ(strataSstMap(r), STRATA_OK);
   checkProps(strataSstProps(r), m, zPath);
   CHECK(strataSstMemoryUsage(r) > 0);
   rc = strataSstVerify(r);
@@ -504,7 +506,8 @@ static void test_sst_matrix(void) {
         checkProps(&props, &m, zPath);
         CHECK_EQ(props.nDataBlocks, expectedBlocks(&m, o.nBlockSize, o.restartInterval));
         strataSstPropsFree(&props);
-        checkTable(zPath, &m, aUser[iu], (ib + iu) % 2, o.bloomBitsPerKey > 0, &rng);
+        checkTable(zPath, &m, aUser[iu], (ib + iu) % 2, o.bloomBitsPerKey > 0, 0, &rng);
+        checkTable(zPath, &m, aUser[iu], (ib + iu + 1) % 2, o.bloomBitsPerKey > 0, 1, &rng);
         nTables++;
       }
     }
@@ -531,7 +534,7 @@ static void test_sst_large_tables(void) {
       printf("# zstd table: %llu bytes for %llu raw\n", (unsigned long long)props.fileSize,
              (unsigned long long)(props.nRawKeyBytes + props.nRawValBytes));
     strataSstPropsFree(&props);
-    checkTable(zPath, &m, nUser, comp, 1, &rng);
+    checkTable(zPath, &m, nUser, comp, 1, comp, &rng);
   }
   modelFree(&m);
 }
@@ -655,7 +658,7 @@ static void test_sst_empty_table(void) {
   CHECK_EQ(it->rc, STRATA_OK);
   strataIterClose(it);
   strataSstClose(r);
-  checkTable(zPath, &m, 0, 0, 1, &rng);
+  checkTable(zPath, &m, 0, 0, 1, 1, &rng);
   strataBufFree(&val);
 }
 
@@ -704,7 +707,7 @@ static void test_sst_many_versions(void) {
   }
   CHECK_EQ(nBad, 0);
   strataSstClose(r);
-  checkTable(zPath, &m, 0, 1, 1, &rng);
+  checkTable(zPath, &m, 0, 1, 1, 1, &rng);
   modelFree(&m);
   strataBufFree(&val);
 }
@@ -855,7 +858,8 @@ static void readLayout(const char *zPath, Layout *l) {
 /* Read everything from a damaged table: no result may differ from the
 ** model; returns the number of STRATA_CORRUPT results seen (open failing
 ** counts as one and ends it). */
-static int readDamaged(const char *zPath, const Model *m, int nUser, BlockCache *c, int *pnWrong) {
+static int readDamaged(const char *zPath, const Model *m, int nUser, BlockCache *c, int bMap,
+                       int *pnWrong) {
   SstReader *r = NULL;
   StrataIter *it = NULL;
   StrataBuf val = {0};
@@ -866,6 +870,7 @@ static int readDamaged(const char *zPath, const Model *m, int nUser, BlockCache 
     CHECK(strstr(strataErrMsgGet(), zPath) != NULL);
     return 1;
   }
+  if (bMap) CHECK_EQ(strataSstMap(r), STRATA_OK);
   for (i = 0; i < nUser; i++) {
     u8 u[64];
     size_t nu = userKey(u, (u64)i * 2, 1);
@@ -942,7 +947,8 @@ static void test_sst_corruption(void) {
 
   /* The intact copy reads back cleanly. */
   copyFile(zOrig, zBad, l.size);
-  CHECK_EQ(readDamaged(zBad, &m, nUser, NULL, &nWrong), 0);
+  CHECK_EQ(readDamaged(zBad, &m, nUser, NULL, 0, &nWrong), 0);
+  CHECK_EQ(readDamaged(zBad, &m, nUser, NULL, 1, &nWrong), 0);
 
   /* region 0: data blocks, 1: index, 2: filter, 3: properties, 4: footer */
   for (region = 0; region < 5; region++) {
@@ -966,7 +972,8 @@ static void test_sst_corruption(void) {
       off = lo + (k == 0 ? 0 : k == 1 ? n - 1 : test_randn(&rng, n));
       copyFile(zOrig, zBad, l.size);
       flipByte(zBad, off, (u8)(1u << test_randn(&rng, 8)));
-      nCorrupt = readDamaged(zBad, &m, nUser, (k % 2) ? gCache : NULL, &nWrong);
+      /* Every third read maps the file (MAPPED TABLES). */
+      nCorrupt = readDamaged(zBad, &m, nUser, (k % 2) ? gCache : NULL, k % 3 == 2, &nWrong);
       if (region == 0) {
         /* The scan and the verify read every block; a Get only reads the
         ** block that holds the newest version of its key, and the last
@@ -1004,6 +1011,81 @@ static void test_sst_corruption(void) {
     CHECK_EQ(strataSstOpen(strataEnvDefault(), tablePath("missing.sst"), 1, NULL, NULL, &r),
              STRATA_CANTOPEN);
   }
+  modelFree(&m);
+}
+
+/* MAPPED TABLES: blocks stored uncompressed are used in place and verified
+** on every use, never cached; compressed ones are decoded from the mapping
+** into the cache; an env that cannot map leaves the reader reading. */
+static void test_sst_mapped(void) {
+  TestRng rng;
+  Model m;
+  SstOptions o = defaultOpts();
+  SstProps props;
+  SstReader *r = NULL;
+  StrataIter *it = NULL;
+  StrataBuf val = {0};
+  BlockCache *c = NULL;
+  StrataIoStats io;
+  strata_env *pFault;
+  const char *zPath = tablePath("mapped.sst");
+  int comp, found, type, n;
+  u64 nRead0;
+  test_srand(&rng, test_seed("sst_mapped"));
+  modelMake(&m, 2000, 2, 60, &rng);
+  CHECK_EQ(strataCacheNew(64 * 1024 * 1024, &c), STRATA_OK);
+  for (comp = 0; comp <= 1; comp++) {
+    o.compression = comp ? STRATA_COMPRESSION_ZSTD : STRATA_COMPRESSION_NONE;
+    CHECK_EQ(buildTable(zPath, &m, &o, NULL, &props), STRATA_OK);
+    strataSstPropsFree(&props);
+    memset(&io, 0, sizeof(io));
+    CHECK_EQ(strataSstOpen(strataEnvDefault(), zPath, strataCacheNewId(c), c, &io, &r), STRATA_OK);
+    if (!r) continue;
+    CHECK_EQ(strataSstMap(r), STRATA_OK);
+    nRead0 = atomic_load(&io.nRead);
+    checkGets(r, &m, 2000, 1, &rng);
+    checkIteration(r, &m, 1, 200, &rng);
+    /* What came from the mapping counts as read. */
+    CHECK(atomic_load(&io.nRead) > nRead0);
+    if (comp) {
+      CHECK(strataCacheCount(c) > 0); /* decoded blocks are cached */
+    } else {
+      CHECK_EQ(strataCacheCount(c), 0); /* used in place */
+      /* Damage under the open reader is seen at the next use: nothing
+      ** verified earlier is trusted. */
+      flipByte(zPath, 10, 0x40);
+      CHECK_EQ(strataSstGet(r, m.a[0].k, m.a[0].nk - 8, STRATA_MAX_SEQ, NULL, &found, &type, &val),
+               STRATA_CORRUPT);
+      CHECK(strstr(strataErrMsgGet(), "checksum") != NULL);
+      CHECK_EQ(strataSstIterNew(r, 1, &it), STRATA_OK);
+      it->pMethods->xSeekFirst(it);
+      CHECK(!it->bValid);
+      CHECK_EQ(it->rc, STRATA_CORRUPT);
+      strataIterClose(it);
+      flipByte(zPath, 10, 0x40); /* repair */
+      CHECK_EQ(strataSstGet(r, m.a[0].k, m.a[0].nk - 8, STRATA_MAX_SEQ, NULL, &found, &type, &val),
+               STRATA_OK);
+      CHECK(found);
+    }
+    CHECK_EQ(strataSstIterNew(r, 0, &it), STRATA_OK);
+    for (n = 0, it->pMethods->xSeekLast(it); it->bValid; it->pMethods->xPrev(it)) n++;
+    CHECK_EQ(it->rc, STRATA_OK);
+    CHECK_EQ(n, m.n);
+    strataIterClose(it);
+    strataSstClose(r);
+    r = NULL;
+  }
+  /* An env without xMap: STRATA_NOTFOUND, and the reader reads the file. */
+  pFault = strataFaultEnvNew(strataEnvDefault());
+  CHECK_EQ(strataSstOpen(pFault, zPath, strataCacheNewId(c), c, NULL, &r), STRATA_OK);
+  if (r) {
+    CHECK_EQ(strataSstMap(r), STRATA_NOTFOUND);
+    checkGets(r, &m, 2000, 1, &rng);
+    strataSstClose(r);
+  }
+  strataFaultEnvFree(pFault);
+  strataBufFree(&val);
+  strataCacheFree(c);
   modelFree(&m);
 }
 
@@ -1956,6 +2038,7 @@ int main(void) {
   RUN(test_sst_kept_entries);
   RUN(test_sst_builder_misuse);
   RUN(test_sst_corruption);
+  RUN(test_sst_mapped);
   RUN(test_sst_read_faults);
   RUN(test_sst_write_faults);
   RUN(test_sst_cache);
