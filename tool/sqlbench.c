@@ -372,15 +372,26 @@ static int peakReset(void) {
   return rc;
 }
 
-/* Resident bytes that are not file-backed (statm: resident - shared). */
-static uint64_t anonBytes(void) {
-  unsigned long long nSize = 0, nRes = 0, nShared = 0;
-  FILE *f = fopen("/proc/self/statm", "r");
-  if (!f) return 0;
-  if (fscanf(f, "%llu %llu %llu", &nSize, &nRes, &nShared) != 3) nRes = nShared = 0;
-  fclose(f);
+/* Resident bytes that are not file-backed (statm: resident - shared), read
+** through fd (open on /proc/self/statm), or a new descriptor if fd < 0. */
+static uint64_t anonBytesFd(int fd) {
+  char z[256];
+  ssize_t n;
+  int bOwn = fd < 0;
+  unsigned long long nRes, nShared;
+  char *p;
+  if (bOwn && (fd = open("/proc/self/statm", O_RDONLY)) < 0) return 0;
+  n = pread(fd, z, sizeof(z) - 1, 0);
+  if (bOwn) close(fd);
+  if (n <= 0) return 0;
+  z[n] = 0;
+  strtoull(z, &p, 10); /* size */
+  nRes = strtoull(p, &p, 10);
+  nShared = strtoull(p, &p, 10);
   return nRes > nShared ? (uint64_t)(nRes - nShared) * (uint64_t)sysconf(_SC_PAGESIZE) : 0;
 }
+
+static uint64_t anonBytes(void) { return anonBytesFd(-1); }
 
 /* A thread sampling anonBytes() every millisecond while a workload runs. */
 typedef struct AnonSampler {
@@ -404,11 +415,13 @@ static uint64_t samplerCpuUs(void) {
 static void *anonSamplerMain(void *pArg) {
   AnonSampler *p = pArg;
   struct timespec ts = {0, 1000000}, cpu;
+  int fd = open("/proc/self/statm", O_RDONLY); /* read again and again: cheap */
   while (!atomic_load(&p->bStop)) {
-    uint64_t n = anonBytes();
+    uint64_t n = anonBytesFd(fd);
     if (n > p->nMax) p->nMax = n;
     nanosleep(&ts, NULL);
   }
+  if (fd >= 0) close(fd);
   clock_gettime(CLOCK_THREAD_CPUTIME_ID, &cpu);
   p->nCpuUs = (uint64_t)cpu.tv_sec * 1000000u + (uint64_t)cpu.tv_nsec / 1000u;
   return NULL;
