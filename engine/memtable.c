@@ -61,6 +61,28 @@
 ** than the comparison. A search remembers the node it last found to be >=
 ** the target, so it does not compare it again on the way down.
 **
+** SEARCH INDEX
+**
+** Even so, a search of a large memtable is a chain of dependent cache
+** misses, about three nodes per level from the top level down: the largest
+** single cost of a short range read. So the writer keeps beside the list a
+** dense array of the nodes of one level (iLevel) in order, with their
+** windows: a reader's search binary-searches the windows (a few lines of one
+** array) for the last node whose window is below the target's, which is
+** below the target, and descends the list from that node at iLevel, skipping
+** every level above. iLevel is chosen by the entry count so that the array
+** holds a few hundred to MEM_INDEX_MAX nodes; at 60k entries (a full 8 MiB
+** memtable of 100-byte rows) that skips about half the steps. The writer
+** rebuilds it, in the arena, each time the memtable has grown by half since
+** the last build (from MEM_INDEX_MIN entries on), and publishes it with a
+** release store; all the arrays a memtable ever built take about 1.5% of
+** it. An older array stays
+** valid (the arena frees nothing before the memtable): entries are never
+** removed, and any node below the target is a correct place to start, so a
+** node missing from a stale array only costs a few more steps at iLevel.
+** The writer's own searches (inserts) do not use it: they need the
+** predecessors at every level.
+**
 ** WRITER SPLICE
 **
 ** The writer remembers, per level, the last node <= the key it added last
@@ -96,6 +118,8 @@
 #define MEM_MAX_HEIGHT 12
 #define MEM_BRANCH_BITS 2       /* next level with probability 1 / 2^MEM_BRANCH_BITS */
 #define MEM_SPLICE_CLIMB 6      /* levels the writer climbs from its splice before searching */
+#define MEM_INDEX_MIN 4096      /* entries from which the writer keeps a SEARCH INDEX */
+#define MEM_INDEX_MAX 2048      /* nodes the index aims to hold at most */
 #define ARENA_BLOCK (64 * 1024) /* bytes of the first ordinary block, header included */
 #define ARENA_BLOCK_MAX (1024 * 1024) /* ordinary blocks double up to this */
 #define ARENA_MAP_MIN (256 * 1024)     /* blocks this large are mappings of their own */
@@ -105,7 +129,16 @@
 typedef struct ArenaBlock ArenaBlock;
 typedef struct MemIter MemIter;
 typedef struct MemNode MemNode;
+typedef struct MemIndex MemIndex;
 typedef _Atomic(MemNode *) MemLink;
+
+/* The SEARCH INDEX: the nodes of level iLevel in order, with their windows. */
+struct MemIndex {
+  u32 n;
+  int iLevel;
+  const u64 *aWin;
+  MemNode *const *aNode;
+};
 
 struct MemNode {
   u32 nKey; /* bytes of internal key (trailer included) after this header */
@@ -124,6 +157,7 @@ struct Memtable {
   MemLink aHeadNext[MEM_MAX_HEIGHT]; /* aHeadNext[MEM_MAX_HEIGHT-1-i] is level i */
   MemNode head;
   _Atomic int nHeight; /* levels in use, 1..MEM_MAX_HEIGHT */
+  _Atomic(const MemIndex *) pIndex; /* the SEARCH INDEX, or NULL */
   _Atomic int nRef;
   /* Written on every Add: a cache line's worth of padding keeps these off
   ** the lines that readers share (malloc aligns only to 16, so _Alignas
@@ -136,6 +170,7 @@ struct Memtable {
   u32 nBloomWords;
   u64 rng;                          /* xorshift state for node heights */
   MemNode *aSplice[MEM_MAX_HEIGHT]; /* per level, the last node <= the last key added */
+  u64 nIndexAt;                     /* entry count at which to rebuild the index */
   u8 *pFree;                        /* unused part of the current block */
   size_t nFree;
   size_t nBlockNext;                /* size of the next ordinary block (0: ARENA_BLOCK) */
@@ -317,6 +352,73 @@ static int randomHeight(Memtable *p) {
   return h;
 }
 
+/* The window of node x's user key (as targetInit computes a target's). */
+static inline u64 nodeWindow(const MemNode *x) {
+  const u8 *a = nodeKey(x);
+  size_t na = x->nKey - STRATA_TRAILER;
+  return LIKELY(na >= 8) ? __builtin_bswap64(strataGet64(a)) : strataKeyWindow(a, na, 0);
+}
+
+/* Where a reader's search may start (SEARCH INDEX): if the index has a node
+** whose window is below the target's, and its level is at least iStop (the
+** level the caller must pass through), *px becomes that node and *pi its
+** level. Otherwise both are left as they are (the head, the top level). */
+static inline void indexStart(Memtable *p, const MemTarget *t, int iStop, MemNode **px, int *pi) {
+  const MemIndex *pIx = atomic_load_explicit(&p->pIndex, memory_order_acquire);
+  const u64 *a;
+  u32 lo, n;
+  if (!pIx || pIx->iLevel < iStop || pIx->iLevel > *pi) return;
+  /* lo: the number of windows below the target's (branch-free halving). */
+  a = pIx->aWin;
+  lo = 0;
+  n = pIx->n;
+  while (n > 1) {
+    u32 half = n / 2;
+    lo = a[lo + half - 1] < t->window ? lo + half : lo;
+    n -= half;
+  }
+  if (n == 1 && a[lo] < t->window) lo++;
+  if (lo == 0) return;
+  *px = pIx->aNode[lo - 1];
+  *pi = pIx->iLevel;
+}
+
+/* Writer only: build the SEARCH INDEX anew from the list as it is, and
+** publish it. Out of arena memory just keeps the old one. */
+static void indexBuild(Memtable *p) {
+  u64 nEntry = atomic_load_explicit(&p->nEntry, memory_order_relaxed);
+  int nHeight = atomic_load_explicit(&p->nHeight, memory_order_relaxed);
+  int iLevel = 0;
+  u64 nWant = nEntry, nCap;
+  u32 n = 0;
+  u64 *aWin;
+  MemNode **aNode;
+  MemIndex *pIx;
+  MemNode *x;
+  p->nIndexAt = nEntry + nEntry / 2;
+  /* About nEntry / 4^i nodes reach level i. */
+  while (nWant > MEM_INDEX_MAX && iLevel + 1 < nHeight) {
+    iLevel++;
+    nWant >>= MEM_BRANCH_BITS;
+  }
+  if (iLevel == 0) return; /* nothing to skip */
+  nCap = nWant + nWant / 4 + 64; /* level counts stray little from n / 4^i */
+  pIx = arenaAlloc(p, sizeof(MemIndex) + nCap * (sizeof(u64) + sizeof(MemNode *)));
+  if (!pIx) return;
+  aWin = (u64 *)(void *)(pIx + 1);
+  aNode = (MemNode **)(void *)(aWin + nCap);
+  for (x = nodeNext(&p->head, iLevel); x; x = nodeNext(x, iLevel)) {
+    if (n == nCap) return; /* far more than expected: keep the old index */
+    aWin[n] = nodeWindow(x);
+    aNode[n++] = x;
+  }
+  pIx->n = n;
+  pIx->iLevel = iLevel;
+  pIx->aWin = aWin;
+  pIx->aNode = aNode;
+  atomic_store_explicit(&p->pIndex, pIx, memory_order_release);
+}
+
 /* The first node >= the target, or NULL if there is none. If aPrev is not
 ** NULL, aPrev[i] is set to the last node < the target at level i, for every
 ** level below the current height. */
@@ -324,6 +426,7 @@ static MemNode *searchGe(Memtable *p, const MemTarget *t, MemNode **aPrev) {
   MemNode *x = &p->head;
   MemNode *pKnownGe = NULL; /* already found >= target: no need to compare again */
   int i = atomic_load_explicit(&p->nHeight, memory_order_relaxed) - 1;
+  if (!aPrev) indexStart(p, t, 0, &x, &i);
   for (;;) {
     MemNode *pNext = nodeNext(x, i);
     if (pNext && pNext != pKnownGe && nodeCompare(pNext, t) < 0) {
@@ -353,6 +456,7 @@ static MemNode *findLessThan(Memtable *p, const u8 *pUkey, size_t nUkey, u64 tra
   int i = atomic_load_explicit(&p->nHeight, memory_order_relaxed) - 1;
   MemTarget t;
   targetInit(&t, pUkey, nUkey, trailer);
+  indexStart(p, &t, iStop, &x, &i);
   for (;;) {
     MemNode *pNext = nodeNext(x, i);
     if (pNext && pNext != pKnownGe && nodeCompare(pNext, &t) < 0) {
@@ -432,6 +536,8 @@ int strataMemtableNew(Memtable **ppMem) {
   atomic_init(&p->nEntry, 0);
   atomic_init(&p->nUsage, 0);
   atomic_init(&p->nUnused, 0);
+  atomic_init(&p->pIndex, NULL);
+  p->nIndexAt = MEM_INDEX_MIN;
   p->rng = 0x9E3779B97F4A7C15ULL;
   *ppMem = p;
   return STRATA_OK;
@@ -560,8 +666,16 @@ int strataMemtableAdd(Memtable *p, u64 seq, int type, const u8 *pKey, size_t nKe
   for (int i = h; i < nFound; i++) p->aSplice[i] = aPrev[i];
   atomic_store_explicit(&p->nEntry, atomic_load_explicit(&p->nEntry, memory_order_relaxed) + 1,
                         memory_order_relaxed);
+  if (UNLIKELY(atomic_load_explicit(&p->nEntry, memory_order_relaxed) >= p->nIndexAt)) {
+    indexBuild(p);
+  }
   atomic_store_explicit(&p->nUnused, p->nFree, memory_order_relaxed);
   return STRATA_OK;
+}
+
+u32 strataMemtableIndexSize(const Memtable *p) {
+  const MemIndex *pIx = atomic_load_explicit(&p->pIndex, memory_order_acquire);
+  return pIx ? pIx->n : 0;
 }
 
 /* Add every entry of pSrc to p in key order, its sequence number s becoming

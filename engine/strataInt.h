@@ -377,6 +377,7 @@ size_t strataMemtableMemoryUsage(const Memtable *p); /* bytes in use in the aren
 ** an absent key is answered without a search. */
 int strataMemtableEnableBloom(Memtable *p, size_t nBits);
 u64 strataMemtableCount(const Memtable *p);          /* entries added */
+u32 strataMemtableIndexSize(const Memtable *p);      /* nodes in its search index (tests) */
 /* An iterator over the internal keys; it holds a reference to p. */
 int strataMemtableIterNew(Memtable *p, StrataIter **ppIter);
 
