@@ -8,6 +8,7 @@
 #include "testutil.h"
 
 #include <pthread.h>
+#include <sched.h>
 
 static strata *openDb(const char *zDir, size_t nMem) {
   strata_options o;
@@ -737,13 +738,30 @@ static _Atomic int nGetRound;
 typedef struct GArg {
   strata *db;
   int rc;
-  u64 nGets;
+  _Atomic u64 nGets;     /* a reader: gets done */
+  _Atomic int bDone;     /* a reader: stopped */
+  struct GArg *aReader;  /* the writer: the two readers */
 } GArg;
+
+/* The writer waits before each round until every reader has finished a get
+** since its last wait (or has stopped), so the readers race every round
+** however the threads are scheduled; a reader that never ran would
+** otherwise let the test pass without testing anything. */
+static void waitForReaders(GArg *a, u64 *anSeen) {
+  int j;
+  for (j = 0; j < 2; j++) {
+    GArg *pR = &a->aReader[j];
+    while (atomic_load(&pR->nGets) == anSeen[j] && !atomic_load(&pR->bDone)) sched_yield();
+    anSeen[j] = atomic_load(&pR->nGets);
+  }
+}
 
 static void *getWriterMain(void *p) {
   GArg *a = p;
+  u64 anSeen[2] = {0, 0};
   int r, i;
   for (r = 1; r <= GR_ROUNDS && a->rc == 0; r++) {
+    waitForReaders(a, anSeen);
     for (i = 0; i < GR_KEYS && a->rc == 0; i++) {
       char k[32], v[32];
       int j = (i * 7919) % GR_KEYS; /* a fixed shuffle */
@@ -770,7 +788,7 @@ static void *getReaderMain(void *p) {
     snprintf(k, sizeof k, "g%06d", i);
     rc = strata_get(a->db, NULL, k, strlen(k), &v);
     /* Block now and then, so the writer is not starved under valgrind. */
-    if (++a->nGets % 256 == 0) usleep(100);
+    if (atomic_fetch_add(&a->nGets, 1) % 256 == 255) usleep(100);
     if (rc == STRATA_NOTFOUND && i % 7 == 0) continue; /* between delete and put */
     if (rc != STRATA_OK) {
       a->rc = 10 + rc;
@@ -785,6 +803,7 @@ static void *getReaderMain(void *p) {
     }
   }
   strata_value_free(&v);
+  atomic_store(&a->bDone, 1);
   return NULL;
 }
 
@@ -811,13 +830,15 @@ static void test_concurrent_gets(void) {
   atomic_store(&nGetRound, 0);
   memset(aArg, 0, sizeof aArg);
   for (i = 0; i < 3; i++) aArg[i].db = db;
+  aArg[0].aReader = &aArg[1];
   for (i = 0; i < 2; i++) pthread_create(&aR[i], NULL, getReaderMain, &aArg[1 + i]);
   pthread_create(&w, NULL, getWriterMain, &aArg[0]);
   pthread_join(w, NULL);
   atomic_store(&nGetRound, GR_ROUNDS); /* also if the writer failed */
   for (i = 0; i < 2; i++) pthread_join(aR[i], NULL);
   for (i = 0; i < 3; i++) CHECK_EQ(aArg[i].rc, 0);
-  CHECK(aArg[1].nGets > 0 && aArg[2].nGets > 0);
+  /* A get in every round (waitForReaders): fewer means a reader stopped early. */
+  CHECK(atomic_load(&aArg[1].nGets) >= GR_ROUNDS && atomic_load(&aArg[2].nGets) >= GR_ROUNDS);
   CHECK_EQ(strata_wait_idle(db), STRATA_OK);
   for (i = 0; i < GR_KEYS; i++) {
     char k[32], z[32];

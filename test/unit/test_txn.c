@@ -6,6 +6,7 @@
 #include "testutil.h"
 
 #include <pthread.h>
+#include <sched.h>
 #include <stdatomic.h>
 
 static strata *openDb(const char *zDir, int busyMs) {
@@ -445,8 +446,23 @@ static void test_cached_view(void) {
 typedef struct ViewArg {
   strata *db;
   _Atomic int *pbStop;
-  int nBad, nRead;
+  int nBad;
+  _Atomic int nRead;
+  _Atomic int bDone; /* the reader has stopped */
 } ViewArg;
+
+/* The writer calls this every VIEW_SYNC_EVERY writes: it waits until each
+** reader has finished a read since the last call (or has stopped), so the
+** readers run while the database changes however the threads are
+** scheduled. */
+#define VIEW_SYNC_EVERY 500
+static void waitForViewReaders(ViewArg *a, int *anSeen) {
+  int j;
+  for (j = 0; j < 2; j++) {
+    while (atomic_load(&a[j].nRead) == anSeen[j] && !atomic_load(&a[j].bDone)) sched_yield();
+    anSeen[j] = atomic_load(&a[j].nRead);
+  }
+}
 
 /* Read "a" and "b" (always written together with the same number) in read
 ** transactions while the database flushes and compacts under them. */
@@ -469,10 +485,11 @@ static void *viewReaderMain(void *p) {
         if (atol(za) < lastSeen) a->nBad++; /* snapshots never go back in time */
         if (j == 0) lastSeen = atol(za);
       }
-      a->nRead++;
+      atomic_fetch_add(&a->nRead, 1);
     }
     strata_txn_commit(t);
   }
+  atomic_store(&a->bDone, 1);
   return NULL;
 }
 
@@ -484,16 +501,20 @@ static void test_cached_view_concurrent(void) {
   ViewArg a[2];
   char zVal[160];
   int i, n, nWrite = test_valgrind() ? 1500 : 6000; /* valgrind runs one thread at a time */
+  int anSeen[2] = {0, 0};
   if (!db) return;
   for (i = 0; i < 2; i++) {
     a[i].db = db;
     a[i].pbStop = &bStop;
-    a[i].nBad = a[i].nRead = 0;
+    a[i].nBad = 0;
+    atomic_store(&a[i].nRead, 0);
+    atomic_store(&a[i].bDone, 0);
     pthread_create(&th[i], NULL, viewReaderMain, &a[i]);
   }
   for (n = 1; n <= nWrite; n++) {
     strata_batch *b = NULL;
     char zFill[32];
+    if (n % VIEW_SYNC_EVERY == 1) waitForViewReaders(a, anSeen);
     CHECK_EQ(strata_batch_new(&b), STRATA_OK);
     if (!b) break;
     snprintf(zVal, sizeof(zVal), "%-100d", n);
@@ -508,7 +529,8 @@ static void test_cached_view_concurrent(void) {
   for (i = 0; i < 2; i++) {
     pthread_join(th[i], NULL);
     CHECK_EQ(a[i].nBad, 0);
-    CHECK(a[i].nRead > 0);
+    /* A read between every VIEW_SYNC_EVERY writes: fewer means it stopped early. */
+    CHECK(atomic_load(&a[i].nRead) >= (nWrite + VIEW_SYNC_EVERY - 1) / VIEW_SYNC_EVERY);
   }
   strata_close(db);
   test_rmdir(zDir);
