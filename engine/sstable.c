@@ -94,7 +94,8 @@
 **   pins), and it never enters the block cache. A read so costs no system
 **   call, no copy into a buffer, no allocation and no eviction, and the
 **   block cache is left to the blocks that need decoding, which are read
-**   from the mapping (no system call) and cached as before. The mapping
+**   from the mapping (no system call) and cached as before. A long scan
+**   still reads through its read-ahead windows (sstIterReadsAhead). The mapping
 **   lives as long as the reader; tables are never changed after they are
 **   written, so it never sees a file shrink under it. An I/O error under a
 **   mapping cannot be returned as an error (the kernel signals the
@@ -1429,6 +1430,18 @@ static inline int sstIterFills(const SstIter *it) {
   return it->bFillCache && it->nForward < SST_SCAN_NOFILL && it->nBackward < SST_SCAN_NOFILL;
 }
 
+/* 1 if the iterator reads blocks through read-ahead windows: it does not
+** fill the cache (or no longer does, deep into a scan) and has moved
+** through at least two consecutive blocks one way. Such a scan reads with
+** pread even from a mapped table (MAPPED TABLES): a window of up to 256 KiB
+** costs one system call, and the kernel's copy streams it into the CPU's
+** caches, where a walk over the map meets a cold page, its TLB miss and
+** the end of the hardware prefetcher's run every 4 KiB. The map buys a
+** long scan nothing it needs, so it keeps the path it had before. */
+static inline int sstIterReadsAhead(const SstIter *it) {
+  return !sstIterFills(it) && (it->nForward >= 2 || it->nBackward >= 2);
+}
+
 /* Make the iterator invalid with error rc (sticky). */
 static void sstIterFail(SstIter *it, int rc) {
   it->base.rc = rc;
@@ -1519,12 +1532,12 @@ static int sstIterReadBlock(SstIter *it, u64 off, u64 size, const u8 **pp, size_
   size_t nRaw = (size_t)size + SST_TRAILER, nDec = 0, nWin = 0;
   const u8 *aRaw;
   int type, rc = STRATA_OK;
-  if (r->pMap) {
-    aRaw = r->pMap + off; /* decoded from the mapping: no read-ahead needed */
+  if (r->pMap && !sstIterReadsAhead(it)) {
+    aRaw = r->pMap + off; /* a compressed block, decoded from the mapping */
     sstCountMapped(r, nRaw);
   } else if (off >= it->raOff && off + nRaw <= it->raOff + it->ra.n) {
     aRaw = it->ra.a + (off - it->raOff);
-  } else if (!sstIterFills(it) && (it->nForward >= 2 || it->nBackward >= 2) &&
+  } else if (sstIterReadsAhead(it) &&
              (nWin = sstRaWindow(it, sstRaWant(it, off, nRaw), nRaw, &rc)) > 0) {
     /* Read a window of blocks starting here (ending here, backward),
     ** growing as the scan goes on. */
@@ -1602,7 +1615,7 @@ static int sstIterFetch(SstIter *it, u64 off, u64 size, const SstBlock **ppBlk, 
   sstUnpinBlock(r, &it->ref);
   it->bBlock = 0;
   *ppBlk = NULL;
-  if (r->pMap) {
+  if (r->pMap && !sstIterReadsAhead(it)) {
     rc = sstMappedBlock(r, off, size, &a);
     if (rc != SST_NOT_IN_PLACE) {
       *pa = a;
