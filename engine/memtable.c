@@ -306,6 +306,13 @@ static inline void targetInit(MemTarget *t, const u8 *pUkey, size_t nUkey, u64 t
   t->trailer = trailer;
 }
 
+/* The window of node x's user key (as targetInit computes a target's). */
+static inline __attribute__((always_inline)) u64 nodeWindow(const MemNode *x) {
+  const u8 *a = nodeKey(x);
+  size_t na = x->nKey - STRATA_TRAILER;
+  return LIKELY(na >= 8) ? __builtin_bswap64(strataGet64(a)) : strataKeyWindow(a, na, 0);
+}
+
 /* nodeCompare for keys with equal windows: the rest of the user keys, then
 ** the trailers. */
 static inline __attribute__((always_inline)) int nodeCompareTail(const MemNode *x,
@@ -329,9 +336,7 @@ static inline __attribute__((always_inline)) int nodeCompareTail(const MemNode *
 ** 0 if equal, positive if x sorts after. */
 static inline __attribute__((always_inline)) int nodeCompare(const MemNode *x,
                                                              const MemTarget *t) {
-  const u8 *a = nodeKey(x);
-  size_t na = x->nKey - STRATA_TRAILER;
-  u64 w = LIKELY(na >= 8) ? __builtin_bswap64(strataGet64(a)) : strataKeyWindow(a, na, 0);
+  u64 w = nodeWindow(x);
   if (w != t->window) return w < t->window ? -1 : 1;
   return nodeCompareTail(x, t);
 }
@@ -352,12 +357,6 @@ static int randomHeight(Memtable *p) {
   return h;
 }
 
-/* The window of node x's user key (as targetInit computes a target's). */
-static inline u64 nodeWindow(const MemNode *x) {
-  const u8 *a = nodeKey(x);
-  size_t na = x->nKey - STRATA_TRAILER;
-  return LIKELY(na >= 8) ? __builtin_bswap64(strataGet64(a)) : strataKeyWindow(a, na, 0);
-}
 
 /* Where a reader's search may start (SEARCH INDEX): if the index has a node
 ** whose window is below the target's, and its level is at least iStop (the

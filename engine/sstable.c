@@ -810,22 +810,24 @@ static int sstCheckRaw(SstReader *r, u64 off, u64 size, const u8 *aRaw, int *pTy
   return STRATA_OK;
 }
 
+/* Stored block (off, size) of a mapped table, where it lies in the
+** mapping: *paRaw, its checksum verified and *pType set, as sstReadRaw
+** would leave it. Handles are checked against the data area before use. */
+static int sstMappedRaw(SstReader *r, u64 off, u64 size, const u8 **paRaw, int *pType) {
+  *paRaw = r->pMap + off;
+  sstCountMapped(r, (size_t)size + SST_TRAILER);
+  return sstCheckRaw(r, off, size, *paRaw, pType);
+}
+
 /* Data block (off, size) of a mapped table in place (MAPPED TABLES), with
 ** its checksum verified: STRATA_OK and *pa, or SST_NOT_IN_PLACE if the table
 ** is not mapped or the block is stored compressed (read it the other way),
-** or STRATA_CORRUPT. The handle was checked against the data area. */
+** or STRATA_CORRUPT. */
 #define SST_NOT_IN_PLACE (-1)
 static int sstMappedBlock(SstReader *r, u64 off, u64 size, const u8 **pa) {
-  const u8 *p;
-  int type = 0, rc;
-  if (!r->pMap) return SST_NOT_IN_PLACE;
-  p = r->pMap + off;
-  if (p[size] != SST_TYPE_NONE) return SST_NOT_IN_PLACE;
-  rc = sstCheckRaw(r, off, size, p, &type);
-  if (rc) return rc;
-  sstCountMapped(r, (size_t)size + SST_TRAILER);
-  *pa = p;
-  return STRATA_OK;
+  int type = 0;
+  if (!r->pMap || r->pMap[off + size] != SST_TYPE_NONE) return SST_NOT_IN_PLACE;
+  return sstMappedRaw(r, off, size, pa, &type);
 }
 
 /* Decoded size of a verified stored block. */
@@ -1165,11 +1167,8 @@ static int sstLoadBlock(SstReader *r, u64 off, u64 size, SstBlock **ppBlk) {
   const u8 *aRaw;
   int type = 0, rc;
   *ppBlk = NULL;
-  if (r->pMap && off <= r->fileSize && nRaw <= r->fileSize - off &&
-      r->pMap[off + size] != SST_TYPE_NONE) {
-    aRaw = r->pMap + off; /* a compressed block is decoded from the mapping */
-    sstCountMapped(r, nRaw);
-    rc = sstCheckRaw(r, off, size, aRaw, &type);
+  if (r->pMap && r->pMap[off + size] != SST_TYPE_NONE) {
+    rc = sstMappedRaw(r, off, size, &aRaw, &type); /* decoded from the mapping */
   } else {
     pRaw = sstBlockAlloc(nRaw);
     if (!pRaw) return STRATA_NOMEM;
@@ -1533,8 +1532,9 @@ static int sstIterReadBlock(SstIter *it, u64 off, u64 size, const u8 **pp, size_
   const u8 *aRaw;
   int type, rc = STRATA_OK;
   if (r->pMap && !sstIterReadsAhead(it)) {
-    aRaw = r->pMap + off; /* a compressed block, decoded from the mapping */
-    sstCountMapped(r, nRaw);
+    /* A compressed block (sstIterFetch took uncompressed ones in place). */
+    if ((rc = sstMappedRaw(r, off, size, &aRaw, &type)) != STRATA_OK) return rc;
+    goto raw_verified;
   } else if (off >= it->raOff && off + nRaw <= it->raOff + it->ra.n) {
     aRaw = it->ra.a + (off - it->raOff);
   } else if (sstIterReadsAhead(it) &&
