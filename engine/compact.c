@@ -763,19 +763,29 @@ static int runCompaction(strata *db, Compaction *c) {
     pthread_mutex_unlock(&db->mu);
     rc = compactMerge(db, c, v, oldest, &e);
     pthread_mutex_lock(&db->mu);
-    db->nCompacting--;
     bMarked = 1;
     strataVersionUnref(v);
   }
   if (rc == STRATA_OK) {
-    rc = strataVersionSetLogAndApply(db->vs, &e);
+    /* The manifest write releases db->mu: a trivial move's inputs, too,
+    ** must not be picked meanwhile, and the compaction still counts as
+    ** running (strata_compact_range and strata_wait_idle wait for it). */
+    if (!bMarked) {
+      setCompacting(c, 1);
+      db->nCompacting++;
+      bMarked = 1;
+    }
+    rc = strataVersionSetLogAndApply(db->vs, &e, &db->mu);
     if (rc == STRATA_OK) strataCompactUpdateDebt(db);
     /* After a failed manifest write the outputs stay: the edit may be on
     ** disk, and the next open deletes whatever no version holds. */
   }
   /* Installed or failed: either way the inputs are free to be picked (the
   ** ones installed are no longer in the current version). */
-  if (bMarked) setCompacting(c, 0);
+  if (bMarked) {
+    setCompacting(c, 0);
+    db->nCompacting--;
+  }
   if (rc == STRATA_OK) {
     db->stats.compactions++;
     db->stats.compaction_micros += strataNowMicros() - t0;

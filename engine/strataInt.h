@@ -19,6 +19,7 @@
 
 #include "strata.h"
 
+#include <pthread.h>
 #include <stdarg.h>
 #include <stdatomic.h>
 #include <stddef.h>
@@ -694,6 +695,8 @@ struct VersionSet {
   u64 logNumber;       /* WALs numbered below this are obsolete */
   u64 manifestNumber;
   LogWriter *pManifest;
+  pthread_cond_t writerCv; /* an edit's manifest write finished (see LogAndApply) */
+  int bWriting;            /* an edit is being written with the caller's mutex released */
 };
 
 FileMeta *strataFileMetaNew(void);
@@ -724,8 +727,11 @@ int strataVersionSetOpen(strata_env *env, const char *zDir, StrataIoStats *pIoSt
 /* Start a new manifest holding the whole current version (plus e, if not
 ** NULL), and point CURRENT at it. Used at open, and when the manifest grows. */
 int strataVersionSetNewManifest(VersionSet *vs, const VersionEdit *e);
-/* Append e to the manifest (durably, if bSync) and install the new version. */
-int strataVersionSetLogAndApply(VersionSet *vs, VersionEdit *e);
+/* Apply e to the current version, append it to the manifest (synced if
+** bSync) and install the result. pMu: NULL, or the mutex the caller holds,
+** released while the record is written and synced (edits still go one at a
+** time, each onto the version the one before installed). */
+int strataVersionSetLogAndApply(VersionSet *vs, VersionEdit *e, pthread_mutex_t *pMu);
 void strataVersionSetClose(VersionSet *vs);
 u64 strataVersionSetNewFileNumber(VersionSet *vs);
 
@@ -886,6 +892,13 @@ struct strata {
   FileMeta *pSeekFile;    /* referenced: the file seeks want moved down, */
   int iSeekLevel;         /* and its level (SEEK COMPACTION in compact.c) */
   u64 nCompactionDebt;    /* see strataCompactUpdateDebt */
+  /* DEFERRED DELETION (db.c). muDoomed is a leaf lock: the last reference
+  ** to a file may go on any thread, with or without mu. */
+  pthread_mutex_t muDoomed;
+  struct DoomedFile *aDoomed; /* files to delete (muDoomed) */
+  int nDoomed, nDoomedAlloc;  /* (muDoomed) */
+  int bDeleteNow;             /* no background thread runs: delete at once (muDoomed) */
+  int nDeleting;              /* files a background thread is deleting (mu) */
 };
 
 void strataDbScheduleWork(strata *db);                /* db->mu held */

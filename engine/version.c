@@ -496,6 +496,7 @@ int strataVersionSetOpen(strata_env *env, const char *zDir, StrataIoStats *pIoSt
   vs->env = env;
   vs->pIoStats = pIoStats;
   vs->bSync = bSync;
+  pthread_cond_init(&vs->writerCv, NULL);
   vs->nextFile = 2;
   zCurrent = strataFileName(zDir, STRATA_FILE_CURRENT, 0);
   if (!zCurrent) {
@@ -619,19 +620,34 @@ int strataVersionSetNewManifest(VersionSet *vs, const VersionEdit *pExtra) {
   return rc;
 }
 
-int strataVersionSetLogAndApply(VersionSet *vs, VersionEdit *e) {
+/* The manifest record is written and synced with pMu released: an fsync
+** can take tens of milliseconds while compactions write, and every commit
+** needs the database mutex. Edits are serialized by bWriting instead, so
+** each is applied to the version the previous one installed, and
+** pCurrent does not change during the write. Whatever the edit removes
+** stays marked as being compacted until it returns, so nothing picks it
+** meanwhile. */
+int strataVersionSetLogAndApply(VersionSet *vs, VersionEdit *e, pthread_mutex_t *pMu) {
   StrataBuf b = {0};
   Version *vNew = NULL;
   int rc;
+  while (pMu && vs->bWriting) pthread_cond_wait(&vs->writerCv, pMu);
   if (!vs->pManifest || strataLogSize(vs->pManifest) > MANIFEST_MAX_BYTES) {
-    return strataVersionSetNewManifest(vs, e);
+    return strataVersionSetNewManifest(vs, e); /* rare: stays under pMu */
   }
   e->bNextFile = 1;
   e->nextFile = vs->nextFile;
   rc = strataVersionApply(vs->pCurrent, e, &vNew);
   if (rc == STRATA_OK) rc = strataEditEncode(e, &b);
-  if (rc == STRATA_OK) rc = strataLogAppend(vs->pManifest, b.a, b.n);
-  if (rc == STRATA_OK) rc = vs->bSync ? strataLogSync(vs->pManifest) : strataLogFlush(vs->pManifest);
+  if (rc == STRATA_OK) {
+    vs->bWriting = 1;
+    if (pMu) pthread_mutex_unlock(pMu);
+    rc = strataLogAppend(vs->pManifest, b.a, b.n);
+    if (rc == STRATA_OK) rc = vs->bSync ? strataLogSync(vs->pManifest) : strataLogFlush(vs->pManifest);
+    if (pMu) pthread_mutex_lock(pMu);
+    vs->bWriting = 0;
+    pthread_cond_broadcast(&vs->writerCv);
+  }
   strataBufFree(&b);
   if (rc) {
     /* The manifest may now hold a partial record: start a fresh one at the
@@ -652,6 +668,7 @@ void strataVersionSetClose(VersionSet *vs) {
   if (!vs) return;
   strataLogWriterClose(vs->pManifest);
   strataVersionUnref(vs->pCurrent);
+  pthread_cond_destroy(&vs->writerCv);
   strataFreeMem(vs->zDir);
   strataFreeMem(vs);
 }

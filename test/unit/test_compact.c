@@ -373,7 +373,7 @@ static void test_level_sizing(void) {
 
 /* Readers and a writer with compaction going on: scans stay ordered and
 ** complete. */
-static volatile int bStop;
+static _Atomic int bStop; /* atomic: read by the scanning threads */
 static void *scanMain(void *p) {
   strata *db = p;
   long bad = 0;

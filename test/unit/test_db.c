@@ -9,6 +9,7 @@
 
 #include <pthread.h>
 #include <sched.h>
+#include <time.h>
 
 static strata *openDb(const char *zDir, size_t nMem) {
   strata_options o;
@@ -421,7 +422,7 @@ static void *writerMain(void *p) {
   return NULL;
 }
 
-static volatile int bStopReaders;
+static _Atomic int bStopReaders; /* atomic: read by the reader threads */
 static void *readerMain(void *p) {
   WArg *a = p;
   while (!bStopReaders) {
@@ -606,6 +607,245 @@ static int countSst(const char *zDir) {
   return nSst;
 }
 
+/* DEFERRED DELETION: deletes counted by the thread that makes them. */
+static struct {
+  pthread_mutex_t mu;
+  pthread_t main;
+  int nMain, nOther;
+  strata_env env;
+} gDel;
+
+static int delCountDelete(strata_env *env, const char *zPath) {
+  (void)env;
+  pthread_mutex_lock(&gDel.mu);
+  if (pthread_equal(pthread_self(), gDel.main)) {
+    gDel.nMain++;
+  } else {
+    gDel.nOther++;
+  }
+  pthread_mutex_unlock(&gDel.mu);
+  return strataEnvDefault()->xDelete(strataEnvDefault(), zPath);
+}
+
+static int liveFiles(strata *db) {
+  strata_stats st;
+  int i, n = 0;
+  if (strata_get_stats(db, &st) != STRATA_OK) return -1;
+  for (i = 0; i < STRATA_MAX_LEVELS; i++) n += st.level_files[i];
+  return n;
+}
+
+/* Obsolete tables and flushed WALs are deleted by background threads, never
+** by the thread that drops the last reference (here: the writer, and an
+** iterator freed after a compaction); strata_wait_idle waits for them, and
+** strata_close deletes what is still queued. */
+static void test_deferred_deletion(void) {
+  const char *zDir = test_dir("db_deferred_deletion");
+  char k[32], v[100];
+  strata_options o;
+  strata *db = NULL;
+  strata_iter *it = NULL;
+  int i, nLive;
+  pthread_mutex_init(&gDel.mu, NULL);
+  gDel.main = pthread_self();
+  gDel.nMain = gDel.nOther = 0;
+  gDel.env = *strataEnvDefault();
+  gDel.env.xDelete = delCountDelete;
+  strata_options_init(&o);
+  o.env = &gDel.env;
+  o.memtable_size = 64 << 10;
+  o.level_base_size = 256 << 10;
+  o.target_file_size = 64 << 10;
+  o.block_size = 512;
+  CHECK_EQ(strata_open(zDir, &o, &db), STRATA_OK);
+  if (!db) return;
+  gDel.nMain = gDel.nOther = 0; /* open replaces the manifest itself */
+  memset(v, 'v', sizeof v);
+  /* Flushes and compactions while the writer reads (each get may take a
+  ** new read view and drop the old one's last reference). */
+  for (i = 0; i < 20000; i++) {
+    strata_value got = {0};
+    snprintf(k, sizeof k, "k%08d", (i * 7919) % 20000);
+    CHECK_EQ(strata_put(db, k, strlen(k), v, sizeof v), STRATA_OK);
+    if (i % 64 == 0) {
+      CHECK_EQ(strata_get(db, NULL, k, strlen(k), &got), STRATA_OK);
+      strata_value_free(&got);
+    }
+  }
+  CHECK_EQ(strata_wait_idle(db), STRATA_OK);
+  /* An iterator holds the tables a full compaction replaces. */
+  CHECK_EQ(strata_iter_new(db, NULL, &it), STRATA_OK);
+  CHECK_EQ(strata_compact_range(db, NULL, 0, NULL, 0), STRATA_OK);
+  CHECK_EQ(strata_wait_idle(db), STRATA_OK);
+  nLive = liveFiles(db);
+  CHECK(countSst(zDir) > nLive);
+  strata_iter_free(it); /* the last reference, on this thread */
+  CHECK_EQ(strata_wait_idle(db), STRATA_OK);
+  CHECK_EQ(countSst(zDir), nLive);
+  pthread_mutex_lock(&gDel.mu);
+  CHECK(gDel.nOther > 0);
+  CHECK_EQ(gDel.nMain, 0);
+  pthread_mutex_unlock(&gDel.mu);
+  /* Queued at close: strata_close deletes them. */
+  CHECK_EQ(strata_iter_new(db, NULL, &it), STRATA_OK);
+  CHECK_EQ(strata_put(db, "k00000001", 9, "new", 3), STRATA_OK);
+  CHECK_EQ(strata_compact_range(db, NULL, 0, NULL, 0), STRATA_OK);
+  CHECK_EQ(strata_wait_idle(db), STRATA_OK);
+  nLive = liveFiles(db);
+  strata_iter_free(it);
+  CHECK_EQ(strata_close(db), STRATA_OK);
+  CHECK_EQ(countSst(zDir), nLive);
+  pthread_mutex_destroy(&gDel.mu);
+}
+
+/* A manifest fsync parked by a background thread until the test lets it go
+** (or, so that a writer stuck behind it fails the test instead of hanging
+** it, for at most ten seconds). */
+static struct {
+  pthread_mutex_t mu;
+  pthread_cond_t cv;
+  pthread_t main;
+  int bArmed, bHeld, bRelease, bTimedOut;
+  strata_env env;
+} gSync;
+
+typedef struct SyncFile {
+  StrataFile base;
+  StrataFile *pReal;
+  int bManifest;
+} SyncFile;
+
+static int sfRead(StrataFile *f, void *p, size_t n, u64 off, size_t *pn) {
+  StrataFile *r = ((SyncFile *)f)->pReal;
+  return r->pMethods->xRead(r, p, n, off, pn);
+}
+static int sfAppend(StrataFile *f, const void *p, size_t n) {
+  StrataFile *r = ((SyncFile *)f)->pReal;
+  return r->pMethods->xAppend(r, p, n);
+}
+static int sfSize(StrataFile *f, u64 *pn) {
+  StrataFile *r = ((SyncFile *)f)->pReal;
+  return r->pMethods->xSize(r, pn);
+}
+static int sfTruncate(StrataFile *f, u64 n) {
+  StrataFile *r = ((SyncFile *)f)->pReal;
+  return r->pMethods->xTruncate(r, n);
+}
+static void sfClose(StrataFile *f) {
+  StrataFile *r = ((SyncFile *)f)->pReal;
+  r->pMethods->xClose(r);
+  strataFreeMem(f);
+}
+static int sfSync(StrataFile *f) {
+  SyncFile *p = (SyncFile *)f;
+  pthread_mutex_lock(&gSync.mu);
+  if (p->bManifest && gSync.bArmed && !gSync.bHeld && !pthread_equal(pthread_self(), gSync.main)) {
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    ts.tv_sec += 10;
+    gSync.bHeld = 1;
+    pthread_cond_broadcast(&gSync.cv);
+    while (!gSync.bRelease) {
+      if (pthread_cond_timedwait(&gSync.cv, &gSync.mu, &ts) != 0) {
+        gSync.bTimedOut = 1;
+        break;
+      }
+    }
+  }
+  pthread_mutex_unlock(&gSync.mu);
+  return p->pReal->pMethods->xSync(p->pReal);
+}
+static const StrataFileMethods syncFileMethods = {sfRead, sfAppend, sfSync, sfSize,
+                                                  sfTruncate, sfClose, NULL};
+
+static int sfOpen(strata_env *env, const char *zPath, int flags, StrataFile **ppFile) {
+  SyncFile *p;
+  StrataFile *pReal = NULL;
+  int rc = strataEnvDefault()->xOpen(strataEnvDefault(), zPath, flags, &pReal);
+  (void)env;
+  if (rc) return rc;
+  p = strataMallocZero(sizeof(*p));
+  if (!p) {
+    pReal->pMethods->xClose(pReal);
+    return STRATA_NOMEM;
+  }
+  p->base.pMethods = &syncFileMethods;
+  p->pReal = pReal;
+  p->bManifest = strstr(zPath, "MANIFEST-") != NULL;
+  *ppFile = &p->base;
+  return STRATA_OK;
+}
+
+/* A flush's manifest record is synced without the database mutex: while a
+** background thread is inside that fsync, the writer still commits and
+** readers still read. */
+static void test_manifest_sync_unlocked(void) {
+  const char *zDir = test_dir("db_manifest_sync");
+  char k[32], v[100];
+  strata_options o;
+  strata *db = NULL;
+  strata_value got = {0};
+  int i, bHeld = 0;
+  pthread_mutex_init(&gSync.mu, NULL);
+  pthread_cond_init(&gSync.cv, NULL);
+  gSync.main = pthread_self();
+  gSync.bArmed = gSync.bHeld = gSync.bRelease = gSync.bTimedOut = 0;
+  gSync.env = *strataEnvDefault();
+  gSync.env.xOpen = sfOpen;
+  strata_options_init(&o);
+  o.env = &gSync.env;
+  o.memtable_size = 64 << 10;
+  o.disable_compaction = 1;
+  CHECK_EQ(strata_open(zDir, &o, &db), STRATA_OK);
+  if (!db) return;
+  memset(v, 'v', sizeof v);
+  pthread_mutex_lock(&gSync.mu);
+  gSync.bArmed = 1;
+  pthread_mutex_unlock(&gSync.mu);
+  /* One memtable and a bit (~150 bytes an entry): one switch, one flush,
+  ** which parks at its manifest sync. */
+  for (i = 0; i < 600; i++) {
+    snprintf(k, sizeof k, "k%08d", i);
+    CHECK_EQ(strata_put(db, k, strlen(k), v, sizeof v), STRATA_OK);
+  }
+  pthread_mutex_lock(&gSync.mu);
+  while (!gSync.bHeld) {
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    ts.tv_sec += 10;
+    if (pthread_cond_timedwait(&gSync.cv, &gSync.mu, &ts) != 0) break;
+  }
+  bHeld = gSync.bHeld;
+  pthread_mutex_unlock(&gSync.mu);
+  CHECK(bHeld);
+  /* Commits and reads while it is parked (the new memtable stays under its
+  ** size, so no switch has to wait for the flush). */
+  for (i = 0; i < 100; i++) {
+    snprintf(k, sizeof k, "during%04d", i);
+    CHECK_EQ(strata_put(db, k, strlen(k), v, sizeof v), STRATA_OK);
+  }
+  CHECK_EQ(strata_get(db, NULL, "during0042", 10, &got), STRATA_OK);
+  CHECK_EQ(strata_get(db, NULL, "k00000000", 9, &got), STRATA_OK);
+  pthread_mutex_lock(&gSync.mu);
+  CHECK(!gSync.bTimedOut); /* nothing above waited for the parked sync */
+  gSync.bRelease = 1;
+  pthread_cond_broadcast(&gSync.cv);
+  pthread_mutex_unlock(&gSync.mu);
+  CHECK_EQ(strata_flush(db), STRATA_OK);
+  strata_value_free(&got);
+  CHECK_EQ(strata_close(db), STRATA_OK);
+  /* Everything is there after reopening. */
+  o.env = NULL;
+  CHECK_EQ(strata_open(zDir, &o, &db), STRATA_OK);
+  if (!db) return;
+  CHECK_EQ(strata_get(db, NULL, "during0099", 10, &got), STRATA_OK);
+  CHECK_EQ(strata_get(db, NULL, "k00000001", 9, &got), STRATA_OK);
+  strata_value_free(&got);
+  CHECK_EQ(strata_close(db), STRATA_OK);
+  pthread_mutex_destroy(&gSync.mu);
+  pthread_cond_destroy(&gSync.cv);
+}
+
 /* strata_iter_refresh: after puts, deletes, flushes and compactions it shows
 ** what a new iterator shows, at the newest state or at a snapshot, within
 ** its bounds; until refreshed it keeps its read point; it lets go of
@@ -702,6 +942,7 @@ static void test_iter_refresh(void) {
   CHECK(countSst(zDir) > nLive);
   CHECK_EQ(strata_iter_refresh(itB, NULL), STRATA_OK);
   CHECK_EQ(strata_iter_refresh(it, NULL), STRATA_OK);
+  CHECK_EQ(strata_wait_idle(db), STRATA_OK); /* a background thread deletes them */
   CHECK_EQ(countSst(zDir), nLive);
   CHECK(sameAsNew(db, it, &ro));
   CHECK(sameAsNew(db, itB, &roB));
@@ -1222,6 +1463,8 @@ int main(void) {
   RUN(test_iterators);
   RUN(test_snapshots);
   RUN(test_iter_refresh);
+  RUN(test_deferred_deletion);
+  RUN(test_manifest_sync_unlocked);
   RUN(test_iter_scan_model);
   RUN(test_many_flushes_reopen);
   RUN(test_file_bounds);

@@ -183,7 +183,7 @@ static void test_versionset_persist(void) {
     strataEditAddFile(&e, 2, f);
     e.bLastSeq = 1;
     e.lastSeq = (u64)i * 100;
-    CHECK_EQ(strataVersionSetLogAndApply(vs, &e), STRATA_OK);
+    CHECK_EQ(strataVersionSetLogAndApply(vs, &e, NULL), STRATA_OK);
     strataEditClear(&e);
     strataFileMetaUnref(f);
   }
@@ -195,7 +195,7 @@ static void test_versionset_persist(void) {
     vs->pCurrent->aFile[2][7]->xObsolete = onObsolete;
     strataEditInit(&e);
     strataEditDelFile(&e, 2, victim);
-    CHECK_EQ(strataVersionSetLogAndApply(vs, &e), STRATA_OK);
+    CHECK_EQ(strataVersionSetLogAndApply(vs, &e, NULL), STRATA_OK);
     strataEditClear(&e);
     CHECK_EQ(nObsolete, 0); /* vOld still holds it */
     strataVersionUnref(vOld);
