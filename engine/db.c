@@ -1140,11 +1140,17 @@ static int getFromTable(strata *db, ReadView *v, int iFile, FileMeta *f, const u
     rc = tableGet(db, f, &h);
     if (rc) return rc;
   }
-  /* The value is copied straight into the caller's buffer. */
+  /* Most tables a lookup meets answer from their filter alone: that check
+  ** comes first, so they never pay for the full Get (which checks again,
+  ** uncounted). The value is copied straight into the caller's buffer. */
+  if (!strataSstFilterCheck((SstReader *)strataCacheValue(h), hash, pRs)) {
+    if (!bPinned) strataCacheRelease(db->pTableCache, h);
+    return STRATA_OK;
+  }
   buf.a = pVal->p;
   buf.n = 0;
   buf.nAlloc = pVal->nAlloc;
-  rc = strataSstGetHashed((SstReader *)strataCacheValue(h), pKey, nKey, hash, seq, pRs, &bFound,
+  rc = strataSstGetHashed((SstReader *)strataCacheValue(h), pKey, nKey, hash, seq, NULL, &bFound,
                           &type, &buf);
   pVal->p = buf.a;
   pVal->nAlloc = buf.nAlloc;
@@ -1226,8 +1232,9 @@ static inline int candInFile(const TableCand *c, int iSlot, const FileMeta *f, c
 
 /* The next table of version v that may hold user key pKey: sets *pLevel
 ** and *pIdx (its index in its level) and returns 1, or returns 0. */
-static int tableCandNext(const Version *v, TableCand *c, const u8 *pKey, size_t nKey, int *pLevel,
-                         int *pIdx) {
+static inline __attribute__((always_inline)) int tableCandNext(const Version *v, TableCand *c,
+                                                               const u8 *pKey, size_t nKey,
+                                                               int *pLevel, int *pIdx) {
   if (c->level == 0) {
     while (c->i >= 0) {
       int i = c->i--;

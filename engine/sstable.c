@@ -1305,6 +1305,15 @@ void strataSstPrefetch(const SstReader *r, u32 hash) {
   if (r->aFilter) strataBloomPrefetch(&r->bloom, hash);
 }
 
+int strataSstFilterCheck(const SstReader *r, u32 hash, StrataReadStats *pStats) {
+  if (r->props.nEntries == 0) return 0;
+  if (!r->aFilter) return 1;
+  if (pStats) pStats->nBloomCheck++;
+  if (strataBloomCheck(&r->bloom, hash)) return 1;
+  if (pStats) pStats->nBloomUseful++;
+  return 0;
+}
+
 int strataSstGetHashed(SstReader *r, const u8 *pUkey, size_t nUkey, u32 hash, u64 seq,
                        StrataReadStats *pStats, int *pFound, int *pType, StrataBuf *pVal) {
   const SstProps *pr = &r->props;

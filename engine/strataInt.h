@@ -609,6 +609,11 @@ int strataSstGet(SstReader *r, const u8 *pUkey, size_t nUkey, u64 seq, StrataRea
 ** not checked again (a key outside would still be reported absent). */
 int strataSstGetHashed(SstReader *r, const u8 *pUkey, size_t nUkey, u32 hash, u64 seq,
                        StrataReadStats *pStats, int *pFound, int *pType, StrataBuf *pVal);
+/* 0 if the table certainly has no entry for the key with filter hash
+** `hash` (no entries, or its filter says so), 1 if it may. Counts the filter
+** check in pStats (may be NULL). A lookup of many tables asks this first:
+** most answer 0, for far less than a Get costs. */
+int strataSstFilterCheck(const SstReader *r, u32 hash, StrataReadStats *pStats);
 /* Start loading what a Get of the key with filter hash `hash` reads first
 ** (its filter line). Only a hint: no effect on results. */
 void strataSstPrefetch(const SstReader *r, u32 hash);
