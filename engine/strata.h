@@ -281,7 +281,9 @@ size_t strata_txn_count(const strata_txn *t);
 int strata_flush(strata *db);
 /* Compact the key range [lo, hi] (NULL = unbounded) down to the bottom level. */
 int strata_compact_range(strata *db, const void *lo, size_t nLo, const void *hi, size_t nHi);
-/* Wait until no flush or compaction is pending or running. */
+/* Wait until no flush, compaction or deletion of obsolete files is pending
+** or running (files a compaction replaced are deleted by a background
+** thread once no reader holds them). */
 int strata_wait_idle(strata *db);
 /* Make every commit so far durable against power loss (fsync the log). */
 int strata_sync(strata *db);

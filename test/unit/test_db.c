@@ -680,6 +680,12 @@ static void test_deferred_deletion(void) {
   nLive = liveFiles(db);
   CHECK(countSst(zDir) > nLive);
   strata_iter_free(it); /* the last reference, on this thread */
+  {
+    /* Closed at once (out of the memory budget); only the unlink waits. */
+    strata_stats st;
+    CHECK_EQ(strata_get_stats(db, &st), STRATA_OK);
+    CHECK(st.open_files <= (uint64_t)nLive);
+  }
   CHECK_EQ(strata_wait_idle(db), STRATA_OK);
   CHECK_EQ(countSst(zDir), nLive);
   pthread_mutex_lock(&gDel.mu);
