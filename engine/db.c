@@ -118,6 +118,7 @@ static int checkOptions(const strata_options *o) {
   if (o->background_threads < 1 || o->background_threads > 16) BAD("background_threads must be 1..16");
   if (o->busy_timeout_ms < 0) BAD("busy_timeout_ms must be >= 0");
   if (o->mmap_reads != 0 && o->mmap_reads != 1) BAD("mmap_reads must be 0 or 1");
+  if (o->verify_always != 0 && o->verify_always != 1) BAD("verify_always must be 0 or 1");
 #undef BAD
   return STRATA_OK;
 }
@@ -138,7 +139,7 @@ static int tableGet(strata *db, const FileMeta *f, CacheHandle **ppH) {
     strataFreeMem(zPath);
     if (rc) return rc;
     strataSstSetBudget(r, &db->budget);
-    if (db->opts.mmap_reads) strataSstMap(r); /* if it cannot, r reads the file */
+    if (db->opts.mmap_reads) strataSstMap(r, db->opts.verify_always); /* else r reads the file */
     h = strataCacheInsert(db->pTableCache, f->number, 0, r, 1, tableFree);
     if (!h) return strataErr(STRATA_NOMEM, "out of memory");
   }

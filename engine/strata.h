@@ -117,6 +117,10 @@ typedef struct strata_options {
                              ** with 64-bit pointers). An I/O error under a
                              ** map is a SIGBUS, not an error code: 0 reads
                              ** with pread only */
+  int verify_always;         /* 1: verify the checksum of a block read in place
+                             ** from a map at every use; 0 (default): at its
+                             ** first use while the table is open, as a block
+                             ** read into the cache is verified once */
   strata_env *env;           /* NULL: the operating system; tests inject faults here */
 } strata_options;
 

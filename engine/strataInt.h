@@ -591,8 +591,10 @@ void strataSstSetBudget(SstReader *r, StrataBudget *pBudget);
 /* Map r's file and read uncompressed data blocks in place from then on
 ** (MAPPED TABLES in sstable.c). STRATA_OK; STRATA_NOTFOUND if its env cannot
 ** map; or the error mapping failed with. Either way r keeps working (by
-** reading the file when not mapped). Call before any read. */
-int strataSstMap(SstReader *r);
+** reading the file when not mapped). Call before any read. A block read
+** in place has its checksum verified at its first use, or at every use if
+** bVerifyAlways (VERIFIED BLOCKS in sstable.c). */
+int strataSstMap(SstReader *r, int bVerifyAlways);
 /* Free the calling thread's stash of spare block buffers and its closed
 ** table iterator now rather than at its exit. */
 void strataSstThreadRelease(void);

@@ -212,6 +212,7 @@ struct Options {
   int sync;          /* -1: engine default */
   int busyTimeout;   /* -1: engine default */
   int mmap;          /* -1: engine default */
+  int verify;        /* -1: engine default; 1: 'always'; 0: 'once' */
 };
 
 struct TableDef {
@@ -839,10 +840,18 @@ static int parseOption(TableDef *pDef, const char *zName, const char *zVal, char
     } else {
       ok = 0;
     }
+  } else if (sqlite3_stricmp(zName, "verify") == 0) {
+    if (sqlite3_stricmp(zVal, "once") == 0) {
+      o->verify = 0;
+    } else if (sqlite3_stricmp(zVal, "always") == 0) {
+      o->verify = 1;
+    } else {
+      ok = 0;
+    }
   } else {
     *pzErr = sqlite3_mprintf(
         "strata: unknown option \"%s\" (options: path, compression, zstd_level, block_size, "
-        "memtable_size, cache_size, bloom_bits, sync, busy_timeout, mmap)",
+        "memtable_size, cache_size, bloom_bits, sync, busy_timeout, mmap, verify)",
         zName);
     return SQLITE_ERROR;
   }
@@ -1088,6 +1097,7 @@ static int defParse(int argc, const char *const *argv, TableDef **ppDef, char **
   pDef->opt.sync = -1;
   pDef->opt.busyTimeout = -1;
   pDef->opt.mmap = -1;
+  pDef->opt.verify = -1;
   pDef->aCol = sqlite3_malloc64(sizeof(Column) * (u64)(argc > 3 ? argc - 3 : 1));
   if (!pDef->aCol) {
     sqlite3_free(pDef);
@@ -1308,6 +1318,7 @@ static void sharedApplyOptions(const Options *o, strata_options *so) {
   if (o->sync >= 0) so->sync = o->sync;
   if (o->busyTimeout >= 0) so->busy_timeout_ms = o->busyTimeout;
   if (o->mmap >= 0) so->mmap_reads = o->mmap;
+  if (o->verify >= 0) so->verify_always = o->verify;
 }
 
 /* Find or open the engine for directory zPath. bCreate: create it if it does

@@ -470,7 +470,7 @@ static void checkTable(const char *zPath, const Model *m, int nUser, int bCache,
     printf("  open: %s\n", strataErrMsgGet());
     return;
   }
-  if (bMap) CHECK_EQ(strataSstMap(r), STRATA_OK);
+  if (bMap) CHECK_EQ(strataSstMap(r, 0), STRATA_OK);
   checkProps(strataSstProps(r), m, zPath);
   CHECK(strataSstMemoryUsage(r) > 0);
   rc = strataSstVerify(r);
@@ -870,7 +870,7 @@ static int readDamaged(const char *zPath, const Model *m, int nUser, BlockCache 
     CHECK(strstr(strataErrMsgGet(), zPath) != NULL);
     return 1;
   }
-  if (bMap) CHECK_EQ(strataSstMap(r), STRATA_OK);
+  if (bMap) CHECK_EQ(strataSstMap(r, 0), STRATA_OK);
   for (i = 0; i < nUser; i++) {
     u8 u[64];
     size_t nu = userKey(u, (u64)i * 2, 1);
@@ -1014,10 +1014,17 @@ static void test_sst_corruption(void) {
   modelFree(&m);
 }
 
-/* MAPPED TABLES: blocks stored uncompressed are used in place and verified
-** on every use, never cached; compressed ones are decoded from the mapping
+/* MAPPED TABLES: blocks stored uncompressed are used in place, never
+** cached, and verified at their first use (VERIFIED BLOCKS) or, mapped with
+** bVerifyAlways, at every use; compressed ones are decoded from the mapping
 ** into the cache; an env that cannot map leaves the reader reading. */
+static int getFirst(SstReader *r, const Model *m, StrataBuf *pVal, int *pFound) {
+  int type;
+  return strataSstGet(r, m->a[0].k, m->a[0].nk - 8, STRATA_MAX_SEQ, NULL, pFound, &type, pVal);
+}
+
 static void test_sst_mapped(void) {
+  static const int aComp[] = {0, 0, 1}, aAlways[] = {1, 0, 0};
   TestRng rng;
   Model m;
   SstOptions o = defaultOpts();
@@ -1029,19 +1036,42 @@ static void test_sst_mapped(void) {
   StrataIoStats io;
   strata_env *pFault;
   const char *zPath = tablePath("mapped.sst");
-  int comp, found, type, n;
+  int iCase, comp, bAlways, found, n;
   u64 nRead0;
   test_srand(&rng, test_seed("sst_mapped"));
   modelMake(&m, 2000, 2, 60, &rng);
   CHECK_EQ(strataCacheNew(64 * 1024 * 1024, &c), STRATA_OK);
-  for (comp = 0; comp <= 1; comp++) {
+  for (iCase = 0; iCase < 3; iCase++) {
+    comp = aComp[iCase];
+    bAlways = aAlways[iCase];
     o.compression = comp ? STRATA_COMPRESSION_ZSTD : STRATA_COMPRESSION_NONE;
     CHECK_EQ(buildTable(zPath, &m, &o, NULL, &props), STRATA_OK);
     strataSstPropsFree(&props);
     memset(&io, 0, sizeof(io));
     CHECK_EQ(strataSstOpen(strataEnvDefault(), zPath, strataCacheNewId(c), c, &io, &r), STRATA_OK);
     if (!r) continue;
-    CHECK_EQ(strataSstMap(r), STRATA_OK);
+    CHECK_EQ(strataSstMap(r, bAlways), STRATA_OK);
+    if (!comp && !bAlways) {
+      /* Damaged before its first use: caught at every use, for a damaged
+      ** block is never marked verified. */
+      flipByte(zPath, 10, 0x40);
+      CHECK_EQ(getFirst(r, &m, &val, &found), STRATA_CORRUPT);
+      CHECK(strstr(strataErrMsgGet(), "checksum") != NULL);
+      CHECK_EQ(getFirst(r, &m, &val, &found), STRATA_CORRUPT);
+      CHECK_EQ(strataSstIterNew(r, 1, &it), STRATA_OK);
+      it->pMethods->xSeekFirst(it);
+      CHECK(!it->bValid);
+      CHECK_EQ(it->rc, STRATA_CORRUPT);
+      strataIterClose(it);
+      flipByte(zPath, 10, 0x40); /* repair */
+      CHECK_EQ(getFirst(r, &m, &val, &found), STRATA_OK);
+      CHECK(found);
+      /* Verified now: damage after the check is not looked for again
+      ** (the cost of checking once; bVerifyAlways, below, sees it). */
+      flipByte(zPath, 10, 0x40);
+      CHECK_EQ(getFirst(r, &m, &val, &found), STRATA_OK);
+      flipByte(zPath, 10, 0x40); /* repair */
+    }
     nRead0 = atomic_load(&io.nRead);
     checkGets(r, &m, 2000, 1, &rng);
     checkIteration(r, &m, 1, 200, &rng);
@@ -1051,11 +1081,12 @@ static void test_sst_mapped(void) {
       CHECK(strataCacheCount(c) > 0); /* decoded blocks are cached */
     } else {
       CHECK_EQ(strataCacheCount(c), 0); /* used in place */
+    }
+    if (bAlways) {
       /* Damage under the open reader is seen at the next use: nothing
       ** verified earlier is trusted. */
       flipByte(zPath, 10, 0x40);
-      CHECK_EQ(strataSstGet(r, m.a[0].k, m.a[0].nk - 8, STRATA_MAX_SEQ, NULL, &found, &type, &val),
-               STRATA_CORRUPT);
+      CHECK_EQ(getFirst(r, &m, &val, &found), STRATA_CORRUPT);
       CHECK(strstr(strataErrMsgGet(), "checksum") != NULL);
       CHECK_EQ(strataSstIterNew(r, 1, &it), STRATA_OK);
       it->pMethods->xSeekFirst(it);
@@ -1063,8 +1094,7 @@ static void test_sst_mapped(void) {
       CHECK_EQ(it->rc, STRATA_CORRUPT);
       strataIterClose(it);
       flipByte(zPath, 10, 0x40); /* repair */
-      CHECK_EQ(strataSstGet(r, m.a[0].k, m.a[0].nk - 8, STRATA_MAX_SEQ, NULL, &found, &type, &val),
-               STRATA_OK);
+      CHECK_EQ(getFirst(r, &m, &val, &found), STRATA_OK);
       CHECK(found);
     }
     CHECK_EQ(strataSstIterNew(r, 0, &it), STRATA_OK);
@@ -1079,7 +1109,7 @@ static void test_sst_mapped(void) {
   pFault = strataFaultEnvNew(strataEnvDefault());
   CHECK_EQ(strataSstOpen(pFault, zPath, strataCacheNewId(c), c, NULL, &r), STRATA_OK);
   if (r) {
-    CHECK_EQ(strataSstMap(r), STRATA_NOTFOUND);
+    CHECK_EQ(strataSstMap(r, 0), STRATA_NOTFOUND);
     checkGets(r, &m, 2000, 1, &rng);
     strataSstClose(r);
   }
