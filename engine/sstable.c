@@ -108,11 +108,12 @@
 **   the cache is checked once per read: a bit per block, set after its
 **   checksum matched, lets later uses skip the check. Verifying a 4 KiB
 **   block streams all its cache lines from memory while a seek reads a
-**   few of them; at 1M rows that was a sixth of a random seek's time. A
-**   damaged block is never marked, so it fails every use. What this gives
-**   up is damage that appears under an open table after its block was
-**   checked (the page cache dropped the page and the disk returned other
-**   bytes): bVerifyAlways (the verify = 'always' option) checks every use.
+**   few of them: at 1M rows, checking once cut the CPU time of a random
+**   lookup by 29% and of a 10-row seek by 22%. A damaged block is never
+**   marked, so it fails every use. What this gives up is damage that
+**   appears under an open table after its block was checked (the page
+**   cache dropped the page and the disk returned other bytes):
+**   bVerifyAlways (the verify = 'always' option) checks every use.
 **   The bit of block (off, size) is off >> shift, where 1 << shift is at
 **   most the smallest distance between two blocks' offsets, so no two
 **   blocks share one; bits are set and read with relaxed atomics (they vouch
