@@ -606,7 +606,8 @@ struct SstReader {
   BloomFilter bloom; /* aFilter's geometry, read once */
   /* INDEX WINDOWS: NULL if not built. */
   u64 *aIxWindow;      /* per index entry: 8 bytes of its user key, see below */
-  u64 *aIxHandle;      /* (offset, size) of every data block (in aIxWindow's allocation) */
+  u32 *aIxOff;         /* offset of every data block, then the end of the last
+                       ** (in aIxWindow's allocation): see sstIxOff */
   u32 nIx;             /* entries with a window: all but the last index entry */
   size_t nIxCommon;    /* bytes every one of their user keys starts with... */
   const u8 *pIxCommon; /* ...namely these (in aIndex) */
@@ -630,9 +631,13 @@ struct SstReader {
 ** the others no common prefix (and the window covering too little of them).
 ** Get also finds the decoded, checked block handles there, so it does not
 ** touch the index block at all unless windows tie, and the iterator takes
-** them from there too. Built at open (24 bytes per data block, charged with
-** the index) when every index entry is a restart point, as the builder writes
-** them; otherwise, or without memory for it, seeks search the block itself. */
+** them from there too. Data blocks lie back to back from offset 0, so a
+** block's handle is its offset and the next block's (the last block's end
+** is kept after the offsets): 4 bytes per block, while the data area is
+** under 4 GiB. Built at open (12 bytes per data block, charged with the
+** index) when every index entry is a restart point and the blocks lie as
+** the builder writes them; otherwise, or without memory for it, seeks
+** search the index block itself. */
 
 /* CHARGING THE CACHE
 ** The reader owns its index and filter blocks (and index windows) for its
@@ -644,18 +649,26 @@ struct SstReader {
 
 static int sstHandleDecode(const SstReader *r, const u8 *p, size_t n, u64 *pOff, u64 *pSize);
 
-/* Build r->aIxWindow and r->aIxHandle from the (checked) index block, if
+/* Offset and stored size of data block i (0 <= i <= r->nIx) from the index
+** windows (r->aIxOff set). */
+static inline u64 sstIxOff(const SstReader *r, u32 i) { return r->aIxOff[i]; }
+static inline u64 sstIxSize(const SstReader *r, u32 i) {
+  return (u64)(r->aIxOff[i + 1] - r->aIxOff[i]) - SST_TRAILER;
+}
+
+/* Build r->aIxWindow and r->aIxOff from the (checked) index block, if
 ** every entry is a restart point and every handle is good (r->nDataEnd is
 ** set). Leaves them NULL if not, or if out of memory. */
 static void sstIxWindowBuild(SstReader *r) {
   BlockIter ix;
   const u8 *pFirst, *pLast, *k;
   size_t nFirst, nLast, nk, c = 0;
-  u64 *a;
-  u32 i, n;
+  u64 *a, off, size, end = 0;
+  u32 i, n, *aOff;
   ix.aKey = NULL;
   strataBlockIterInit(&ix, r->aIndex, r->nIndex);
   if (ix.base.rc || ix.nRestart != r->props.nDataBlocks || ix.nRestart < 2) goto build_done;
+  if (r->nDataEnd > UINT32_MAX) goto build_done; /* offsets would not fit */
   n = ix.nRestart - 1; /* all but the last entry */
   if (strataBlockRestartKey(&ix, 0, &pFirst, &nFirst) ||
       strataBlockRestartKey(&ix, n - 1, &pLast, &nLast)) {
@@ -664,24 +677,27 @@ static void sstIxWindowBuild(SstReader *r) {
   nFirst -= STRATA_TRAILER;
   nLast -= STRATA_TRAILER;
   while (c < nFirst && c < nLast && pFirst[c] == pLast[c]) c++;
-  a = strataMalloc(sizeof(u64) * (n + 2 * (size_t)(n + 1)));
+  a = strataMalloc(sizeof(u64) * n + sizeof(u32) * ((size_t)n + 2));
   if (!a) goto build_done;
+  aOff = (u32 *)(void *)(a + n);
   for (i = 0; i <= n; i++) {
-    u64 *pHandle = &a[n + 2 * (size_t)i];
     if (i < n && strataBlockRestartKey(&ix, i, &k, &nk)) break;
     if (i < n) a[i] = strataKeyWindow(k, nk - STRATA_TRAILER, c);
     strataBlockIterSeekRestart(&ix, i);
-    if (!ix.base.bValid ||
-        sstHandleDecode(r, ix.base.pVal, ix.base.nVal, &pHandle[0], &pHandle[1]) != STRATA_OK) {
+    if (!ix.base.bValid || sstHandleDecode(r, ix.base.pVal, ix.base.nVal, &off, &size) != STRATA_OK) {
       break; /* searches of the block itself will report it */
     }
+    if (off != end) break; /* not back to back: the handles are needed */
+    aOff[i] = (u32)off;
+    end = off + size + SST_TRAILER;
   }
   if (i <= n) {
     strataFreeMem(a);
     goto build_done;
   }
+  aOff[n + 1] = (u32)end; /* sstHandleDecode kept it inside the data area */
   r->aIxWindow = a;
-  r->aIxHandle = a + n;
+  r->aIxOff = aOff;
   r->nIx = n;
   r->nIxCommon = c;
   r->pIxCommon = pFirst;
@@ -1085,11 +1101,10 @@ static void sstVerifiedBuild(SstReader *r) {
   unsigned shift = 0;
   size_t nWords;
   u32 i;
-  if (!r->aIxHandle) return;
+  if (!r->aIxOff) return;
   for (i = 0; i < r->nIx; i++) {
-    u64 a = r->aIxHandle[2 * (size_t)i], b = r->aIxHandle[2 * (size_t)(i + 1)];
-    if (b <= a) return; /* not as a writer lays blocks out: check every use */
-    if (b - a < minGap) minGap = b - a;
+    u64 gap = sstIxOff(r, i + 1) - sstIxOff(r, i); /* > 0: blocks lie back to back */
+    if (gap < minGap) minGap = gap;
   }
   while (shift < 63 && ((u64)2 << shift) <= minGap) shift++;
   nBits = (r->nDataEnd >> shift) + 1;
@@ -1122,7 +1137,7 @@ const SstProps *strataSstProps(const SstReader *r) {
 }
 
 size_t strataSstMemoryUsage(const SstReader *r) {
-  return sizeof(*r) + r->nIndex + r->nFilter + (r->aIxWindow ? 3 * sizeof(u64) * (r->nIx + 1) : 0) +
+  return sizeof(*r) + r->nIndex + r->nFilter + (r->aIxWindow ? sizeof(u64) * r->nIx + sizeof(u32) * (r->nIx + 2) : 0) +
          r->nVerified * sizeof(u64) +
          r->props.smallest.nAlloc + r->props.largest.nAlloc + strlen(r->zPath) + 1;
 }
@@ -1418,7 +1433,7 @@ int strataSstGetHashed(SstReader *r, const u8 *pUkey, size_t nUkey, u32 hash, u6
   ix.aKey = NULL;
   ix.base.rc = STRATA_OK;
   dt.aKey = NULL;
-  if (r->aIxHandle) {
+  if (r->aIxOff) {
     iIx = sstIxLowerBound(r, &ix, pLookup, nLookup);
   } else {
     strataBlockIterInit(&ix, r->aIndex, r->nIndex);
@@ -1428,10 +1443,10 @@ int strataSstGetHashed(SstReader *r, const u8 *pUkey, size_t nUkey, u32 hash, u6
   ** block its separator chose, the next block's first entry decides. */
   for (;;) {
     u64 off, size;
-    if (r->aIxHandle) { /* handles decoded at open */
+    if (r->aIxOff) { /* handles decoded at open */
       if (ix.base.rc || iIx > r->nIx) break;
-      off = r->aIxHandle[2 * (size_t)iIx];
-      size = r->aIxHandle[2 * (size_t)iIx + 1];
+      off = sstIxOff(r, iIx);
+      size = sstIxSize(r, iIx);
       iIx++;
     } else {
       if (!ix.base.bValid) break;
@@ -1466,7 +1481,7 @@ int strataSstGetHashed(SstReader *r, const u8 *pUkey, size_t nUkey, u32 hash, u6
     sstCacheOwned(r, off, &ref);
     sstUnpinBlock(r, &ref);
     bHaveBlock = 0;
-    if (!r->aIxHandle) strataBlockIterNext(&ix);
+    if (!r->aIxOff) strataBlockIterNext(&ix);
   }
   if (rc == STRATA_OK && ix.base.rc) rc = sstWrapErr(r, ix.base.rc, "index block", r->indexOff);
   if (bHaveBlock) sstUnpinBlock(r, &ref);
@@ -1664,10 +1679,10 @@ static inline int sstIterHandle(const SstIter *it, u64 *pOff, u64 *pSize) {
   const SstReader *r = it->r;
   const BlockIter *ix = &it->index;
   u32 i = ix->iRestart;
-  if (LIKELY(r->aIxHandle != NULL) && i <= r->nIx &&
+  if (LIKELY(r->aIxOff != NULL) && i <= r->nIx &&
       strataGet32(ix->aRestart + 4 * (size_t)i) == ix->iCur) {
-    *pOff = r->aIxHandle[2 * (size_t)i];
-    *pSize = r->aIxHandle[2 * (size_t)i + 1];
+    *pOff = sstIxOff(r, i);
+    *pSize = sstIxSize(r, i);
     return STRATA_OK;
   }
   return sstHandleDecode(r, ix->base.pVal, ix->base.nVal, pOff, pSize);
@@ -1863,7 +1878,7 @@ static void sstIterSeek(StrataIter *p, const u8 *pKey, size_t nKey) {
     u32 i = sstIxLowerBound(r, &it->index, pKey, nKey);
     if (!it->index.base.rc && i < r->nIx) {
       /* LAZY INDEX POSITION: the block of a windowed entry. */
-      if (sstIterLoadAt(it, r->aIxHandle[2 * (size_t)i], r->aIxHandle[2 * (size_t)i + 1], 0))
+      if (sstIterLoadAt(it, sstIxOff(r, i), sstIxSize(r, i), 0))
         return;
       it->iIxPending = i + 1;
       strataBlockIterSeek(&it->data, pKey, nKey);
@@ -1976,36 +1991,38 @@ static void sstSeekBatch(StrataIter **ap, int n, const u8 *pKey, size_t nKey,
     k = sstIxLowerBound(r, &it->index, pKey, nKey);
     if (it->index.base.rc || k >= r->nIx) continue;
     aIx[i] = (i64)k + 1;
-    if (it->bBlock && it->blockOff == r->aIxHandle[2 * (size_t)k]) continue;
+    if (it->bBlock && it->blockOff == sstIxOff(r, k)) continue;
     if (r->pMap) { /* the trailer's type byte decides the path, first */
-      __builtin_prefetch(r->pMap + r->aIxHandle[2 * (size_t)k] + r->aIxHandle[2 * (size_t)k + 1]);
-      __builtin_prefetch(r->pMap + r->aIxHandle[2 * (size_t)k]);
+      __builtin_prefetch(r->pMap + sstIxOff(r, k) + sstIxSize(r, k));
+      __builtin_prefetch(r->pMap + sstIxOff(r, k));
     } else if (r->pCache) {
-      strataCachePrefetch(r->pCache, r->id, r->aIxHandle[2 * (size_t)k]);
+      strataCachePrefetch(r->pCache, r->id, sstIxOff(r, k));
     }
   }
   if (xDuring) xDuring(pArg);
   for (i = 0; i < n; i++) {
     SstIter *it = (SstIter *)ap[i];
-    const u64 *pHandle;
+    u32 k;
     int rc;
     apBlk[i] = NULL;
     aA[i] = NULL;
     if (aIx[i] <= 0) continue;
     it->nForward = it->nBackward = 0;
     it->iIxPending = 0;
-    pHandle = &it->r->aIxHandle[2 * (size_t)(aIx[i] - 1)];
-    if (it->bBlock && it->blockOff == pHandle[0]) continue; /* kept, as sstIterLoadAt keeps it */
-    rc = sstIterFetch(it, pHandle[0], pHandle[1], &apBlk[i], &aA[i], &aN[i]);
+    k = (u32)(aIx[i] - 1);
+    if (it->bBlock && it->blockOff == sstIxOff(it->r, k)) continue; /* kept, as sstIterLoadAt keeps it */
+    rc = sstIterFetch(it, sstIxOff(it->r, k), sstIxSize(it->r, k), &apBlk[i], &aA[i], &aN[i]);
     if (rc) {
       sstIterFail(it, rc);
       aIx[i] = -1;
+      apBlk[i] = NULL; /* a failed fetch may have set them */
+      aA[i] = NULL;
     }
   }
   for (i = 0; i < n; i++) {
     SstIter *it = (SstIter *)ap[i];
-    if (!apBlk[i] && !aA[i]) continue;
-    if (sstIterSetBlock(it, it->r->aIxHandle[2 * (size_t)(aIx[i] - 1)], apBlk[i], aA[i], aN[i])) {
+    if (aIx[i] <= 0 || (!apBlk[i] && !aA[i])) continue;
+    if (sstIterSetBlock(it, sstIxOff(it->r, (u32)(aIx[i] - 1)), apBlk[i], aA[i], aN[i])) {
       aIx[i] = -1;
       continue;
     }
